@@ -355,7 +355,7 @@ fn simplify(ds: &Dataset, n: Node) -> Node {
                     k => out.push(k),
                 }
             }
-            let mut out = merge_codes(ds, out, true);
+            let mut out = merge_ranges(ds, merge_codes(ds, out, true));
             out.sort_by_key(|k| k.estimate(ds));
             match out.len() {
                 0 => Node::Const(true),
@@ -418,4 +418,72 @@ fn merge_codes(ds: &Dataset, nodes: Vec<Node>, under_and: bool) -> Vec<Node> {
         out.push(n);
     }
     out
+}
+
+/// `age >= 25 AND age <= 34` -> one leaf `25 <= age <= 34`: one pass over the range index
+/// instead of two wide ones (BETWEEN arrives as two comparisons).
+fn merge_ranges(ds: &Dataset, nodes: Vec<Node>) -> Vec<Node> {
+    let mut out: Vec<Node> = vec![];
+    for n in nodes {
+        if let Node::Leaf(Leaf { col, negated: false, test, label, .. }) = &n {
+            let target = out.iter_mut().find_map(|o| match o {
+                Node::Leaf(l) if l.col == *col && !l.negated => Some(l),
+                _ => None,
+            });
+            let merged = target.and_then(|l| {
+                let test = match (&l.test, test, &ds.indexes[*col]) {
+                    (Test::Int(a, _), Test::Int(b, _), AttrIndex::IntRange(ix)) => {
+                        let spec = intersect(a, b);
+                        Test::Int(spec, ix.plan(&spec))
+                    }
+                    (Test::Float(a, _), Test::Float(b, _), AttrIndex::FloatRange(ix)) => {
+                        let spec = intersect(a, b);
+                        Test::Float(spec, ix.plan(&spec))
+                    }
+                    _ => return None,
+                };
+                let Node::Leaf(new) = leaf(ds, *col, false, test, format!("{} AND {label}", l.label)) else {
+                    unreachable!()
+                };
+                *l = new;
+                Some(())
+            });
+            if merged.is_some() {
+                continue;
+            }
+        }
+        out.push(n);
+    }
+    out
+}
+
+/// The intersection of two intervals.
+fn intersect<K: Copy + PartialOrd>(a: &RangeSpec<K>, b: &RangeSpec<K>) -> RangeSpec<K> {
+    use Bound::*;
+    let value = |x: &Bound<K>| match x {
+        Included(v) | Excluded(v) => Some(*v),
+        Unbounded => None,
+    };
+    // Of two lower bounds the larger wins (Excluded on a tie); of two upper, the smaller.
+    let pick = |x: Bound<K>, y: Bound<K>, lower: bool| -> Bound<K> {
+        match (value(&x), value(&y)) {
+            (None, _) => y,
+            (_, None) => x,
+            (Some(p), Some(q)) if p == q => {
+                if matches!(x, Excluded(_)) {
+                    x
+                } else {
+                    y
+                }
+            }
+            (Some(p), Some(q)) => {
+                if (p > q) == lower {
+                    x
+                } else {
+                    y
+                }
+            }
+        }
+    };
+    RangeSpec { lo: pick(a.lo, b.lo, true), hi: pick(a.hi, b.hi, false) }
 }

@@ -1,0 +1,6 @@
+//! All integration tests in one binary, so they link once (2 cores).
+
+mod common;
+mod differential;
+mod errors;
+mod queries;
