@@ -135,7 +135,7 @@ impl<K: Key> RangeIndex<K> {
                 let mut cum = Vec::with_capacity(n_cum);
                 for (b, f) in fine.iter().enumerate() {
                     f.or_into(&mut running);
-                    if (b + 1) % STRIDE == 0 || b + 1 == nb {
+                    if (b + 1).is_multiple_of(STRIDE) || b + 1 == nb {
                         cum.push(Container::from_words(&running));
                     }
                 }
@@ -308,7 +308,7 @@ fn choose_bounds<K: Key>(
             let mut sample = Vec::with_capacity(SAMPLE_PER_CHUNK);
             let mut distinct: Option<Vec<K>> = Some(Vec::new());
             values_of_chunk(c, &mut |o, v| {
-                if (o as usize) % (super::container::CHUNK_ROWS / SAMPLE_PER_CHUNK) == 0 {
+                if (o as usize).is_multiple_of(super::container::CHUNK_ROWS / SAMPLE_PER_CHUNK) {
                     sample.push(v);
                 }
                 if let Some(d) = distinct.as_mut() {

@@ -77,8 +77,8 @@ fn batch(rng: &mut SmallRng, ids: &[u64]) -> RecordBatch {
         .map(|s| s.as_str())
         .collect();
     let mut lb = ListBuilder::new(StringBuilder::new());
-    for i in 0..n {
-        if nulls[i][5] {
+    for row_nulls in &nulls {
+        if row_nulls[5] {
             lb.append(false);
         } else {
             for _ in 0..r.random_range(0..5) {
