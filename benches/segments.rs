@@ -1,1 +1,86 @@
-fn main() {}
+//! Segment counts and memberships in process, on the benchmark kit's table.
+//!
+//! `SEGD_BENCH_ROWS` (default 10000000) picks `bench-data/customers_<rows>.parquet`
+//! (generate it with ../shared/bench/gen.py); when the file is absent a table of the same
+//! schema is generated in process, so the bench always runs.
+
+use std::path::PathBuf;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use rand::{Rng, SeedableRng};
+
+use segd::query::{compile_sql, eval, Limits};
+use segd::store::{load::load_file, Dataset};
+
+fn dataset() -> (Dataset, usize) {
+    let rows: usize =
+        std::env::var("SEGD_BENCH_ROWS").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000_000);
+    let dir = std::env::var("SEGD_BENCH_DATA")
+        .unwrap_or_else(|_| format!("{}/bench-data", env!("CARGO_MANIFEST_DIR")));
+    let path = PathBuf::from(dir).join(format!("customers_{rows}.parquet"));
+    let t = std::time::Instant::now();
+    let ds = if path.exists() {
+        load_file(&path, "customer_id").expect("load")
+    } else {
+        eprintln!("{} not found: generating {rows} rows in process", path.display());
+        let b = segd::gen::generate(rows, segd::gen::DEFAULT_SEED);
+        Dataset::from_batches(segd::gen::schema(), b.into_iter().map(Ok), "customer_id").unwrap()
+    };
+    eprintln!("loaded {rows} rows in {:.2}s", t.elapsed().as_secs_f64());
+    (ds, rows)
+}
+
+fn queries() -> Vec<(String, String)> {
+    let path = std::env::var("SEGD_QUERIES")
+        .unwrap_or_else(|_| format!("{}/../shared/bench/queries.json", env!("CARGO_MANIFEST_DIR")));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("queries.json")).unwrap();
+    doc["queries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| (q["id"].as_str().unwrap().to_string(), q["sql"]["duckdb"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let (ds, rows) = dataset();
+    let qs = queries();
+    let limits = Limits::default();
+    let mut g = c.benchmark_group(format!("count_{rows}"));
+    for (id, sql) in &qs {
+        let plan = compile_sql(&ds, sql, &limits).unwrap();
+        g.bench_function(BenchmarkId::new("count", id), |b| b.iter(|| eval::count(&ds, &plan)));
+    }
+    let (_, q12) = qs.iter().find(|(id, _)| id.starts_with("q12")).unwrap();
+    g.bench_function("compile_and_count/q12", |b| {
+        b.iter(|| eval::count(&ds, &compile_sql(&ds, q12, &limits).unwrap()))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group(format!("membership_{rows}"));
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+    let ids: Vec<u64> = (0..10_000).map(|_| rng.random_range(1..=rows as u64)).collect();
+    for (id, sql) in qs.iter().filter(|(id, _)| id.starts_with("q01") || id.starts_with("q12")) {
+        let plan = compile_sql(&ds, sql, &limits).unwrap();
+        let mut i = 0;
+        g.bench_function(BenchmarkId::new("is_member", id), |b| {
+            b.iter(|| {
+                i = (i + 1) % ids.len();
+                eval::is_member(&ds, &plan, ids[i])
+            })
+        });
+        g.bench_function(BenchmarkId::new("is_member_batch_10k", id), |b| {
+            b.iter(|| ids.iter().filter(|&&x| eval::is_member(&ds, &plan, x) == Some(true)).count())
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(50).warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(2));
+    targets = bench
+}
+criterion_main!(benches);

@@ -234,6 +234,43 @@ impl Container {
     }
 }
 
+/// Builds one chunk's containers for `n` sets. `visit(f)` must call `f(offset, set)` for
+/// every member, offsets ascending within a set; it is called twice: to count, then to
+/// fill containers allocated at their final size. Growing temporaries per value and
+/// copying them would leave ~30% of the index heap as fragmentation (measured at 10M rows).
+pub fn build_chunk(n: usize, visit: impl Fn(&mut dyn FnMut(u16, usize))) -> Vec<Container> {
+    let mut counts = vec![0u32; n];
+    visit(&mut |_, s| counts[s] += 1);
+    enum Part {
+        Arr(Vec<u16>),
+        Dense(Box<Words>),
+    }
+    let mut parts: Vec<Part> = counts
+        .iter()
+        .map(|&k| {
+            if k as usize > ARRAY_MAX {
+                Part::Dense(zeroed())
+            } else {
+                Part::Arr(Vec::with_capacity(k as usize))
+            }
+        })
+        .collect();
+    visit(&mut |o, s| match &mut parts[s] {
+        Part::Arr(v) => v.push(o),
+        Part::Dense(w) => w[(o >> 6) as usize] |= 1u64 << (o & 63),
+    });
+    parts
+        .into_iter()
+        .zip(counts)
+        .map(|(p, k)| match p {
+            _ if k == 0 => Container::Empty,
+            _ if k as usize == CHUNK_ROWS => Container::Full,
+            Part::Arr(v) => Container::Array(v.into_boxed_slice()),
+            Part::Dense(w) => Container::Bitmap(w, k),
+        })
+        .collect()
+}
+
 /// Sets each offset of `offsets` in `out`.
 #[inline]
 pub fn set_offsets(out: &mut Words, offsets: &[u16]) {

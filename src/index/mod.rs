@@ -105,9 +105,7 @@ impl ValueIndex {
         let per_chunk: Vec<Vec<Container>> = (0..n_chunks)
             .into_par_iter()
             .map(|c| {
-                let mut lists: Vec<Vec<u16>> = vec![Vec::new(); n_values];
-                codes_of_chunk(c, &mut |off, code| lists[code as usize].push(off));
-                lists.iter().map(|l| Container::from_sorted(l)).collect()
+                container::build_chunk(n_values, |f| codes_of_chunk(c, &mut |o, code| f(o, code as usize)))
             })
             .collect();
         let mut values: Vec<Vec<Container>> = (0..n_values).map(|_| Vec::with_capacity(n_chunks)).collect();

@@ -17,7 +17,7 @@ use std::ops::Bound;
 
 use rayon::prelude::*;
 
-use super::container::{zeroed, Container, Words};
+use super::container::{build_chunk, zeroed, Container, Words};
 use super::Postings;
 
 pub const MAX_BUCKETS: usize = 256;
@@ -120,17 +120,12 @@ impl<K: Key> RangeIndex<K> {
         let per_chunk: Vec<ChunkParts<K>> = (0..n_chunks)
             .into_par_iter()
             .map(|c| {
-                let mut offs: Vec<Vec<u16>> = vec![Vec::new(); nb];
+                let fine = build_chunk(nb, |f| values_of_chunk(c, &mut |o, v| f(o, bucket_of(&bounds, v))));
                 let mut ext: Vec<Option<(K, K)>> = vec![None; nb];
-                values_of_chunk(c, &mut |o, v| {
+                values_of_chunk(c, &mut |_, v| {
                     let b = bucket_of(&bounds, v);
-                    offs[b].push(o);
-                    ext[b] = Some(match ext[b] {
-                        None => (v, v),
-                        Some((lo, hi)) => (if v < lo { v } else { lo }, if v > hi { v } else { hi }),
-                    });
+                    ext[b] = merge_extent(ext[b], Some((v, v)));
                 });
-                let fine: Vec<Container> = offs.iter().map(|o| Container::from_sorted(o)).collect();
                 let mut running = zeroed();
                 let mut cum = Vec::with_capacity(n_cum);
                 for (b, f) in fine.iter().enumerate() {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{UInt16Type, UInt32Type};
+use arrow_array::types::{UInt16Type, UInt32Type, UInt8Type};
 use arrow_array::{Array, ArrayRef, BooleanArray, ListArray, PrimitiveArray};
 use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, TimeUnit};
@@ -179,22 +179,22 @@ impl ColumnBuilder {
             }
             Kind::Str => {
                 self.flush_codes();
-                let wide = self.dict.len() > u16::MAX as usize + 1;
+                let width = self.dict.len();
                 let chunks = self
                     .code_chunks
                     .into_iter()
-                    .map(|(codes, nulls, _)| code_array(codes, nulls, wide))
+                    .map(|(codes, nulls, _)| code_array(codes, nulls, width))
                     .collect();
                 ColumnData::Str { dict: Arc::new(self.dict), chunks }
             }
             Kind::StrList => {
                 self.flush_codes();
-                let wide = self.dict.len() > u16::MAX as usize + 1;
+                let width = self.dict.len();
                 let chunks = self
                     .code_chunks
                     .into_iter()
                     .map(|(codes, nulls, offsets)| {
-                        let values = code_array(codes, None, wide);
+                        let values = code_array(codes, None, width);
                         let field = Arc::new(Field::new("item", values.data_type().clone(), false));
                         let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets.unwrap_or_default()));
                         ListArray::new(field, offsets, values, nulls)
@@ -213,12 +213,16 @@ impl ColumnBuilder {
     }
 }
 
-fn code_array(codes: Vec<u32>, nulls: Option<NullBuffer>, wide: bool) -> ArrayRef {
-    if wide {
-        Arc::new(PrimitiveArray::<UInt32Type>::new(ScalarBuffer::from(codes), nulls))
-    } else {
+/// Codes in the narrowest type that holds `dict_len` values.
+fn code_array(codes: Vec<u32>, nulls: Option<NullBuffer>, dict_len: usize) -> ArrayRef {
+    if dict_len <= 1 << 8 {
+        let narrow: Vec<u8> = codes.into_iter().map(|c| c as u8).collect();
+        Arc::new(PrimitiveArray::<UInt8Type>::new(ScalarBuffer::from(narrow), nulls))
+    } else if dict_len <= 1 << 16 {
         let narrow: Vec<u16> = codes.into_iter().map(|c| c as u16).collect();
         Arc::new(PrimitiveArray::<UInt16Type>::new(ScalarBuffer::from(narrow), nulls))
+    } else {
+        Arc::new(PrimitiveArray::<UInt32Type>::new(ScalarBuffer::from(codes), nulls))
     }
 }
 

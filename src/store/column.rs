@@ -89,8 +89,8 @@ impl Dict {
     }
 }
 
-/// The chunks of one column. Code arrays are `UInt16Array` when the dictionary fits in
-/// 16 bits (halves the memory of the usual low-cardinality attribute), else `UInt32Array`.
+/// The chunks of one column. Code arrays are as narrow as the dictionary allows (`UInt8`
+/// up to 256 values, the usual low-cardinality attribute; `UInt16`; else `UInt32`).
 #[derive(Clone, Debug)]
 pub enum ColumnData {
     Bool(Vec<BooleanArray>),
@@ -285,9 +285,10 @@ impl<'a> FloatSlice<'a> {
     }
 }
 
-/// A chunk of dictionary codes, 16 or 32 bits wide.
+/// A chunk of dictionary codes, 8, 16 or 32 bits wide.
 #[derive(Clone, Copy)]
 pub enum CodeSlice<'a> {
+    U8(&'a [u8]),
     U16(&'a [u16]),
     U32(&'a [u32]),
 }
@@ -296,6 +297,7 @@ impl<'a> CodeSlice<'a> {
     pub fn of(a: &'a dyn Array) -> Self {
         use arrow_array::types::*;
         match a.data_type() {
+            DataType::UInt8 => CodeSlice::U8(prim_values!(a, UInt8Type)),
             DataType::UInt16 => CodeSlice::U16(prim_values!(a, UInt16Type)),
             DataType::UInt32 => CodeSlice::U32(prim_values!(a, UInt32Type)),
             t => panic!("not a code chunk: {t}"),
@@ -305,6 +307,7 @@ impl<'a> CodeSlice<'a> {
     #[inline]
     pub fn get(&self, i: usize) -> u32 {
         match self {
+            CodeSlice::U8(v) => v[i] as u32,
             CodeSlice::U16(v) => v[i] as u32,
             CodeSlice::U32(v) => v[i],
         }

@@ -34,7 +34,8 @@ pub fn load_file(path: &Path, id_column: &str) -> Result<Dataset, StoreError> {
         let schema = r.schema();
         read_batches(schema, r.map(|b| b.map_err(|e| StoreError::Arrow(e.to_string()))), id_column)?
     };
-    tracing::info!(path = %path.display(), ms = t.elapsed().as_millis() as u64, "columns loaded");
+    let rss_mib = super::resident_bytes().unwrap_or(0) >> 20;
+    tracing::info!(path = %path.display(), ms = t.elapsed().as_millis() as u64, rss_mib, "columns loaded");
     Dataset::from_columns(columns, id_column)
 }
 

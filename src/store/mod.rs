@@ -90,8 +90,17 @@ impl Dataset {
             rayon::join(|| IdMap::build(&id_values), || columns.par_iter().map(index_column).collect());
         let ids =
             ids.map_err(|ids::Duplicate(id, first, second)| StoreError::DuplicateId { id, first, second })?;
-        let (indexes, nulls) = built.into_iter().unzip();
-        tracing::info!(rows, columns = columns.len(), ms = t.elapsed().as_millis() as u64, "indexes built");
+        let (indexes, nulls): (Vec<AttrIndex>, Vec<_>) = built.into_iter().unzip();
+        tracing::info!(
+            rows,
+            columns = columns.len(),
+            ms = t.elapsed().as_millis() as u64,
+            rss_mib = resident_bytes().unwrap_or(0) >> 20,
+            "indexes built"
+        );
+        for (c, ix) in columns.iter().zip(&indexes) {
+            tracing::debug!(column = %c.name, column_kib = c.heap_bytes() >> 10, index_kib = ix.heap_bytes() >> 10);
+        }
         let by_name = columns.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
         Ok(Dataset { columns, indexes, nulls, live: Postings::all(rows), by_name, id_col, ids, rows })
     }
@@ -280,4 +289,11 @@ pub fn as_bool_chunk(col: &Column, c: usize) -> Option<&arrow_array::BooleanArra
         ColumnData::Bool(_) => Some(col.chunk(c).as_boolean()),
         _ => None,
     }
+}
+
+/// Resident set size of this process in bytes (Linux), for the load log and metrics.
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }
