@@ -131,6 +131,10 @@ fn bind_node(ds: &Dataset, e: &Expr, neg: bool) -> Result<Node, QueryError> {
                 return Ok(Node::Const(false));
             }
             let values: Vec<&Literal> = values.iter().filter(|v| **v != Literal::Null).collect();
+            if values.is_empty() {
+                // x IN (NULL) is UNKNOWN on every row.
+                return Ok(Node::Const(false));
+            }
             match c.kind {
                 Kind::Str | Kind::Bool => {
                     let mut codes = vec![];
@@ -344,7 +348,8 @@ fn leaf(ds: &Dataset, col: usize, negated: bool, test: Test, label: String) -> N
 /// AND children smallest first so evaluation can stop early on empty chunks.
 fn simplify(ds: &Dataset, n: Node) -> Node {
     match n {
-        Node::And(kids) | Node::Or(kids) if kids.is_empty() => Node::Const(true),
+        Node::And(kids) if kids.is_empty() => Node::Const(true),
+        Node::Or(kids) if kids.is_empty() => Node::Const(false),
         Node::And(kids) => {
             let mut out = vec![];
             for k in kids.into_iter().map(|k| simplify(ds, k)) {
