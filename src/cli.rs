@@ -1,11 +1,15 @@
-//! The `segd count` and `segd gen` commands.
+//! The `segd count`, `segd gen` and `segd serve` commands.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use tokio::net::TcpListener;
 
 use segd::query::{self, Limits};
+use segd::server::{Config, Server};
 use segd::store::{load::load_file, Dataset};
 
 /// Loads `--data`, or generates a demo table of `demo_rows` when no file is given.
@@ -85,4 +89,123 @@ pub fn count_file(ds: &Dataset, file: &PathBuf) -> Result<()> {
         bail!("{bad} queries did not match expected_count");
     }
     Ok(())
+}
+
+/// `segd serve` options. Every flag is also an environment variable (`SEGD_*`).
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Parquet or Arrow IPC file; a generated demo table when absent.
+    #[arg(long, env = "SEGD_DATA")]
+    pub data: Option<PathBuf>,
+    /// The customer id column.
+    #[arg(long, default_value = "customer_id", env = "SEGD_ID_COLUMN")]
+    pub id_column: String,
+    /// Rows of the generated demo table when --data is absent.
+    #[arg(long, default_value_t = 1_000_000, env = "SEGD_DEMO")]
+    pub demo: usize,
+    /// gRPC address. Loopback unless asked: segd has no authentication.
+    #[arg(long, default_value = "127.0.0.1:50051", env = "SEGD_LISTEN")]
+    pub listen: SocketAddr,
+    /// Address of the Prometheus endpoint (`GET /metrics`); none when absent.
+    #[arg(long, env = "SEGD_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Largest request message in bytes (larger: OUT_OF_RANGE before decoding).
+    #[arg(long, default_value_t = 4 << 20, env = "SEGD_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: usize,
+    /// Largest `where` text in bytes.
+    #[arg(long, default_value_t = 64 * 1024, env = "SEGD_MAX_WHERE_BYTES")]
+    pub max_where_bytes: usize,
+    /// Deepest nesting of AND / OR / NOT.
+    #[arg(long, default_value_t = 64, env = "SEGD_MAX_PREDICATE_DEPTH")]
+    pub max_predicate_depth: usize,
+    /// Most values in one IN list.
+    #[arg(long, default_value_t = 10_000, env = "SEGD_MAX_IN_LIST")]
+    pub max_in_list: usize,
+    /// Most customer ids in one BatchIsMember.
+    #[arg(long, default_value_t = 100_000, env = "SEGD_MAX_BATCH_IDS")]
+    pub max_batch_ids: usize,
+    /// Most segments in one Overlap.
+    #[arg(long, default_value_t = 16, env = "SEGD_MAX_OVERLAP_SEGMENTS")]
+    pub max_overlap_segments: usize,
+    /// Largest Breakdown top_n (and Schema max_values).
+    #[arg(long, default_value_t = 1000, env = "SEGD_MAX_BREAKDOWN_TOP_N")]
+    pub max_breakdown_top_n: usize,
+    /// Compiled `where` texts kept in the plan cache (0: no cache).
+    #[arg(long, default_value_t = 4096, env = "SEGD_PLAN_CACHE_ENTRIES")]
+    pub plan_cache_entries: usize,
+    /// Count a cached `where` text on every call instead of once (for benchmarking the
+    /// evaluator over gRPC).
+    #[arg(long, env = "SEGD_NO_COUNT_CACHE")]
+    pub no_count_cache: bool,
+}
+
+impl ServeArgs {
+    fn config(&self) -> Config {
+        Config {
+            limits: Limits {
+                max_text: self.max_where_bytes,
+                max_depth: self.max_predicate_depth,
+                max_in_list: self.max_in_list,
+            },
+            max_request_bytes: self.max_request_bytes,
+            max_batch_ids: self.max_batch_ids,
+            max_overlap_segments: self.max_overlap_segments,
+            max_top_n: self.max_breakdown_top_n,
+            plan_cache_entries: self.plan_cache_entries,
+            cache_counts: !self.no_count_cache,
+        }
+    }
+}
+
+/// `segd serve`: loads the data, then serves until SIGINT / SIGTERM.
+pub fn serve(args: ServeArgs) -> Result<()> {
+    let config = args.config();
+    tracing::info!(?config, "configuration");
+    let ds = Arc::new(load_or_demo(args.data.as_deref(), args.demo, &args.id_column)?);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding --listen {}", args.listen))?;
+        let server = Server::new(ds, config);
+        // One signal stops both listeners.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+        if let Some(addr) = args.metrics_listen {
+            let l =
+                TcpListener::bind(addr).await.with_context(|| format!("binding --metrics-listen {addr}"))?;
+            tracing::info!("metrics on http://{addr}/metrics");
+            let (server, mut stop) = (server.clone(), stop_rx.clone());
+            tokio::spawn(async move {
+                server
+                    .serve_metrics(l, async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await
+            });
+        }
+        let shutdown = async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(());
+        };
+        server.serve(listener, shutdown).await.map_err(|e| anyhow!(e))
+    })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (docker stop, kubernetes).
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
+        _ = term => tracing::info!("SIGTERM"),
+    }
 }

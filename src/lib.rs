@@ -10,11 +10,24 @@
 //!   expression, planned against the store, evaluated chunk by chunk in parallel.
 //! - [`gen`]: a synthetic customer table with the benchmark kit's schema.
 //! - [`naive`]: a row-by-row SQL evaluator over Arrow batches: the tests' oracle.
+//! - [`analytics`]: schema description, a segment's breakdown by one attribute, and
+//!   pairwise overlaps of segments, from the indexes.
+//! - [`plan_cache`]: compiled ad-hoc segment texts (and their counts), bounded, with an
+//!   invalidation hook for data changes.
+//! - [`metrics`]: Prometheus counters and histograms, and their HTTP endpoint.
 //!
-//! None of these modules knows about gRPC.
+//! None of these modules knows about gRPC. Two do, and only they import tonic / prost:
+//! - [`grpc`]: the `segd.v1.SegmentService` adapter: generated proto types, conversions,
+//!   the error-to-status mapping.
+//! - [`server`]: runs the gRPC service, health and reflection until shutdown.
 
+pub mod analytics;
 pub mod gen;
+pub mod grpc;
 pub mod index;
+pub mod metrics;
 pub mod naive;
+pub mod plan_cache;
 pub mod query;
+pub mod server;
 pub mod store;

@@ -7,8 +7,9 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// No mimalloc: with it the 10M-row table sat at 1,642 MiB resident after load (freed load
+// buffers stayed mapped, 1,547 MiB even after mi_collect), with glibc's malloc at 1,245 MiB.
+// See BENCHMARKS.md.
 
 #[derive(Parser)]
 #[command(name = "segd", version, about = "Customer segments over Arrow columns and bitmap indexes")]
@@ -43,6 +44,8 @@ enum Cmd {
         #[arg(long)]
         explain: bool,
     },
+    /// Serve segd.v1.SegmentService over gRPC (with health, reflection, metrics).
+    Serve(cli::ServeArgs),
     /// Write a synthetic customer table (the benchmark kit's schema) as Parquet.
     Gen {
         #[arg(long, default_value_t = 1_000_000)]
@@ -76,6 +79,7 @@ fn run(args: Args) -> Result<()> {
                 None => cli::count_one(&ds, where_.as_deref(), json.as_deref(), explain),
             }
         }
+        Cmd::Serve(args) => cli::serve(args),
         Cmd::Gen { rows, out, seed } => {
             let t = std::time::Instant::now();
             segd::gen::write_parquet(&out, rows, seed)?;

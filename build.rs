@@ -1,0 +1,21 @@
+//! Compiles proto/segd/v1/segd.proto into the tonic service and a file descriptor set
+//! (served by gRPC reflection).
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // An explicit PROTOC (e.g. Debian's protobuf-compiler) wins; otherwise the vendored
+    // binary, so a fresh machine builds with nothing but cargo.
+    if std::env::var_os("PROTOC").is_none() {
+        std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
+    }
+    println!("cargo:rerun-if-env-changed=PROTOC");
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out.join("segd_descriptor.bin"))
+        // Undecodable requests are the caller's fault: INVALID_ARGUMENT, not INTERNAL.
+        .codec_path("crate::grpc::codec::SegdCodec")
+        .compile_protos(&["proto/segd/v1/segd.proto"], &["proto"])?;
+    println!("cargo:rerun-if-changed=proto");
+    Ok(())
+}

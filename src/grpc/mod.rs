@@ -1,0 +1,23 @@
+//! The gRPC face of segd (`segd.v1.SegmentService`): generated types, conversions between
+//! them and the core, the one error-to-status mapping, and the service adapter. Nothing
+//! else in the crate imports tonic or prost.
+//!
+//! - [`pb`]: code generated from `proto/segd/v1/segd.proto` and its descriptor set.
+//! - [`codec`]: prost decoding that answers INVALID_ARGUMENT for undecodable requests.
+//! - [`convert`]: proto <-> core (predicate trees, literals, plans, schema).
+//! - [`status`]: [`status::ServiceError`] and its exhaustive mapping to gRPC codes.
+//! - [`service`]: the `SegmentService` implementation: translate, run, convert.
+
+pub mod codec;
+pub mod convert;
+pub mod service;
+pub mod status;
+
+/// Generated from `proto/segd/v1/segd.proto`.
+pub mod pb {
+    #![allow(clippy::all, clippy::pedantic)]
+    tonic::include_proto!("segd.v1");
+
+    /// The encoded descriptors of segd.v1, for reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("segd_descriptor");
+}
