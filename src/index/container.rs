@@ -223,14 +223,36 @@ impl Container {
 
     /// Removes one offset; returns whether it was present.
     pub fn remove(&mut self, offset: u16) -> bool {
-        if !self.contains(offset) {
-            return false;
+        match self {
+            Container::Empty => false,
+            Container::Array(a) => match a.binary_search(&offset) {
+                Err(_) => false,
+                Ok(pos) => {
+                    let mut v = a.to_vec();
+                    v.remove(pos);
+                    *self = Container::from_sorted(&v);
+                    true
+                }
+            },
+            Container::Bitmap(w, n) => {
+                let (i, b) = ((offset >> 6) as usize, 1u64 << (offset & 63));
+                if w[i] & b == 0 {
+                    return false;
+                }
+                w[i] &= !b;
+                *n -= 1;
+                if *n as usize <= ARRAY_MAX {
+                    *self = Container::from_words(w);
+                }
+                true
+            }
+            Container::Full => {
+                let mut w = Box::new([!0u64; WORDS]);
+                w[(offset >> 6) as usize] &= !(1u64 << (offset & 63));
+                *self = Container::Bitmap(w, CHUNK_ROWS as u32 - 1);
+                true
+            }
         }
-        let mut w = zeroed();
-        self.write_to(&mut w);
-        w[(offset >> 6) as usize] &= !(1u64 << (offset & 63));
-        *self = Container::from_words(&w);
-        true
     }
 }
 

@@ -169,6 +169,39 @@ impl<K: Key> RangeIndex<K> {
         }
     }
 
+    /// Files a row's new value (incremental update).
+    pub fn insert(&mut self, row: u32, v: K) {
+        if self.fine.is_empty() {
+            // A column that had no values at load: its first value opens the first bucket.
+            self.bounds = vec![v];
+            self.fine.push(Postings::default());
+            self.extent.push(None);
+            self.cum.push(Postings::default());
+        }
+        let b = self.bucket_of(v);
+        self.fine[b].insert(row);
+        self.extent[b] = merge_extent(self.extent[b], Some((v, v)));
+        if matches!(self.extent[b], Some((lo, hi)) if lo != hi) {
+            self.exact = false;
+        }
+        for cum in &mut self.cum[b / STRIDE..] {
+            cum.insert(row);
+        }
+    }
+
+    /// Unfiles a row's old value. Extents are not shrunk: a wider extent only makes a
+    /// bucket be refined where it need not be, never a wrong answer.
+    pub fn remove(&mut self, row: u32, v: K) {
+        if self.fine.is_empty() {
+            return;
+        }
+        let b = self.bucket_of(v);
+        self.fine[b].remove(row);
+        for cum in &mut self.cum[b / STRIDE..] {
+            cum.remove(row);
+        }
+    }
+
     pub fn buckets(&self) -> usize {
         self.fine.len()
     }

@@ -213,6 +213,13 @@ impl ColumnBuilder {
     }
 }
 
+/// Like [`code_array`], from optional codes (None is NULL).
+pub fn code_array_opt(codes: &[Option<u32>], dict_len: usize) -> ArrayRef {
+    let nulls = NullBuffer::from(codes.iter().map(Option::is_some).collect::<Vec<_>>());
+    let nulls = (nulls.null_count() > 0).then_some(nulls);
+    code_array(codes.iter().map(|c| c.unwrap_or(0)).collect(), nulls, dict_len)
+}
+
 /// Codes in the narrowest type that holds `dict_len` values.
 fn code_array(codes: Vec<u32>, nulls: Option<NullBuffer>, dict_len: usize) -> ArrayRef {
     if dict_len <= 1 << 8 {

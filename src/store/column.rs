@@ -49,7 +49,7 @@ impl Kind {
 }
 
 /// A string dictionary: code -> value and value -> code.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Dict {
     values: Vec<Arc<str>>,
     codes: HashMap<Arc<str>, u32>,

@@ -2,12 +2,13 @@
 
 use std::collections::HashMap;
 
-/// Dense when ids are close to a permutation of a range (the usual case: a direct table of
-/// 4 bytes per id, one load per lookup), a hash map otherwise.
-#[derive(Clone, Debug)]
-pub enum IdMap {
-    Dense { base: u64, rows: Vec<u32> },
-    Sparse(HashMap<u64, u32>),
+/// A direct table for ids close to a range (the usual case: 4 bytes per id, one load per
+/// lookup) plus a hash map for ids outside it (sparse id spaces, customers added later).
+#[derive(Clone, Debug, Default)]
+pub struct IdMap {
+    base: u64,
+    dense: Vec<u32>,
+    sparse: HashMap<u64, u32>,
 }
 
 const ABSENT: u32 = u32::MAX;
@@ -18,44 +19,50 @@ pub struct Duplicate(pub u64, pub u32, pub u32);
 
 impl IdMap {
     pub fn build(ids: &[u64]) -> Result<IdMap, Duplicate> {
-        let (Some(&min), Some(&max)) = (ids.iter().min(), ids.iter().max()) else {
-            return Ok(IdMap::Dense { base: 0, rows: vec![] });
-        };
-        if max - min < 2 * ids.len() as u64 + 1024 {
-            let mut rows = vec![ABSENT; (max - min + 1) as usize];
-            for (r, &id) in ids.iter().enumerate() {
-                let slot = &mut rows[(id - min) as usize];
-                if *slot != ABSENT {
-                    return Err(Duplicate(id, *slot, r as u32));
-                }
-                *slot = r as u32;
+        let mut m = IdMap::default();
+        if let (Some(&min), Some(&max)) = (ids.iter().min(), ids.iter().max()) {
+            if max - min < 2 * ids.len() as u64 + 1024 {
+                m.base = min;
+                m.dense = vec![ABSENT; (max - min + 1) as usize];
             }
-            return Ok(IdMap::Dense { base: min, rows });
         }
-        let mut map = HashMap::with_capacity(ids.len());
         for (r, &id) in ids.iter().enumerate() {
-            if let Some(prev) = map.insert(id, r as u32) {
+            if let Some(prev) = m.row_of(id) {
                 return Err(Duplicate(id, prev, r as u32));
             }
+            m.insert(id, r as u32);
         }
-        Ok(IdMap::Sparse(map))
+        Ok(m)
     }
 
     #[inline]
     pub fn row_of(&self, id: u64) -> Option<u32> {
-        match self {
-            IdMap::Dense { base, rows } => {
-                id.checked_sub(*base).and_then(|i| rows.get(i as usize)).copied().filter(|&r| r != ABSENT)
+        match id.checked_sub(self.base).and_then(|i| self.dense.get(i as usize)) {
+            Some(&r) => (r != ABSENT).then_some(r),
+            None => self.sparse.get(&id).copied(),
+        }
+    }
+
+    /// Maps `id` to `row` (replacing any previous row).
+    pub fn insert(&mut self, id: u64, row: u32) {
+        match id.checked_sub(self.base).and_then(|i| self.dense.get_mut(i as usize)) {
+            Some(slot) => *slot = row,
+            None => {
+                self.sparse.insert(id, row);
             }
-            IdMap::Sparse(m) => m.get(&id).copied(),
+        }
+    }
+
+    /// Unmaps `id`, returning the row it had.
+    pub fn remove(&mut self, id: u64) -> Option<u32> {
+        match id.checked_sub(self.base).and_then(|i| self.dense.get_mut(i as usize)) {
+            Some(slot) => Some(std::mem::replace(slot, ABSENT)).filter(|&r| r != ABSENT),
+            None => self.sparse.remove(&id),
         }
     }
 
     pub fn heap_bytes(&self) -> usize {
-        match self {
-            IdMap::Dense { rows, .. } => rows.capacity() * 4,
-            IdMap::Sparse(m) => m.capacity() * 16,
-        }
+        self.dense.capacity() * 4 + self.sparse.capacity() * 16
     }
 }
 
@@ -73,6 +80,18 @@ mod tests {
             assert_eq!(m.row_of(2), None);
             assert_eq!(m.row_of(u64::MAX), None);
         }
+    }
+
+    #[test]
+    fn inserts_and_removes_in_and_out_of_the_dense_range() {
+        let mut m = IdMap::build(&[10, 11, 12]).unwrap();
+        m.insert(1 << 50, 3);
+        assert_eq!(m.row_of(1 << 50), Some(3));
+        assert!(m.remove(11).is_some());
+        assert_eq!(m.row_of(11), None);
+        assert!(m.remove(11).is_none());
+        assert!(m.remove(1 << 50).is_some());
+        assert_eq!(m.row_of(1 << 50), None);
     }
 
     #[test]

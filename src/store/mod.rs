@@ -2,8 +2,10 @@
 
 pub mod build;
 pub mod column;
+pub mod export;
 pub mod ids;
 pub mod load;
+pub mod mutate;
 
 use std::collections::HashMap;
 

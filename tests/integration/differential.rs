@@ -20,17 +20,17 @@ use segd::query::ast::{CmpOp, Expr, Literal};
 use segd::query::{compile_expr, eval, Limits};
 use segd::store::Dataset;
 
-const STRS: [&str; 6] = ["a", "b", "bb", "c", "DE", "x y"];
-const TAGS: [&str; 10] = ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9"];
+pub(crate) const STRS: [&str; 6] = ["a", "b", "bb", "c", "DE", "x y"];
+pub(crate) const TAGS: [&str; 10] = ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9"];
 
-struct Table {
-    batches: Vec<RecordBatch>,
-    ds: Dataset,
+pub(crate) struct Table {
+    pub batches: Vec<RecordBatch>,
+    pub ds: Dataset,
 }
 
 /// A random table: every supported column type, nullable ones with ~10% NULLs. Batches
 /// of odd sizes so chunk boundaries fall inside batches.
-fn table(rows: usize, seed: u64) -> Table {
+pub(crate) fn table(rows: usize, seed: u64) -> Table {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut ids: Vec<u64> = (1..=rows as u64).map(|i| i * 3 + 7).collect();
     ids.shuffle(&mut rng);
@@ -195,7 +195,7 @@ fn leaf() -> impl Strategy<Value = Expr> {
     ]
 }
 
-fn expr() -> impl Strategy<Value = Expr> {
+pub(crate) fn expr() -> impl Strategy<Value = Expr> {
     leaf().prop_recursive(4, 24, 4, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 1..4).prop_map(Expr::And),

@@ -4,4 +4,5 @@ mod common;
 mod differential;
 mod errors;
 mod grpc;
+mod mutations;
 mod queries;
