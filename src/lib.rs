@@ -15,6 +15,14 @@
 //! - [`plan_cache`]: compiled ad-hoc segment texts (and their counts), bounded, with an
 //!   invalidation hook for data changes.
 //! - [`metrics`]: Prometheus counters and histograms, and their HTTP endpoint.
+//! - [`persist`]: durability: a checksummed, group-committed write-ahead log and Arrow IPC
+//!   snapshots.
+//! - [`segments`]: saved segments, materialised and kept current on every write, with
+//!   their enter / leave events.
+//! - [`engine`]: the state machine: table + saved segments + recent events, changed only
+//!   by logged mutations applied in commit order.
+//! - [`db`]: durability around the engine: group-committed write-ahead log, snapshots,
+//!   start-up from snapshot + log replay.
 //!
 //! None of these modules knows about gRPC. Two do, and only they import tonic / prost:
 //! - [`grpc`]: the `segd.v1.SegmentService` adapter: generated proto types, conversions,
@@ -22,12 +30,16 @@
 //! - [`server`]: runs the gRPC service, health and reflection until shutdown.
 
 pub mod analytics;
+pub mod db;
+pub mod engine;
 pub mod gen;
 pub mod grpc;
 pub mod index;
 pub mod metrics;
 pub mod naive;
+pub mod persist;
 pub mod plan_cache;
 pub mod query;
+pub mod segments;
 pub mod server;
 pub mod store;

@@ -1,9 +1,9 @@
 //! The segment expression both front ends (SQL text, JSON tree) produce, before it is
 //! bound to the table's columns.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Literal {
     Null,
     Bool(bool),
@@ -24,7 +24,7 @@ impl std::fmt::Display for Literal {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CmpOp {
     Eq,
     Ne,
@@ -59,7 +59,7 @@ impl CmpOp {
 }
 
 /// A boolean expression over customer attributes, with SQL's meaning.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Expr {
     And(Vec<Expr>),
     Or(Vec<Expr>),

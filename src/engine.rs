@@ -1,0 +1,188 @@
+//! The whole mutable state, changed only by [`Mutation`]s applied in commit order: the
+//! customer table, the saved segments and the recent segment events. Logging mutations
+//! durably before they are applied is [`crate::db`]'s job; this module is the state machine
+//! that both the live path and log replay drive, so they cannot disagree.
+
+use std::collections::{HashSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::segments::{Definition, SegmentError, SegmentEvent, Segments};
+use crate::store::mutate::{CustomerUpdate, MutationError, NewAttribute};
+use crate::store::Dataset;
+
+/// One logged change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Mutation {
+    Upsert(Vec<CustomerUpdate>),
+    Delete(Vec<u64>),
+    AddAttribute { name: String, kind: NewAttribute },
+    CreateSegment { id: String, description: String, definition: Definition },
+    DeleteSegment { id: String },
+    EditMembers { id: String, customer_ids: Vec<u64>, add: bool },
+}
+
+impl Mutation {
+    /// Whether a later mutation's validity can depend on this one having been applied
+    /// (a new attribute, a new or deleted segment): a commit group ends after it.
+    pub fn changes_schema(&self) -> bool {
+        matches!(
+            self,
+            Mutation::AddAttribute { .. } | Mutation::CreateSegment { .. } | Mutation::DeleteSegment { .. }
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Upserted { applied: u32 },
+    Deleted { deleted: u32 },
+    AttributeAdded,
+    SegmentCreated { count: u64 },
+    SegmentDeleted,
+    MembersEdited { changed: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Mutation(#[from] MutationError),
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+}
+
+/// A watcher asked for events older than the retention window.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("events before sequence {oldest} are no longer retained (asked from {asked}); re-read the segment and watch from now")]
+pub struct Gone {
+    pub asked: u64,
+    pub oldest: u64,
+}
+
+/// The most recent segment events, bounded: memory never grows with a slow watcher.
+pub struct EventLog {
+    events: VecDeque<SegmentEvent>,
+    capacity: usize,
+    /// Highest sequence whose events were (partly) dropped.
+    dropped_through: u64,
+}
+
+impl EventLog {
+    pub fn new(capacity: usize) -> Self {
+        EventLog { events: VecDeque::new(), capacity: capacity.max(1), dropped_through: 0 }
+    }
+
+    pub fn push(&mut self, events: Vec<SegmentEvent>) {
+        for e in events {
+            if self.events.len() == self.capacity {
+                if let Some(old) = self.events.pop_front() {
+                    self.dropped_through = old.sequence;
+                }
+            }
+            self.events.push_back(e);
+        }
+    }
+
+    /// Up to `max` events with `sequence >= from`, of the given segments (all when empty).
+    pub fn since(
+        &self,
+        from: u64,
+        segments: &HashSet<String>,
+        max: usize,
+    ) -> Result<Vec<SegmentEvent>, Gone> {
+        if from <= self.dropped_through {
+            return Err(Gone { asked: from, oldest: self.dropped_through + 1 });
+        }
+        let start = self.events.partition_point(|e| e.sequence < from);
+        Ok(self
+            .events
+            .range(start..)
+            .filter(|e| segments.is_empty() || segments.contains(&e.segment_id))
+            .take(max)
+            .cloned()
+            .collect())
+    }
+}
+
+pub struct Engine {
+    pub data: Dataset,
+    pub segments: Segments,
+    pub events: EventLog,
+    /// Sequence of the last mutation applied.
+    pub sequence: u64,
+}
+
+impl Engine {
+    pub fn new(data: Dataset, max_segments: usize, event_capacity: usize) -> Self {
+        Engine {
+            data,
+            segments: Segments::new(max_segments),
+            events: EventLog::new(event_capacity),
+            sequence: 0,
+        }
+    }
+
+    /// Whether `m` would apply (nothing changes).
+    pub fn check(&self, m: &Mutation) -> Result<(), EngineError> {
+        match m {
+            Mutation::Upsert(batch) => self.data.check_upserts(batch)?,
+            Mutation::Delete(_) => {}
+            Mutation::AddAttribute { name, .. } => {
+                if self.data.column_index(name).is_some() {
+                    return Err(MutationError::AttributeExists(name.clone()).into());
+                }
+            }
+            Mutation::CreateSegment { id, definition, .. } => {
+                self.segments.check_create(&self.data, id, definition)?
+            }
+            Mutation::DeleteSegment { id } => {
+                self.segments.get(id)?;
+            }
+            Mutation::EditMembers { id, .. } => {
+                if self.segments.get(id)?.definition != Definition::Static {
+                    return Err(SegmentError::NotStatic(id.clone()).into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `m` as commit `sequence`, keeping saved segments current and logging their
+    /// enter / leave events.
+    pub fn apply(&mut self, sequence: u64, m: &Mutation) -> Result<Outcome, EngineError> {
+        let outcome = match m {
+            Mutation::Upsert(batch) => {
+                let changed = self.data.apply_upserts(batch)?;
+                let events = self.segments.on_write(&self.data, &changed, &[], sequence);
+                self.events.push(events);
+                Outcome::Upserted { applied: batch.len() as u32 }
+            }
+            Mutation::Delete(ids) => {
+                let deleted = self.data.delete_customers(ids);
+                let events = self.segments.on_write(&self.data, &[], &deleted, sequence);
+                self.events.push(events);
+                Outcome::Deleted { deleted: deleted.len() as u32 }
+            }
+            Mutation::AddAttribute { name, kind } => {
+                self.data.add_attribute(name, *kind)?;
+                Outcome::AttributeAdded
+            }
+            Mutation::CreateSegment { id, description, definition } => {
+                let count = self.segments.create(&self.data, id, description, definition.clone())?;
+                Outcome::SegmentCreated { count }
+            }
+            Mutation::DeleteSegment { id } => {
+                self.segments.delete(id)?;
+                Outcome::SegmentDeleted
+            }
+            Mutation::EditMembers { id, customer_ids, add } => {
+                let (changed, events) =
+                    self.segments.edit_members(&self.data, id, customer_ids, *add, sequence)?;
+                self.events.push(events);
+                Outcome::MembersEdited { changed }
+            }
+        };
+        self.sequence = sequence;
+        Ok(outcome)
+    }
+}
