@@ -2,6 +2,7 @@
 
 mod common;
 mod differential;
+mod durability;
 mod errors;
 mod grpc;
 mod mutations;

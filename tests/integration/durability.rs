@@ -1,0 +1,163 @@
+//! The Db's promises, in process: what was committed is there after a restart (clean, or
+//! without the final snapshot, i.e. from log replay), a torn log tail is cut, a corrupt
+//! snapshot is refused.
+
+use std::path::Path;
+
+use segd::db::{Db, DbError, DbOptions};
+use segd::engine::{Mutation, Outcome};
+use segd::query::{compile_sql, eval, Limits};
+use segd::segments::Definition;
+use segd::store::mutate::{CellValue, CustomerUpdate};
+use segd::store::Dataset;
+
+fn open(dir: &Path) -> Result<Db, DbError> {
+    let opts = DbOptions { data_dir: dir.to_path_buf(), snapshot_every: 1_000_000, ..DbOptions::default() };
+    Db::open(
+        opts,
+        || {
+            let b = segd::gen::generate(5_000, 9);
+            Ok(Dataset::from_batches(segd::gen::schema(), b.into_iter().map(Ok), "customer_id")?)
+        },
+        |_| {},
+    )
+}
+
+fn upsert(id: u64, attr: &str, v: CellValue) -> Mutation {
+    Mutation::Upsert(vec![CustomerUpdate { customer_id: id, attributes: vec![(attr.into(), v)] }])
+}
+
+/// The count, or None when the segment does not compile (e.g. its column is not there yet).
+fn count(data: &Dataset, text: &str) -> Option<u64> {
+    compile_sql(data, text, &Limits::default()).ok().map(|p| eval::count(data, &p))
+}
+
+/// A few kinds of change, committed one by one.
+fn write_some(db: &Db) {
+    db.commit(Mutation::CreateSegment {
+        id: "de_gold".into(),
+        description: "German gold".into(),
+        definition: Definition::Sql("country = 'DE' AND tier = 'GOLD'".into()),
+    })
+    .unwrap();
+    db.commit(Mutation::CreateSegment {
+        id: "vips".into(),
+        description: String::new(),
+        definition: Definition::Static,
+    })
+    .unwrap();
+    db.commit(Mutation::EditMembers { id: "vips".into(), customer_ids: vec![1, 2, 3, 999_999], add: true })
+        .unwrap();
+    for id in 1..=50 {
+        db.commit(upsert(id, "tier", CellValue::Str("GOLD".into()))).unwrap();
+        db.commit(upsert(id, "country", CellValue::Str("DE".into()))).unwrap();
+    }
+    db.commit(upsert(10_000_001, "city", CellValue::Str("NEW-001".into()))).unwrap();
+    db.commit(Mutation::Delete(vec![7, 8])).unwrap();
+    db.commit(Mutation::AddAttribute { name: "streak".into(), kind: segd::store::mutate::NewAttribute::Int })
+        .unwrap();
+    db.commit(upsert(9, "streak", CellValue::Int(12))).unwrap();
+}
+
+type Fingerprint = (u64, Vec<u64>, Option<u64>, Option<u64>, Option<u64>, Option<Vec<(String, CellValue)>>);
+
+fn fingerprint(db: &Db) -> Fingerprint {
+    let e = db.read();
+    (
+        e.data.customers(),
+        e.segments.list().map(|s| s.count()).collect(),
+        count(&e.data, "country = 'DE' AND tier = 'GOLD'"),
+        count(&e.data, "city = 'NEW-001'"),
+        count(&e.data, "streak >= 10"),
+        e.data.customer(9),
+    )
+}
+
+#[test]
+fn committed_state_survives_clean_restart_and_log_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let want;
+    {
+        let db = open(dir.path()).unwrap();
+        write_some(&db);
+        want = fingerprint(&db);
+        assert_eq!(Some(want.1[0]), want.2, "saved segment count equals the ad-hoc count");
+        assert_eq!(want.4, Some(1));
+        assert_eq!(want.1[1], 3, "three known customers in the static segment");
+        // No close(): the state must come back from the log alone.
+    }
+    let db = open(dir.path()).unwrap();
+    assert_eq!(fingerprint(&db), want, "after replay");
+    {
+        let e = db.read();
+        assert_eq!(e.segments.is_member(&e.data, "vips", 2), Ok(Some(true)));
+        assert_eq!(e.segments.is_member(&e.data, "vips", 7), Ok(None), "deleted customer");
+    }
+    db.close().unwrap();
+    drop(db);
+    let db = open(dir.path()).unwrap();
+    assert_eq!(fingerprint(&db), want, "after a clean close (snapshot)");
+    // More writes after a snapshot + truncation continue the sequence.
+    let c = db.commit(upsert(11, "tier", CellValue::Str("NONE".into()))).unwrap();
+    assert!(c.sequence > 100);
+    assert_eq!(c.outcome, Outcome::Upserted { applied: 1 });
+}
+
+#[test]
+fn rejected_mutations_are_not_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path()).unwrap();
+    let before = fingerprint(&db);
+    assert!(db.commit(upsert(1, "age", CellValue::Str("old".into()))).is_err());
+    assert!(db.commit(upsert(1, "nope", CellValue::Int(1))).is_err());
+    assert!(db.commit(Mutation::DeleteSegment { id: "missing".into() }).is_err());
+    assert_eq!(fingerprint(&db), before);
+    drop(db);
+    let db = open(dir.path()).unwrap();
+    assert_eq!(fingerprint(&db), before);
+}
+
+#[test]
+fn torn_log_tail_is_cut_and_earlier_commits_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let want;
+    {
+        let db = open(dir.path()).unwrap();
+        write_some(&db);
+        want = fingerprint(&db);
+    }
+    // Half a record at the end of the newest log file, as a crash mid-write leaves it.
+    let wal = dir.path().join("wal");
+    let mut files: Vec<_> = std::fs::read_dir(&wal).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let last = files.last().unwrap();
+    let mut bytes = std::fs::read(last).unwrap();
+    bytes.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3]);
+    std::fs::write(last, bytes).unwrap();
+    let db = open(dir.path()).unwrap();
+    assert_eq!(fingerprint(&db), want);
+    db.commit(upsert(12, "tier", CellValue::Str("NONE".into()))).unwrap();
+}
+
+#[test]
+fn corrupt_snapshot_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = open(dir.path()).unwrap();
+        write_some(&db);
+        db.close().unwrap();
+    }
+    let snaps = dir.path().join("snapshots");
+    let arrow = std::fs::read_dir(&snaps)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "arrow"))
+        .max()
+        .unwrap();
+    let mut bytes = std::fs::read(&arrow).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&arrow, bytes).unwrap();
+    let err = open(dir.path()).err().expect("a corrupt snapshot must not load");
+    assert!(err.to_string().contains("corrupt"), "{err}");
+}
