@@ -9,8 +9,8 @@ use rayon::prelude::*;
 use super::plan::{Leaf, Node, Plan, Test};
 use crate::index::container::{self as ct, zeroed, Container, Words};
 use crate::index::{write_valued, AttrIndex, Postings};
-use crate::store::column::{split, ColumnData};
-use crate::store::{bool_at, codes_at, Dataset};
+use crate::store::column::{split, CodeSlice, ColumnData};
+use crate::store::{bool_at, Dataset};
 
 /// Dense buffers for one worker: one per tree level, reused across chunks.
 pub struct Scratch(Vec<Box<Words>>);
@@ -218,7 +218,14 @@ fn test_row(ds: &Dataset, l: &Leaf, row: u32) -> Option<bool> {
         Test::IsNull => unreachable!(),
         Test::Codes(codes) => match &col.data {
             ColumnData::Bool(_) => codes.contains(&(bool_at(col, row)? as u32)),
-            _ => codes_at(col, row)?.iter().any(|v| codes.contains(v)),
+            ColumnData::Str { chunks, .. } => codes.contains(&CodeSlice::of(chunks[c].as_ref()).get(o)),
+            ColumnData::List { chunks, .. } => {
+                let l = &chunks[c];
+                let values = CodeSlice::of(l.values().as_ref());
+                let offs = l.value_offsets();
+                (offs[o] as usize..offs[o + 1] as usize).any(|i| codes.contains(&values.get(i)))
+            }
+            _ => false,
         },
         Test::Int(spec, _) => spec.contains(col.ints(c).get(o)),
         Test::Float(spec, _) => {
