@@ -58,6 +58,8 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
+    design(c, &ds, &qs, rows);
+
     let mut g = c.benchmark_group(format!("membership_{rows}"));
     let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
     let ids: Vec<u64> = (0..10_000).map(|_| rng.random_range(1..=rows as u64)).collect();
@@ -74,6 +76,55 @@ fn bench(c: &mut Criterion) {
             b.iter(|| ids.iter().filter(|&&x| eval::is_member(&ds, &plan, x) == Some(true)).count())
         });
     }
+    g.finish();
+}
+
+/// The choices behind the engine, measured: q12 as a chain of roaring-rs operators over
+/// the same leaf bitmaps, and ranges by scanning the Arrow values instead of the index.
+fn design(c: &mut Criterion, ds: &Dataset, qs: &[(String, String)], rows: usize) {
+    use segd::query::plan::Node;
+    let mut g = c.benchmark_group(format!("design_{rows}"));
+    let (_, q12) = qs.iter().find(|(id, _)| id.starts_with("q12")).unwrap();
+    let plan = compile_sql(ds, q12, &Limits::default()).unwrap();
+    let Node::And(kids) = &plan.root else { panic!("q12 plans to an AND") };
+    let leaves: Vec<roaring::RoaringBitmap> = kids
+        .iter()
+        .map(|k| eval::materialize(ds, &segd::query::Plan { root: k.clone() }).rows().into_iter().collect())
+        .collect();
+    let fused = eval::count(ds, &plan);
+    g.bench_function("q12/roaring_chain", |b| {
+        b.iter(|| {
+            let mut acc = leaves[0].clone();
+            for l in &leaves[1..] {
+                acc &= l;
+            }
+            assert_eq!(acc.len(), fused);
+            acc.len()
+        })
+    });
+    g.bench_function("q12/fused_containers", |b| b.iter(|| eval::count(ds, &plan)));
+
+    // q04 by a scan of the raw f64 values (the simplest exact alternative to an index).
+    let col = &ds.columns[ds.column_index("total_spend_eur").unwrap()];
+    let (_, q04) = qs.iter().find(|(id, _)| id.starts_with("q04")).unwrap();
+    let p04 = compile_sql(ds, q04, &Limits::default()).unwrap();
+    let want = eval::count(ds, &p04);
+    g.bench_function("q04/scan_arrow_values", |b| {
+        b.iter(|| {
+            use rayon::prelude::*;
+            let n: u64 = (0..ds.n_chunks())
+                .into_par_iter()
+                .map(|ch| {
+                    let v = col.floats(ch);
+                    let len = col.chunk(ch).len();
+                    (0..len).filter(|&o| (250.0..2500.0).contains(&v.get(o))).count() as u64
+                })
+                .sum();
+            assert_eq!(n, want);
+            n
+        })
+    });
+    g.bench_function("q04/range_index", |b| b.iter(|| eval::count(ds, &p04)));
     g.finish();
 }
 

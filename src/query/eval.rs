@@ -239,3 +239,16 @@ fn test_row(ds: &Dataset, l: &Leaf, row: u32) -> Option<bool> {
 pub fn is_member(ds: &Dataset, plan: &Plan, customer_id: u64) -> Option<bool> {
     ds.row_of(customer_id).map(|row| matches_row(ds, &plan.root, row))
 }
+
+/// Membership of many customer ids, answers in request order (None: id not held).
+/// Large batches are split across the rayon pool.
+pub fn is_member_batch(ds: &Dataset, plan: &Plan, customer_ids: &[u64]) -> Vec<Option<bool>> {
+    const SPLIT: usize = 4096;
+    if customer_ids.len() <= SPLIT {
+        return customer_ids.iter().map(|&id| is_member(ds, plan, id)).collect();
+    }
+    customer_ids
+        .par_chunks(SPLIT)
+        .flat_map_iter(|ids| ids.iter().map(|&id| is_member(ds, plan, id)))
+        .collect()
+}

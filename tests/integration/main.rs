@@ -5,5 +5,6 @@ mod differential;
 mod durability;
 mod errors;
 mod grpc;
+mod loading;
 mod mutations;
 mod queries;
