@@ -8,10 +8,15 @@ use segd::query::{compile_sql, eval, Limits};
 use segd::store::{load::load_file, Dataset, StoreError};
 
 fn counts(ds: &Dataset) -> Vec<u64> {
-    ["gender = 'F'", "age BETWEEN 25 AND 34", "list_contains(badges, 'vip')", "last_purchase_days_ago IS NULL"]
-        .iter()
-        .map(|t| eval::count(ds, &compile_sql(ds, t, &Limits::default()).unwrap()))
-        .collect()
+    [
+        "gender = 'F'",
+        "age BETWEEN 25 AND 34",
+        "list_contains(badges, 'vip')",
+        "last_purchase_days_ago IS NULL",
+    ]
+    .iter()
+    .map(|t| eval::count(ds, &compile_sql(ds, t, &Limits::default()).unwrap()))
+    .collect()
 }
 
 #[test]
@@ -21,10 +26,15 @@ fn parquet_and_arrow_ipc_load_the_same_table() {
     segd::gen::write_parquet(&parquet, 70_000, 3).unwrap();
     let batches = segd::gen::generate(70_000, 3);
     let file = dir.path().join("c.arrow");
-    let mut w = arrow_ipc::writer::FileWriter::try_new(std::fs::File::create(&file).unwrap(), &segd::gen::schema()).unwrap();
+    let mut w =
+        arrow_ipc::writer::FileWriter::try_new(std::fs::File::create(&file).unwrap(), &segd::gen::schema())
+            .unwrap();
     let stream = dir.path().join("c.arrows");
-    let mut s =
-        arrow_ipc::writer::StreamWriter::try_new(std::fs::File::create(&stream).unwrap(), &segd::gen::schema()).unwrap();
+    let mut s = arrow_ipc::writer::StreamWriter::try_new(
+        std::fs::File::create(&stream).unwrap(),
+        &segd::gen::schema(),
+    )
+    .unwrap();
     for b in &batches {
         w.write(b).unwrap();
         s.write(b).unwrap();
