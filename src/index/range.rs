@@ -191,6 +191,43 @@ impl<K: Key> RangeIndex<K> {
         }
     }
 
+    /// Moves a row from its old value to its new one, touching only the cumulative bitmaps
+    /// between the two buckets (a row's cumulative memberships are a suffix of levels).
+    pub fn update(&mut self, row: u32, old: Option<K>, new: Option<K>) {
+        let (Some(o), Some(n)) = (old, new) else {
+            if let Some(o) = old {
+                self.remove(row, o);
+            }
+            if let Some(n) = new {
+                self.insert(row, n);
+            }
+            return;
+        };
+        if self.fine.is_empty() {
+            return self.insert(row, n);
+        }
+        let (bo, bn) = (self.bucket_of(o), self.bucket_of(n));
+        self.extent[bn] = merge_extent(self.extent[bn], Some((n, n)));
+        if matches!(self.extent[bn], Some((lo, hi)) if lo != hi) {
+            self.exact = false;
+        }
+        if bo == bn {
+            return;
+        }
+        self.fine[bo].remove(row);
+        self.fine[bn].insert(row);
+        let (lo, hi) = (bo / STRIDE, bn / STRIDE);
+        if hi < lo {
+            for cum in &mut self.cum[hi..lo] {
+                cum.insert(row);
+            }
+        } else {
+            for cum in &mut self.cum[lo..hi] {
+                cum.remove(row);
+            }
+        }
+    }
+
     /// Unfiles a row's old value. Extents are not shrunk: a wider extent only makes a
     /// bucket be refined where it need not be, never a wrong answer.
     pub fn remove(&mut self, row: u32, v: K) {

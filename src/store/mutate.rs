@@ -266,8 +266,37 @@ impl Dataset {
         }
     }
 
-    /// Moves a row from its old value's postings to the new value's.
+    /// Moves a row from its old value's postings to the new value's (`old` is None for a
+    /// new row, which is in no postings yet).
     fn reindex(&mut self, ci: usize, row: u32, old: Option<&CellValue>, new: &CellValue) {
+        if old == Some(new) {
+            return;
+        }
+        let key = |v: Option<&CellValue>| match v {
+            Some(CellValue::Int(i)) => Some(*i as f64),
+            Some(CellValue::Float(f)) if !f.is_nan() => Some(f + 0.0),
+            _ => None,
+        };
+        if let AttrIndex::IntRange(_) | AttrIndex::FloatRange(_) = &self.indexes[ci] {
+            if old == Some(&CellValue::Null) {
+                if let Some(n) = self.nulls[ci].as_mut() {
+                    n.remove(row);
+                }
+            }
+            if *new == CellValue::Null {
+                self.nulls[ci].get_or_insert_with(Postings::default).insert(row);
+            }
+            match &mut self.indexes[ci] {
+                AttrIndex::IntRange(ix) => {
+                    let int =
+                        |v: Option<&CellValue>| if let Some(CellValue::Int(i)) = v { Some(*i) } else { None };
+                    ix.update(row, int(old), int(Some(new)));
+                }
+                AttrIndex::FloatRange(ix) => ix.update(row, key(old), key(Some(new))),
+                AttrIndex::Values(_) => unreachable!(),
+            }
+            return;
+        }
         if let Some(old) = old {
             self.unindex(ci, row, old);
         }
@@ -290,9 +319,6 @@ impl Dataset {
                     grow(v, code).insert(row);
                 }
             }
-            (AttrIndex::IntRange(ix), CellValue::Int(i)) => ix.insert(row, *i),
-            (AttrIndex::FloatRange(ix), CellValue::Float(f)) if !f.is_nan() => ix.insert(row, f + 0.0),
-            (AttrIndex::FloatRange(_), CellValue::Float(_)) => {}
             (_, v) => unreachable!("checked value {v:?} for {}", col.name),
         }
     }
