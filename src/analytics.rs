@@ -2,6 +2,7 @@
 //! breakdown by one attribute, and pairwise overlaps of segments. No transport here: the
 //! gRPC layer converts these results.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use rayon::prelude::*;
@@ -139,11 +140,37 @@ pub struct Breakdown {
     pub distinct_groups: u64,
 }
 
+/// A segment's members: evaluated from a plan, or already materialised (a saved segment).
+#[derive(Clone, Copy)]
+pub enum Members<'a> {
+    Plan(&'a Plan),
+    Saved(&'a Postings),
+}
+
+impl<'a> Members<'a> {
+    fn postings(self, ds: &Dataset) -> Cow<'a, Postings> {
+        match self {
+            Members::Plan(p) => Cow::Owned(materialize(ds, p)),
+            Members::Saved(p) => Cow::Borrowed(p),
+        }
+    }
+}
+
 /// Counts of the segment's customers per value of `attribute` (per element for lists,
 /// where one customer counts in several groups).
 pub fn breakdown(
     ds: &Dataset,
     plan: &Plan,
+    attribute: &str,
+    top_n: usize,
+) -> Result<Breakdown, AnalyticsError> {
+    breakdown_of(ds, Members::Plan(plan), attribute, top_n)
+}
+
+/// [`breakdown`] of a plan or of a saved segment's members.
+pub fn breakdown_of(
+    ds: &Dataset,
+    members: Members<'_>,
     attribute: &str,
     top_n: usize,
 ) -> Result<Breakdown, AnalyticsError> {
@@ -159,7 +186,7 @@ pub fn breakdown(
         AttrIndex::IntRange(r) => GroupFn::Ints(r.exact_values().ok_or_else(not_groupable)?),
         AttrIndex::FloatRange(r) => GroupFn::Floats(r.exact_values().ok_or_else(not_groupable)?),
     };
-    let seg = materialize(ds, plan);
+    let seg = members.postings(ds);
     let mut groups: Vec<(Literal, u64)> = match (groups_of, &ds.indexes[i]) {
         (GroupFn::Postings, AttrIndex::Values(v)) => {
             let counts = intersect_each(ds, &seg, v);
@@ -266,7 +293,12 @@ fn scan_counts(
 
 /// `m[i][j] = |segment i & segment j|`; the diagonal holds each segment's count.
 pub fn overlap(ds: &Dataset, plans: &[&Plan]) -> Vec<Vec<u64>> {
-    let segs: Vec<Postings> = plans.iter().map(|p| materialize(ds, p)).collect();
+    overlap_of(ds, &plans.iter().map(|p| Members::Plan(p)).collect::<Vec<_>>())
+}
+
+/// [`overlap`] of plans and / or saved segments' members.
+pub fn overlap_of(ds: &Dataset, members: &[Members<'_>]) -> Vec<Vec<u64>> {
+    let segs: Vec<Cow<'_, Postings>> = members.iter().map(|m| m.postings(ds)).collect();
     let n = segs.len();
     // Upper triangle flattened; each chunk makes segment i dense once and counts every
     // j > i against it.

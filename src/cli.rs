@@ -2,15 +2,16 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::net::TcpListener;
 
+use segd::db::{DbError, DbOptions};
+use segd::persist::SyncMode;
 use segd::query::{self, Limits};
 use segd::server::{Config, Server};
-use segd::store::{load::load_file, Dataset};
+use segd::store::{load::load_file, Dataset, StoreError};
 
 /// Loads `--data`, or generates a demo table of `demo_rows` when no file is given.
 pub fn load_or_demo(data: Option<&Path>, demo_rows: usize, id_column: &str) -> Result<Dataset> {
@@ -94,13 +95,35 @@ pub fn count_file(ds: &Dataset, file: &PathBuf) -> Result<()> {
 /// `segd serve` options. Every flag is also an environment variable (`SEGD_*`).
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    /// Parquet or Arrow IPC file; a generated demo table when absent.
+    /// The data dir: write-ahead log and snapshots. Created when missing.
+    #[arg(long, default_value = "./segd-data", env = "SEGD_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// When an acknowledged write is fsync'd: `always` (before the ack; nothing
+    /// acknowledged is ever lost) or `interval:<ms>` (in the background; a power loss may
+    /// lose up to that interval of acknowledged writes, a process crash loses nothing).
+    #[arg(long, default_value = "always", value_parser = parse_sync, env = "SEGD_SYNC")]
+    pub sync: SyncMode,
+    /// Snapshot (and cut the log) after this many logged writes.
+    #[arg(long, default_value_t = 100_000, env = "SEGD_SNAPSHOT_EVERY")]
+    pub snapshot_every: u64,
+    /// Most saved segments.
+    #[arg(long, default_value_t = 1_000, env = "SEGD_MAX_SEGMENTS")]
+    pub max_segments: usize,
+    /// Segment events (enter / leave) kept for WatchSegments resumes.
+    #[arg(long, default_value_t = 1_000_000, env = "SEGD_EVENT_RETENTION")]
+    pub event_retention: usize,
+    /// Most customers (or ids) in one write request.
+    #[arg(long, default_value_t = 100_000, env = "SEGD_MAX_UPSERT_BATCH")]
+    pub max_upsert_batch: usize,
+    /// Bulk load path: a Parquet or Arrow IPC file imported only when the data dir holds
+    /// no snapshot yet (ignored afterwards); a generated demo table when absent.
     #[arg(long, env = "SEGD_DATA")]
     pub data: Option<PathBuf>,
     /// The customer id column.
     #[arg(long, default_value = "customer_id", env = "SEGD_ID_COLUMN")]
     pub id_column: String,
-    /// Rows of the generated demo table when --data is absent.
+    /// Rows of the generated demo table imported into an empty data dir when --data is
+    /// absent.
     #[arg(long, default_value_t = 1_000_000, env = "SEGD_DEMO")]
     pub demo: usize,
     /// gRPC address. Loopback unless asked: segd has no authentication.
@@ -153,21 +176,55 @@ impl ServeArgs {
             max_top_n: self.max_breakdown_top_n,
             plan_cache_entries: self.plan_cache_entries,
             cache_counts: !self.no_count_cache,
+            max_upsert_batch: self.max_upsert_batch,
+            ..Config::default()
+        }
+    }
+
+    fn db_options(&self) -> DbOptions {
+        DbOptions {
+            data_dir: self.data_dir.clone(),
+            sync: self.sync,
+            snapshot_every: self.snapshot_every,
+            max_segments: self.max_segments,
+            event_capacity: self.event_retention,
+            ..DbOptions::default()
         }
     }
 }
 
-/// `segd serve`: loads the data, then serves until SIGINT / SIGTERM.
+/// `always` or `interval:<ms>`.
+fn parse_sync(s: &str) -> Result<SyncMode, String> {
+    match s.split_once(':') {
+        None if s == "always" => Ok(SyncMode::Always),
+        Some(("interval", ms)) => ms
+            .parse::<u64>()
+            .ok()
+            .filter(|&ms| ms > 0)
+            .map(|ms| SyncMode::Interval(std::time::Duration::from_millis(ms)))
+            .ok_or_else(|| format!("'{ms}' is not a positive number of milliseconds")),
+        _ => Err(format!("'{s}': use 'always' or 'interval:<ms>'")),
+    }
+}
+
+/// `segd serve`: opens the data dir (importing --data / the demo into an empty one),
+/// serves until SIGINT / SIGTERM, drains, then writes the final snapshot.
 pub fn serve(args: ServeArgs) -> Result<()> {
     let config = args.config();
-    tracing::info!(?config, "configuration");
-    let ds = Arc::new(load_or_demo(args.data.as_deref(), args.demo, &args.id_column)?);
+    tracing::info!(?config, data_dir = %args.data_dir.display(), sync = ?args.sync, "configuration");
+    let import = || {
+        load_or_demo(args.data.as_deref(), args.demo, &args.id_column).map_err(|e| {
+            let path = args.data.as_ref().map_or("the demo table".into(), |p| p.display().to_string());
+            DbError::Store(StoreError::Io { path, msg: format!("{e:#}") })
+        })
+    };
+    let server = Server::open(args.db_options(), import, config)
+        .with_context(|| format!("opening --data-dir {}", args.data_dir.display()))?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding --listen {}", args.listen))?;
-        let server = Server::new(ds, config);
         // One signal stops both listeners.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
         if let Some(addr) = args.metrics_listen {
@@ -187,7 +244,10 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             shutdown_signal().await;
             let _ = stop_tx.send(());
         };
-        server.serve(listener, shutdown).await.map_err(|e| anyhow!(e))
+        server.clone().serve(listener, shutdown).await.map_err(|e| anyhow!(e))?;
+        server.close().context("writing the final snapshot")?;
+        tracing::info!("final snapshot written");
+        Ok(())
     })
 }
 

@@ -152,6 +152,9 @@ impl Db {
             engine.sequence = seq;
             replayed += 1;
         }
+        // Events are not kept across a restart: a watcher must not resume from before it.
+        let seq = engine.sequence;
+        engine.events.forget_through(seq);
         tracing::info!(
             sequence = engine.sequence,
             replayed,
@@ -173,6 +176,13 @@ impl Db {
     /// The current state, for reading. Hold it briefly: a commit waits for readers.
     pub fn read(&self) -> RwLockReadGuard<'_, Engine> {
         self.engine.read()
+    }
+
+    /// [`Db::read`] for work on the rayon pool: granted even while a commit waits, so a
+    /// pool thread that holds a read guard and steals another job taking one (work
+    /// stealing in a nested `join`) cannot deadlock behind the waiting writer.
+    pub fn read_recursive(&self) -> RwLockReadGuard<'_, Engine> {
+        self.engine.read_recursive()
     }
 
     /// Queues a mutation; `done` is called once it is durable and applied, or rejected.
@@ -319,10 +329,12 @@ fn commit_loop(
             }
         }
         let last = *seqs.last().expect("non-empty group");
+        // Wake watchers and invalidate caches before anyone is told the write is done, so
+        // an acknowledged write is never followed by a stale answer.
+        on_commit(last);
         for ((_, done), r) in valid.into_iter().zip(results) {
             done(r.map_err(DbError::from));
         }
-        on_commit(last);
         since_snapshot += seqs.len() as u64;
         if since_snapshot >= opts.snapshot_every {
             since_snapshot = 0;

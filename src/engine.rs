@@ -83,6 +83,13 @@ impl EventLog {
         }
     }
 
+    /// Marks every event up to `sequence` as gone (after a restart: events are not kept
+    /// across one, so a watcher cannot resume from before it).
+    pub fn forget_through(&mut self, sequence: u64) {
+        self.events.retain(|e| e.sequence > sequence);
+        self.dropped_through = self.dropped_through.max(sequence);
+    }
+
     /// Up to `max` events with `sequence >= from`, of the given segments (all when empty).
     pub fn since(
         &self,
@@ -127,11 +134,7 @@ impl Engine {
         match m {
             Mutation::Upsert(batch) => self.data.check_upserts(batch)?,
             Mutation::Delete(_) => {}
-            Mutation::AddAttribute { name, .. } => {
-                if self.data.column_index(name).is_some() {
-                    return Err(MutationError::AttributeExists(name.clone()).into());
-                }
-            }
+            Mutation::AddAttribute { name, .. } => self.data.check_new_attribute(name)?,
             Mutation::CreateSegment { id, definition, .. } => {
                 self.segments.check_create(&self.data, id, definition)?
             }

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod cli;
+mod loadgen;
 
 // No mimalloc: with it the 10M-row table sat at 1,642 MiB resident after load (freed load
 // buffers stayed mapped, 1,547 MiB even after mi_collect), with glibc's malloc at 1,245 MiB.
@@ -44,8 +45,11 @@ enum Cmd {
         #[arg(long)]
         explain: bool,
     },
-    /// Serve segd.v1.SegmentService over gRPC (with health, reflection, metrics).
+    /// Serve segd.v1.SegmentService and CustomerService over gRPC from a data dir (with
+    /// health, reflection, metrics).
     Serve(cli::ServeArgs),
+    /// Load-test a running server (a ghz-like gRPC client); stops by itself.
+    Loadgen(loadgen::LoadgenArgs),
     /// Write a synthetic customer table (the benchmark kit's schema) as Parquet.
     Gen {
         #[arg(long, default_value_t = 1_000_000)]
@@ -80,6 +84,7 @@ fn run(args: Args) -> Result<()> {
             }
         }
         Cmd::Serve(args) => cli::serve(args),
+        Cmd::Loadgen(args) => loadgen::run(args),
         Cmd::Gen { rows, out, seed } => {
             let t = std::time::Instant::now();
             segd::gen::write_parquet(&out, rows, seed)?;

@@ -12,8 +12,28 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// The RPCs measured, in the order of [`Metrics`]' rows.
-pub const RPCS: [&str; 7] =
-    ["CountSegment", "IsMember", "BatchIsMember", "Explain", "Schema", "Breakdown", "Overlap"];
+pub const RPCS: [&str; 20] = [
+    "CountSegment",
+    "IsMember",
+    "BatchIsMember",
+    "Explain",
+    "Schema",
+    "Breakdown",
+    "Overlap",
+    "CreateSegment",
+    "GetSegment",
+    "ListSegments",
+    "DeleteSegment",
+    "AddMembers",
+    "RemoveMembers",
+    "SegmentsOf",
+    "WatchSegments",
+    "UpsertCustomers",
+    "StreamUpserts",
+    "DeleteCustomers",
+    "GetCustomer",
+    "AddAttribute",
+];
 
 /// gRPC status code names by number (0..=16).
 pub const CODES: [&str; 17] = [

@@ -2,10 +2,13 @@
 //! with the same segment text parse and plan it once, and a repeated CountSegment counts
 //! it once.
 //!
-//! Invalidation: [`PlanCache::clear`] drops every entry and bumps the generation. A plan
-//! binds dictionary codes and range buckets of the data it was compiled against, so a
-//! later data change (live updates, a reload) must call `clear` before serving the new
-//! data; an entry compiled under an older generation is never inserted afterwards.
+//! Invalidation: a plan binds dictionary codes and range buckets of the data it was
+//! compiled against, and a count is of one state of the data. So every entry carries the
+//! data version (the engine's commit sequence) it was compiled at, and a lookup at another
+//! version is a miss: a reader never uses a plan or count of other data than the state it
+//! holds, however its lookup races a commit. [`PlanCache::clear`] (called after every
+//! commit) drops the stale entries' memory and bumps the generation; an entry compiled
+//! under an older generation is never inserted afterwards.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +22,8 @@ use crate::query::Plan;
 #[derive(Debug)]
 pub struct Cached {
     pub plan: Plan,
+    /// The data version the plan was compiled at.
+    pub version: u64,
     /// `NOT_COUNTED` until first counted. An atomic rather than a `OnceLock`: counts run on
     /// the rayon pool, where a thread blocked in `OnceLock` init could be handed (by work
     /// stealing) another job initialising the same lock and deadlock. Two racing callers
@@ -29,8 +34,8 @@ pub struct Cached {
 const NOT_COUNTED: u64 = u64::MAX;
 
 impl Cached {
-    pub fn new(plan: Plan) -> Self {
-        Cached { plan, count: AtomicU64::new(NOT_COUNTED) }
+    pub fn new(plan: Plan, version: u64) -> Self {
+        Cached { plan, version, count: AtomicU64::new(NOT_COUNTED) }
     }
 
     /// The memoised count, if any.
@@ -64,20 +69,21 @@ impl PlanCache {
         }
     }
 
-    /// The cached entry for `text`, compiling (outside any lock) on a miss. Errors are not
-    /// cached: a bad text fails fast in the parser anyway.
+    /// The cached entry for `text` at data `version`, compiling (outside any lock) on a
+    /// miss. Errors are not cached: a bad text fails fast in the parser anyway.
     pub fn get_or_compile<E>(
         &self,
         text: &str,
+        version: u64,
         compile: impl FnOnce(&str) -> Result<Plan, E>,
     ) -> Result<Arc<Cached>, E> {
-        if let Some(e) = self.map.read().get(text) {
+        if let Some(e) = self.map.read().get(text).filter(|e| e.version == version) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(e.clone());
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let generation = self.generation();
-        let entry = Arc::new(Cached::new(compile(text)?));
+        let entry = Arc::new(Cached::new(compile(text)?, version));
         if self.capacity == 0 {
             return Ok(entry);
         }
@@ -86,10 +92,13 @@ impl PlanCache {
             // Compiled against data that has since changed: serve it to this caller only.
             return Ok(entry);
         }
-        if let Some(e) = map.get(text) {
-            return Ok(e.clone());
+        match map.get(text) {
+            Some(e) if e.version == version => return Ok(e.clone()),
+            // Newer than ours: keep it, serve ours to this caller only.
+            Some(e) if e.version > version => return Ok(entry),
+            _ => {}
         }
-        if map.len() >= self.capacity {
+        if map.len() >= self.capacity && !map.contains_key(text) {
             // Evict an arbitrary entry (the map's iteration order): O(1) and no recency
             // bookkeeping on the read path. Segment texts in use are few; a caller cycling
             // through more than `capacity` of them pays a compile per call either way.
@@ -139,24 +148,36 @@ mod tests {
     fn bounded_and_cleared() {
         let c = PlanCache::new(2);
         for t in ["a", "b", "c", "a"] {
-            c.get_or_compile(t, |_| plan()).unwrap();
+            c.get_or_compile(t, 0, |_| plan()).unwrap();
         }
         assert!(c.len() <= 2);
         let g = c.generation();
         c.clear();
         assert!(c.is_empty());
         assert_eq!(c.generation(), g + 1);
-        assert!(c.get_or_compile("x", |_| Err::<Plan, _>("bad")).is_err());
+        assert!(c.get_or_compile("x", 0, |_| Err::<Plan, _>("bad")).is_err());
         assert!(c.is_empty(), "errors are not cached");
     }
 
     #[test]
     fn counts_are_memoised() {
         let c = PlanCache::new(4);
-        let e = c.get_or_compile("a", |_| plan()).unwrap();
+        let e = c.get_or_compile("a", 0, |_| plan()).unwrap();
         assert_eq!(e.count(), None);
         e.set_count(7);
-        assert_eq!(c.get_or_compile("a", |_| plan()).unwrap().count(), Some(7));
+        assert_eq!(c.get_or_compile("a", 0, |_| plan()).unwrap().count(), Some(7));
         assert_eq!(c.stats(), (1, 1));
+    }
+
+    #[test]
+    fn other_versions_miss() {
+        let c = PlanCache::new(4);
+        c.get_or_compile("a", 1, |_| plan()).unwrap().set_count(7);
+        let newer = c.get_or_compile("a", 2, |_| plan()).unwrap();
+        assert_eq!((newer.version, newer.count()), (2, None));
+        // An older reader compiles its own and does not replace the newer entry.
+        assert_eq!(c.get_or_compile("a", 1, |_| plan()).unwrap().version, 1);
+        assert_eq!(c.get_or_compile("a", 2, |_| plan()).unwrap().version, 2);
+        assert_eq!(c.len(), 1);
     }
 }

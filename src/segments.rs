@@ -61,6 +61,8 @@ pub struct SavedSegment {
     pub definition: Definition,
     pub members: Postings,
     plan: Option<Plan>,
+    /// [`Dataset::binding_generation`] the plan was bound at.
+    bound_at: u64,
 }
 
 impl SavedSegment {
@@ -132,7 +134,14 @@ impl Segments {
         let n = members.len;
         self.map.insert(
             id.into(),
-            SavedSegment { id: id.into(), description: description.into(), definition: def, members, plan },
+            SavedSegment {
+                id: id.into(),
+                description: description.into(),
+                definition: def,
+                members,
+                plan,
+                bound_at: ds.binding_generation(),
+            },
         );
         Ok(n)
     }
@@ -193,10 +202,16 @@ impl Segments {
         sequence: u64,
     ) -> Vec<SegmentEvent> {
         let mut events = vec![];
+        let generation = ds.binding_generation();
         for seg in self.map.values_mut() {
-            // New dictionary values or bucket extents can change a plan's leaves: re-bind.
-            if let Ok(Some(p)) = compile(ds, &seg.definition) {
-                seg.plan = Some(p);
+            // A value new to a dictionary may be one a plan's leaf named before it existed:
+            // re-bind. (Row-level evaluation reads only codes and value bounds, so nothing
+            // else a write changes can make a plan stale.)
+            if seg.bound_at != generation {
+                if let Ok(Some(p)) = compile(ds, &seg.definition) {
+                    seg.plan = Some(p);
+                }
+                seg.bound_at = generation;
             }
             for &(cid, row) in deleted {
                 if seg.members.remove(row) {

@@ -5,10 +5,13 @@ use crate::analytics::{AttributeInfo, Breakdown};
 use crate::query::ast::CmpOp;
 use crate::query::explain::ExplainNode;
 use crate::query::{Expr, Limits, Literal, QueryError};
+use crate::segments::{Change, Definition, SavedSegment, SegmentEvent};
+use crate::store::mutate::{CellValue, CustomerUpdate, NewAttribute};
 
 use super::pb;
 use super::pb::predicate::Node;
 use super::pb::value::Kind;
+use super::status::ServiceError;
 
 /// A segment as a request names it, whichever request it came in.
 #[derive(Clone, Debug)]
@@ -172,4 +175,153 @@ pub fn breakdown(b: Breakdown, server_time_us: u64) -> pb::BreakdownResponse {
         distinct_groups,
         server_time_us,
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Customers, saved segments, events
+
+/// A client's attribute value. Errors name the customer and the attribute.
+pub fn cell_of(v: pb::customer::Value, customer_id: u64, attribute: &str) -> Result<CellValue, ServiceError> {
+    use pb::customer::value::Kind as K;
+    let pb::customer::Value { kind } = v;
+    Ok(match kind {
+        None => {
+            return Err(ServiceError::Invalid {
+                field: "attributes",
+                msg: format!(
+                    "customer {customer_id}: attribute '{attribute}' has no value: set one of bool_value, \
+                     int_value, float_value, string_value, list_value, null_value"
+                ),
+            })
+        }
+        Some(K::BoolValue(b)) => CellValue::Bool(b),
+        Some(K::IntValue(i)) => CellValue::Int(i),
+        Some(K::FloatValue(x)) => CellValue::Float(x),
+        Some(K::StringValue(s)) => CellValue::Str(s),
+        Some(K::ListValue(pb::StringList { values })) => CellValue::List(values),
+        Some(K::NullValue(_)) => CellValue::Null,
+    })
+}
+
+pub fn cell_pb(c: CellValue) -> pb::customer::Value {
+    use pb::customer::value::Kind as K;
+    let kind = match c {
+        CellValue::Null => K::NullValue(true),
+        CellValue::Bool(b) => K::BoolValue(b),
+        CellValue::Int(i) => K::IntValue(i),
+        CellValue::Float(x) => K::FloatValue(x),
+        CellValue::Str(s) => K::StringValue(s),
+        CellValue::List(values) => K::ListValue(pb::StringList { values }),
+    };
+    pb::customer::Value { kind: Some(kind) }
+}
+
+/// A proto customer -> a partial update (attributes sorted by name: the log is
+/// deterministic).
+pub fn customer_update(c: pb::Customer) -> Result<CustomerUpdate, ServiceError> {
+    let pb::Customer { customer_id, attributes } = c;
+    let mut attrs = attributes
+        .into_iter()
+        .map(|(name, v)| {
+            let cell = cell_of(v, customer_id, &name)?;
+            Ok((name, cell))
+        })
+        .collect::<Result<Vec<_>, ServiceError>>()?;
+    attrs.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(CustomerUpdate { customer_id, attributes: attrs })
+}
+
+pub fn customer_pb(customer_id: u64, attributes: Vec<(String, CellValue)>) -> pb::Customer {
+    pb::Customer { customer_id, attributes: attributes.into_iter().map(|(k, v)| (k, cell_pb(v))).collect() }
+}
+
+pub fn attribute_type(t: i32) -> Result<NewAttribute, ServiceError> {
+    use pb::AttributeType as T;
+    let bad = || ServiceError::Invalid {
+        field: "type",
+        msg: format!(
+            "{t} is not an attribute type: use ATTRIBUTE_TYPE_BOOL, _INT, _FLOAT, _STRING, _STRING_LIST, \
+             _DATE or _TIMESTAMP"
+        ),
+    };
+    Ok(match T::try_from(t).map_err(|_| bad())? {
+        T::Unspecified => return Err(bad()),
+        T::Bool => NewAttribute::Bool,
+        T::Int => NewAttribute::Int,
+        T::Float => NewAttribute::Float,
+        T::String => NewAttribute::String,
+        T::StringList => NewAttribute::StringList,
+        T::Date => NewAttribute::Date,
+        T::Timestamp => NewAttribute::Timestamp,
+    })
+}
+
+/// An expression back to a predicate tree (the inverse of [`expr_of`] on its image; None
+/// for shapes a tree cannot spell, which [`expr_of`] never produces).
+pub fn predicate_of(e: &Expr) -> Option<pb::Predicate> {
+    let node = |n| Some(pb::Predicate { node: Some(n) });
+    let list = |v: &[Expr]| v.iter().map(predicate_of).collect::<Option<Vec<_>>>();
+    match e {
+        Expr::And(v) => node(Node::And(pb::PredicateList { args: list(v)? })),
+        Expr::Or(v) => node(Node::Or(pb::PredicateList { args: list(v)? })),
+        Expr::Not(inner) => node(Node::Not(Box::new(predicate_of(inner)?))),
+        Expr::Cmp { col, op, value } => {
+            let v = Some(value_of(value));
+            let column = col.clone();
+            match op {
+                CmpOp::Eq => node(Node::Eq(pb::Eq { column, value: v })),
+                CmpOp::Ne => node(Node::Not(Box::new(pb::Predicate {
+                    node: Some(Node::Eq(pb::Eq { column, value: v })),
+                }))),
+                CmpOp::Gt => node(Node::Range(pb::Range { column, gt: v, ..Default::default() })),
+                CmpOp::Ge => node(Node::Range(pb::Range { column, gte: v, ..Default::default() })),
+                CmpOp::Lt => node(Node::Range(pb::Range { column, lt: v, ..Default::default() })),
+                CmpOp::Le => node(Node::Range(pb::Range { column, lte: v, ..Default::default() })),
+            }
+        }
+        Expr::In { col, values, negated } => {
+            let p = pb::Predicate {
+                node: Some(Node::In(pb::In {
+                    column: col.clone(),
+                    values: values.iter().map(value_of).collect(),
+                })),
+            };
+            if *negated {
+                node(Node::Not(Box::new(p)))
+            } else {
+                Some(p)
+            }
+        }
+        Expr::IsNull { col, negated } => {
+            node(Node::IsNull(pb::IsNull { column: col.clone(), negated: *negated }))
+        }
+        Expr::Contains { col, value } => {
+            node(Node::Contains(pb::Contains { column: col.clone(), value: Some(value_of(value)) }))
+        }
+        Expr::Column(_) | Expr::Const(_) => None,
+    }
+}
+
+pub fn saved_segment(s: &SavedSegment) -> pb::SavedSegment {
+    use pb::saved_segment::Definition as D;
+    let definition = match &s.definition {
+        Definition::Sql(text) => Some(D::Where(text.clone())),
+        Definition::Tree(e) => predicate_of(e).map(D::Predicate),
+        Definition::Static => Some(D::Static(true)),
+    };
+    pb::SavedSegment {
+        segment_id: s.id.clone(),
+        description: s.description.clone(),
+        definition,
+        count: s.count(),
+    }
+}
+
+pub fn event_pb(e: SegmentEvent) -> pb::SegmentEvent {
+    let SegmentEvent { segment_id, customer_id, change, sequence } = e;
+    let change = match change {
+        Change::Entered => pb::Change::Entered,
+        Change::Left => pb::Change::Left,
+    };
+    pb::SegmentEvent { segment_id, customer_id, change: change as i32, sequence }
 }

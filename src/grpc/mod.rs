@@ -1,17 +1,22 @@
-//! The gRPC face of segd (`segd.v1.SegmentService`): generated types, conversions between
-//! them and the core, the one error-to-status mapping, and the service adapter. Nothing
-//! else in the crate imports tonic or prost.
+//! The gRPC face of segd (`segd.v1.SegmentService`, `segd.v1.CustomerService`): generated
+//! types, conversions between them and the core, the one error-to-status mapping, and the
+//! service adapters. Nothing else in the crate imports tonic or prost.
 //!
 //! - [`pb`]: code generated from `proto/segd/v1/segd.proto` and its descriptor set.
 //! - [`codec`]: prost decoding that answers INVALID_ARGUMENT for undecodable requests.
 //! - [`convert`]: proto <-> core (predicate trees, literals, plans, schema).
 //! - [`status`]: [`status::ServiceError`] and its exhaustive mapping to gRPC codes.
-//! - [`service`]: the `SegmentService` implementation: translate, run, convert.
+//! - [`service`]: the shared [`service::State`] and the `SegmentService` implementation:
+//!   translate, run, convert.
+//! - [`customers`]: the `CustomerService` implementation (upserts, deletes, reads).
+//! - [`watch`]: the `WatchSegments` stream task.
 
 pub mod codec;
 pub mod convert;
+pub mod customers;
 pub mod service;
 pub mod status;
+pub mod watch;
 
 /// Generated from `proto/segd/v1/segd.proto`.
 pub mod pb {

@@ -1,81 +1,138 @@
 //! `segd.v1.SegmentService`: each method unpacks its request, calls the core, converts
 //! the result. Evaluation that scans chunks runs on the rayon pool, never on a tokio
-//! worker; single-row work (IsMember, compiling a segment) runs inline.
+//! worker; single-row work (IsMember, compiling a segment, a saved segment's count) runs
+//! inline. Every read holds the engine's read lock only while it computes: inline reads
+//! take it on the tokio worker, pool work takes it inside the pool task.
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 
+use parking_lot::{RwLock, RwLockReadGuard};
 use rayon::prelude::*;
+use tokio::sync::{oneshot, watch};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use crate::analytics;
+use crate::analytics::{self, Members};
+use crate::db::{Committed, Db, DbError};
+use crate::engine::{Engine, Mutation, Outcome};
 use crate::metrics::{Metrics, CODES, RPCS};
 use crate::plan_cache::{Cached, PlanCache};
 use crate::query::eval::{count, matches_row};
-use crate::query::{self, explain::explain};
+use crate::query::explain::{explain, ExplainNode};
+use crate::query::{self, Expr};
+use crate::segments::{Definition, SavedSegment};
 use crate::server::Config;
-use crate::store::Dataset;
 
 use super::convert::{self, Spec};
 use super::pb::{self, segment_service_server::SegmentService};
 use super::status::{status_of, ServiceError};
 
+/// Where the state lives.
+pub enum Backing {
+    /// A data dir: writes are logged, applied, acknowledged.
+    Live(Arc<Db>),
+    /// A fixed table (no data dir): reads only.
+    Fixed(Box<RwLock<Engine>>),
+}
+
 /// What every call shares.
 pub struct State {
-    pub ds: Arc<Dataset>,
+    pub backing: Backing,
     pub config: Config,
-    pub cache: PlanCache,
+    pub cache: Arc<PlanCache>,
     pub metrics: Metrics,
+    /// The last committed sequence; changes after every commit (wakes watchers).
+    pub commits: watch::Receiver<u64>,
+    /// Keeps `commits` open for a fixed table (nothing commits).
+    pub commits_tx: Arc<watch::Sender<u64>>,
+    /// Becomes true when the server stops: open streams end with UNAVAILABLE.
+    pub closing: watch::Sender<bool>,
+    /// The sequence the state was opened at: segment events are not persisted, so events
+    /// at or before it are not retained.
+    pub opened_at: u64,
 }
 
-#[derive(Clone)]
-pub struct SegmentSvc(pub Arc<State>);
-
-/// Rows of [`crate::metrics::RPCS`].
-mod rpc {
-    pub const COUNT: usize = 0;
-    pub const IS_MEMBER: usize = 1;
-    pub const BATCH: usize = 2;
-    pub const EXPLAIN: usize = 3;
-    pub const SCHEMA: usize = 4;
-    pub const BREAKDOWN: usize = 5;
-    pub const OVERLAP: usize = 6;
-}
-
-/// Below this many ids a batch is answered inline: shipping it to the pool costs more.
-const INLINE_BATCH: usize = 256;
-
-impl SegmentSvc {
-    /// The compiled segment: `where` texts through the cache, trees compiled per call.
-    fn resolve(&self, spec: Option<Spec>) -> Result<Arc<Cached>, ServiceError> {
-        let State { ds, config, cache, .. } = &*self.0;
-        let limits = &config.limits;
-        match spec.ok_or(ServiceError::MissingSegment)? {
-            Spec::Where(text) => {
-                // Checked here as well as in the parser so an oversized text is not even hashed.
-                if text.len() > limits.max_text {
-                    return Err(ServiceError::Limit {
-                        what: "segment text bytes",
-                        got: text.len(),
-                        limit: limits.max_text,
-                        flag: "max-where-bytes",
-                    });
-                }
-                Ok(cache.get_or_compile(&text, |t| query::compile_sql(ds, t, limits))?)
-            }
-            Spec::Predicate(p) => {
-                let e = convert::expr_of(p, limits)?;
-                Ok(Arc::new(Cached::new(query::compile_expr(ds, &e, limits)?)))
-            }
-            Spec::Id(id) => Err(ServiceError::UnknownSegment(id)),
+impl State {
+    /// The state, for a brief read on a tokio worker.
+    pub fn read(&self) -> RwLockReadGuard<'_, Engine> {
+        match &self.backing {
+            Backing::Live(db) => db.read(),
+            Backing::Fixed(e) => e.read(),
         }
     }
 
+    /// The state, for a read inside a rayon pool task (see [`Db::read_recursive`]).
+    pub fn read_in_pool(&self) -> RwLockReadGuard<'_, Engine> {
+        match &self.backing {
+            Backing::Live(db) => db.read_recursive(),
+            Backing::Fixed(e) => e.read_recursive(),
+        }
+    }
+
+    /// Queues a mutation; the receiver answers once it is durable and visible.
+    pub fn submit(&self, m: Mutation) -> Result<oneshot::Receiver<Result<Committed, DbError>>, ServiceError> {
+        let Backing::Live(db) = &self.backing else { return Err(ServiceError::ReadOnly) };
+        let (tx, rx) = oneshot::channel();
+        db.submit(m, move |r| {
+            let _ = tx.send(r);
+        });
+        Ok(rx)
+    }
+
+    /// Commits a mutation and waits for it.
+    pub async fn commit(&self, m: Mutation) -> Result<Committed, ServiceError> {
+        let rx = self.submit(m)?;
+        Ok(rx.await.map_err(|_| DbError::Closed)??)
+    }
+
+    /// A request's segment, checked and converted before any lock is taken.
+    pub(super) fn want(&self, spec: Option<Spec>) -> Result<Want, ServiceError> {
+        let limits = &self.config.limits;
+        Ok(match spec.ok_or(ServiceError::MissingSegment)? {
+            Spec::Where(text) => {
+                self.check_text(&text)?;
+                Want::Where(text)
+            }
+            Spec::Predicate(p) => Want::Tree(convert::expr_of(p, limits)?),
+            Spec::Id(id) => Want::Id(id),
+        })
+    }
+
+    /// Checked here as well as in the parser so an oversized text is not even hashed.
+    pub(super) fn check_text(&self, text: &str) -> Result<(), ServiceError> {
+        let limits = &self.config.limits;
+        if text.len() > limits.max_text {
+            return Err(ServiceError::Limit {
+                what: "segment text bytes",
+                got: text.len(),
+                limit: limits.max_text,
+                flag: "max-where-bytes",
+            });
+        }
+        Ok(())
+    }
+
+    /// The segment against this state: a compiled plan (`where` texts through the cache,
+    /// at this state's version) or a saved segment.
+    pub(super) fn target<'e>(&self, eng: &'e Engine, want: &Want) -> Result<Target<'e>, ServiceError> {
+        let limits = &self.config.limits;
+        Ok(match want {
+            Want::Where(text) => Target::Plan(
+                self.cache
+                    .get_or_compile(text, eng.sequence, |t| query::compile_sql(&eng.data, t, limits))?,
+            ),
+            Want::Tree(e) => {
+                Target::Plan(Arc::new(Cached::new(query::compile_expr(&eng.data, e, limits)?, eng.sequence)))
+            }
+            Want::Id(id) => Target::Saved(eng.segments.get(id)?),
+        })
+    }
+
     /// Runs one call in its span, records its metrics, maps its error.
-    async fn call<T>(
+    pub(super) async fn call<T>(
         &self,
         rpc: usize,
         work: impl Future<Output = Result<T, ServiceError>>,
@@ -83,17 +140,22 @@ impl SegmentSvc {
         let t = Instant::now();
         let span = tracing::info_span!("rpc", rpc = RPCS[rpc]);
         let result = work.instrument(span.clone()).await.map_err(status_of);
-        let code = result.as_ref().map_or_else(|s| s.code() as i32, |_| 0);
-        self.0.metrics.observe(rpc, code, t.elapsed());
-        span.in_scope(|| match &result {
-            Ok(_) => tracing::debug!(us = t.elapsed().as_micros() as u64, "ok"),
-            Err(s) if s.code() == tonic::Code::Internal => tracing::error!(message = s.message(), "failed"),
-            Err(s) => tracing::debug!(code = CODES[code as usize], message = s.message(), "rejected"),
-        });
+        self.record(rpc, &span, t, result.as_ref().err());
         result.map(Response::new)
     }
 
-    fn limit(
+    /// Records one call's metrics and logs its failure.
+    pub(super) fn record(&self, rpc: usize, span: &tracing::Span, t: Instant, err: Option<&Status>) {
+        let code = err.map_or(0, |s| s.code() as i32);
+        self.metrics.observe(rpc, code, t.elapsed());
+        span.in_scope(|| match err {
+            None => tracing::debug!(us = t.elapsed().as_micros() as u64, "ok"),
+            Some(s) if s.code() == tonic::Code::Internal => tracing::error!(message = s.message(), "failed"),
+            Some(s) => tracing::debug!(code = CODES[code as usize], message = s.message(), "rejected"),
+        });
+    }
+
+    pub(super) fn limit(
         &self,
         what: &'static str,
         got: usize,
@@ -105,12 +167,79 @@ impl SegmentSvc {
         }
         Ok(())
     }
+
+    /// Rejects a write batch over `--max-upsert-batch` before any work.
+    pub(super) fn batch_limit(&self, what: &'static str, got: usize) -> Result<(), ServiceError> {
+        self.limit(what, got, self.config.max_upsert_batch, "max-upsert-batch")
+    }
 }
+
+/// A request's segment before it meets the state.
+#[derive(Clone, Debug)]
+pub enum Want {
+    Where(String),
+    Tree(Expr),
+    Id(String),
+}
+
+/// A request's segment against one state.
+pub enum Target<'e> {
+    Plan(Arc<Cached>),
+    Saved(&'e SavedSegment),
+}
+
+impl Target<'_> {
+    fn members(&self) -> Members<'_> {
+        match self {
+            Target::Plan(c) => Members::Plan(&c.plan),
+            Target::Saved(s) => Members::Saved(&s.members),
+        }
+    }
+
+    fn is_member(&self, eng: &Engine, row: u32) -> bool {
+        match self {
+            Target::Plan(c) => matches_row(&eng.data, &c.plan.root, row),
+            Target::Saved(s) => s.members.contains(row),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct SegmentSvc(pub Arc<State>);
+
+/// Rows of [`crate::metrics::RPCS`].
+pub(super) mod rpc {
+    pub const COUNT: usize = 0;
+    pub const IS_MEMBER: usize = 1;
+    pub const BATCH: usize = 2;
+    pub const EXPLAIN: usize = 3;
+    pub const SCHEMA: usize = 4;
+    pub const BREAKDOWN: usize = 5;
+    pub const OVERLAP: usize = 6;
+    pub const CREATE_SEGMENT: usize = 7;
+    pub const GET_SEGMENT: usize = 8;
+    pub const LIST_SEGMENTS: usize = 9;
+    pub const DELETE_SEGMENT: usize = 10;
+    pub const ADD_MEMBERS: usize = 11;
+    pub const REMOVE_MEMBERS: usize = 12;
+    pub const SEGMENTS_OF: usize = 13;
+    pub const WATCH: usize = 14;
+    pub const UPSERT: usize = 15;
+    pub const STREAM_UPSERTS: usize = 16;
+    pub const DELETE_CUSTOMERS: usize = 17;
+    pub const GET_CUSTOMER: usize = 18;
+    pub const ADD_ATTRIBUTE: usize = 19;
+}
+
+/// Below this many ids a batch is answered inline: shipping it to the pool costs more.
+const INLINE_BATCH: usize = 256;
 
 /// Runs CPU-bound work on the rayon pool and awaits it without blocking a tokio worker.
 /// A panic becomes INTERNAL for this call instead of aborting the process (rayon's
 /// default for a panicking spawned job).
-async fn on_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ServiceError> {
+pub(super) async fn on_pool<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ServiceError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     rayon::spawn(move || {
         let _ = tx.send(catch_unwind(AssertUnwindSafe(f)));
@@ -122,8 +251,20 @@ async fn on_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> R
     }
 }
 
+/// Resolves once the server is stopping.
+pub(super) async fn until_closing(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// Inline work, with the same panic guard as [`on_pool`].
-fn guarded<T>(f: impl FnOnce() -> Result<T, ServiceError>) -> Result<T, ServiceError> {
+pub(super) fn guarded<T>(f: impl FnOnce() -> Result<T, ServiceError>) -> Result<T, ServiceError> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| Err(ServiceError::Internal(panic_message(&p))))
 }
 
@@ -136,6 +277,34 @@ fn micros(t: Instant) -> u64 {
     t.elapsed().as_micros() as u64
 }
 
+/// An outcome other than the one a mutation produces: a bug.
+fn unexpected(o: Outcome) -> ServiceError {
+    ServiceError::Internal(format!("unexpected outcome {o:?}"))
+}
+
+impl SegmentSvc {
+    async fn edit_members(
+        &self,
+        rpc: usize,
+        req: pb::EditMembersRequest,
+        add: bool,
+    ) -> Result<Response<pb::EditMembersResponse>, Status> {
+        let pb::EditMembersRequest { segment_id, customer_ids } = req;
+        let st = &self.0;
+        st.call(rpc, async {
+            st.batch_limit("customer_ids length", customer_ids.len())?;
+            let c = st.commit(Mutation::EditMembers { id: segment_id, customer_ids, add }).await?;
+            match c.outcome {
+                Outcome::MembersEdited { changed } => {
+                    Ok(pb::EditMembersResponse { sequence: c.sequence, changed })
+                }
+                o => Err(unexpected(o)),
+            }
+        })
+        .await
+    }
+}
+
 #[tonic::async_trait]
 impl SegmentService for SegmentSvc {
     async fn count_segment(
@@ -144,27 +313,44 @@ impl SegmentService for SegmentSvc {
     ) -> Result<Response<pb::CountSegmentResponse>, Status> {
         let t = Instant::now();
         let pb::CountSegmentRequest { segment } = req.into_inner();
-        self.call(rpc::COUNT, async {
-            let entry = guarded(|| self.resolve(segment.map(Spec::from)))?;
-            let total = self.0.ds.customers();
-            let memo = self.0.config.cache_counts;
-            if let Some(count) = entry.count().filter(|_| memo) {
-                return Ok(pb::CountSegmentResponse {
-                    count,
-                    total,
-                    server_time_us: micros(t),
-                    cached: true,
-                });
-            }
-            let ds = self.0.ds.clone();
-            let count = on_pool(move || {
-                let n = count(&ds, &entry.plan);
-                if memo {
-                    entry.set_count(n);
+        let st = &self.0;
+        st.call(rpc::COUNT, async {
+            let want = guarded(|| st.want(segment.map(Spec::from)))?;
+            let memo = st.config.cache_counts;
+            // A saved segment's count, or the memoised count of this very state: inline.
+            if !matches!(want, Want::Tree(_)) {
+                let fast = guarded(|| {
+                    let eng = st.read();
+                    let total = eng.data.customers();
+                    Ok(match st.target(&eng, &want)? {
+                        Target::Saved(s) => Some((s.count(), total, false)),
+                        Target::Plan(e) => e.count().filter(|_| memo).map(|n| (n, total, true)),
+                    })
+                })?;
+                if let Some((count, total, cached)) = fast {
+                    return Ok(pb::CountSegmentResponse { count, total, server_time_us: micros(t), cached });
                 }
-                n
+            }
+            let st = st.clone();
+            let (count, total) = on_pool(move || -> Result<(u64, u64), ServiceError> {
+                let eng = st.read_in_pool();
+                let total = eng.data.customers();
+                let n = match st.target(&eng, &want)? {
+                    Target::Saved(s) => s.count(),
+                    Target::Plan(e) => match e.count().filter(|_| memo) {
+                        Some(n) => n,
+                        None => {
+                            let n = count(&eng.data, &e.plan);
+                            if memo {
+                                e.set_count(n);
+                            }
+                            n
+                        }
+                    },
+                };
+                Ok((n, total))
             })
-            .await?;
+            .await??;
             Ok(pb::CountSegmentResponse { count, total, server_time_us: micros(t), cached: false })
         })
         .await
@@ -175,15 +361,16 @@ impl SegmentService for SegmentSvc {
         req: Request<pb::IsMemberRequest>,
     ) -> Result<Response<pb::IsMemberResponse>, Status> {
         let pb::IsMemberRequest { customer_id, segment } = req.into_inner();
-        self.call(rpc::IS_MEMBER, async {
+        let st = &self.0;
+        st.call(rpc::IS_MEMBER, async {
             guarded(|| {
-                let entry = self.resolve(segment.map(Spec::from))?;
-                let ds = &self.0.ds;
-                Ok(match ds.row_of(customer_id) {
-                    Some(row) => pb::IsMemberResponse {
-                        is_member: matches_row(ds, &entry.plan.root, row),
-                        customer_found: true,
-                    },
+                let want = st.want(segment.map(Spec::from))?;
+                let eng = st.read();
+                let target = st.target(&eng, &want)?;
+                Ok(match eng.data.row_of(customer_id) {
+                    Some(row) => {
+                        pb::IsMemberResponse { is_member: target.is_member(&eng, row), customer_found: true }
+                    }
                     None => pb::IsMemberResponse { is_member: false, customer_found: false },
                 })
             })
@@ -197,15 +384,15 @@ impl SegmentService for SegmentSvc {
     ) -> Result<Response<pb::BatchIsMemberResponse>, Status> {
         let t = Instant::now();
         let pb::BatchIsMemberRequest { customer_ids, segment } = req.into_inner();
-        self.call(rpc::BATCH, async {
-            let max = self.0.config.max_batch_ids;
-            self.limit("customer_ids length", customer_ids.len(), max, "max-batch-ids")?;
-            let entry = guarded(|| self.resolve(segment.map(Spec::from)))?;
-            let ds = self.0.ds.clone();
+        let st = &self.0;
+        st.call(rpc::BATCH, async {
+            let max = st.config.max_batch_ids;
+            st.limit("customer_ids length", customer_ids.len(), max, "max-batch-ids")?;
+            let want = guarded(|| st.want(segment.map(Spec::from)))?;
             let small = customer_ids.len() <= INLINE_BATCH;
-            let answer = move || -> Vec<(bool, bool)> {
-                let one = |&id: &u64| match ds.row_of(id) {
-                    Some(row) => (matches_row(&ds, &entry.plan.root, row), true),
+            let answer = move |eng: &Engine, target: &Target<'_>| -> Vec<(bool, bool)> {
+                let one = |&id: &u64| match eng.data.row_of(id) {
+                    Some(row) => (target.is_member(eng, row), true),
                     None => (false, false),
                 };
                 if small {
@@ -214,7 +401,21 @@ impl SegmentService for SegmentSvc {
                     customer_ids.par_iter().with_min_len(1024).map(one).collect()
                 }
             };
-            let pairs = if small { guarded(|| Ok(answer()))? } else { on_pool(answer).await? };
+            let pairs = if small {
+                guarded(|| {
+                    let eng = st.read();
+                    let target = st.target(&eng, &want)?;
+                    Ok(answer(&eng, &target))
+                })?
+            } else {
+                let st = st.clone();
+                on_pool(move || {
+                    let eng = st.read_in_pool();
+                    let target = st.target(&eng, &want)?;
+                    Ok::<_, ServiceError>(answer(&eng, &target))
+                })
+                .await??
+            };
             let members = pairs.iter().filter(|p| p.0).count() as u64;
             let (is_member, customer_found) = pairs.into_iter().unzip();
             Ok(pb::BatchIsMemberResponse { is_member, customer_found, members, server_time_us: micros(t) })
@@ -228,15 +429,44 @@ impl SegmentService for SegmentSvc {
     ) -> Result<Response<pb::ExplainResponse>, Status> {
         let t = Instant::now();
         let pb::ExplainRequest { segment } = req.into_inner();
-        self.call(rpc::EXPLAIN, async {
-            let entry = guarded(|| self.resolve(segment.map(Spec::from)))?;
-            let ds = self.0.ds.clone();
-            let node = on_pool(move || explain(&ds, &entry.plan)).await?;
+        let st = &self.0;
+        st.call(rpc::EXPLAIN, async {
+            let want = guarded(|| st.want(segment.map(Spec::from)))?;
+            let st2 = st.clone();
+            let (node, total) = on_pool(move || -> Result<(ExplainNode, u64), ServiceError> {
+                let eng = st2.read_in_pool();
+                let limits = &st2.config.limits;
+                let plan = match &want {
+                    // A saved segment: its definition's plan, or one node for a static list.
+                    Want::Id(id) => {
+                        let s = eng.segments.get(id)?;
+                        match &s.definition {
+                            Definition::Sql(text) => query::compile_sql(&eng.data, text, limits)?,
+                            Definition::Tree(e) => query::compile_expr(&eng.data, e, limits)?,
+                            Definition::Static => {
+                                let node = ExplainNode {
+                                    op: format!("SAVED STATIC SEGMENT '{id}'"),
+                                    estimated: s.count(),
+                                    actual: s.count(),
+                                    children: vec![],
+                                };
+                                return Ok((node, eng.data.customers()));
+                            }
+                        }
+                    }
+                    w => match st2.target(&eng, w)? {
+                        Target::Plan(e) => e.plan.clone(),
+                        Target::Saved(_) => unreachable!("ids are handled above"),
+                    },
+                };
+                Ok((explain(&eng.data, &plan), eng.data.customers()))
+            })
+            .await??;
             let text = node.render();
             Ok(pb::ExplainResponse {
                 root: Some(convert::plan_node(node)),
                 text,
-                total: self.0.ds.customers(),
+                total,
                 server_time_us: micros(t),
             })
         })
@@ -245,17 +475,21 @@ impl SegmentService for SegmentSvc {
 
     async fn schema(&self, req: Request<pb::SchemaRequest>) -> Result<Response<pb::SchemaResponse>, Status> {
         let pb::SchemaRequest { max_values } = req.into_inner();
-        self.call(rpc::SCHEMA, async {
+        let st = &self.0;
+        st.call(rpc::SCHEMA, async {
             let max_values = match max_values as usize {
                 0 => 64,
-                n => n.min(self.0.config.max_top_n),
+                n => n.min(st.config.max_top_n),
             };
-            let ds = &self.0.ds;
-            let attributes = guarded(|| Ok(analytics::describe(ds, max_values)))?;
-            Ok(pb::SchemaResponse {
-                total: ds.customers(),
-                id_column: ds.id_column().name.clone(),
-                attributes: attributes.into_iter().map(convert::attribute).collect(),
+            guarded(|| {
+                let eng = st.read();
+                let ds = &eng.data;
+                let attributes = analytics::describe(ds, max_values);
+                Ok(pb::SchemaResponse {
+                    total: ds.customers(),
+                    id_column: ds.id_column().name.clone(),
+                    attributes: attributes.into_iter().map(convert::attribute).collect(),
+                })
             })
         })
         .await
@@ -267,15 +501,21 @@ impl SegmentService for SegmentSvc {
     ) -> Result<Response<pb::BreakdownResponse>, Status> {
         let t = Instant::now();
         let pb::BreakdownRequest { segment, attribute, top_n } = req.into_inner();
-        self.call(rpc::BREAKDOWN, async {
+        let st = &self.0;
+        st.call(rpc::BREAKDOWN, async {
             let top_n = match top_n as usize {
                 0 => 20,
                 n => n,
             };
-            self.limit("top_n", top_n, self.0.config.max_top_n, "max-breakdown-top-n")?;
-            let entry = guarded(|| self.resolve(segment.map(Spec::from)))?;
-            let ds = self.0.ds.clone();
-            let b = on_pool(move || analytics::breakdown(&ds, &entry.plan, &attribute, top_n)).await??;
+            st.limit("top_n", top_n, st.config.max_top_n, "max-breakdown-top-n")?;
+            let want = guarded(|| st.want(segment.map(Spec::from)))?;
+            let st = st.clone();
+            let b = on_pool(move || -> Result<_, ServiceError> {
+                let eng = st.read_in_pool();
+                let target = st.target(&eng, &want)?;
+                Ok(analytics::breakdown_of(&eng.data, target.members(), &attribute, top_n)?)
+            })
+            .await??;
             Ok(convert::breakdown(b, micros(t)))
         })
         .await
@@ -287,33 +527,165 @@ impl SegmentService for SegmentSvc {
     ) -> Result<Response<pb::OverlapResponse>, Status> {
         let t = Instant::now();
         let pb::OverlapRequest { segments } = req.into_inner();
-        self.call(rpc::OVERLAP, async {
-            let max = self.0.config.max_overlap_segments;
-            self.limit("segments length", segments.len(), max, "max-overlap-segments")?;
+        let st = &self.0;
+        st.call(rpc::OVERLAP, async {
+            let max = st.config.max_overlap_segments;
+            st.limit("segments length", segments.len(), max, "max-overlap-segments")?;
             if segments.is_empty() {
                 return Err(ServiceError::Invalid {
                     field: "segments",
                     msg: format!("give between 1 and {max} segments"),
                 });
             }
-            let entries = guarded(|| {
+            let wants = guarded(|| {
                 segments
                     .into_iter()
-                    .map(|pb::Segment { segment }| self.resolve(segment.map(Spec::from)))
+                    .map(|pb::Segment { segment }| st.want(segment.map(Spec::from)))
                     .collect::<Result<Vec<_>, _>>()
             })?;
-            let ds = self.0.ds.clone();
-            let m = on_pool(move || {
-                let plans: Vec<&query::Plan> = entries.iter().map(|e| &e.plan).collect();
-                analytics::overlap(&ds, &plans)
+            let st = st.clone();
+            let (m, total) = on_pool(move || -> Result<_, ServiceError> {
+                let eng = st.read_in_pool();
+                let targets = wants.iter().map(|w| st.target(&eng, w)).collect::<Result<Vec<_>, _>>()?;
+                let members: Vec<Members<'_>> = targets.iter().map(Target::members).collect();
+                Ok((analytics::overlap_of(&eng.data, &members), eng.data.customers()))
             })
-            .await?;
+            .await??;
             Ok(pb::OverlapResponse {
                 rows: m.into_iter().map(|counts| pb::OverlapRow { counts }).collect(),
-                total: self.0.ds.customers(),
+                total,
                 server_time_us: micros(t),
             })
         })
         .await
+    }
+
+    async fn create_segment(
+        &self,
+        req: Request<pb::CreateSegmentRequest>,
+    ) -> Result<Response<pb::CreateSegmentResponse>, Status> {
+        use pb::create_segment_request::Definition as D;
+        let pb::CreateSegmentRequest { segment_id, definition, description } = req.into_inner();
+        let st = &self.0;
+        st.call(rpc::CREATE_SEGMENT, async {
+            let mut members = vec![];
+            let definition = match definition {
+                None => {
+                    return Err(ServiceError::Invalid {
+                        field: "definition",
+                        msg: "set one of 'where', 'predicate' or 'static_members'".into(),
+                    })
+                }
+                Some(D::Where(text)) => {
+                    st.check_text(&text)?;
+                    Definition::Sql(text)
+                }
+                Some(D::Predicate(p)) => Definition::Tree(convert::expr_of(p, &st.config.limits)?),
+                Some(D::StaticMembers(pb::StaticMembers { customer_ids })) => {
+                    st.batch_limit("static_members.customer_ids length", customer_ids.len())?;
+                    members = customer_ids;
+                    Definition::Static
+                }
+            };
+            let id = segment_id.clone();
+            let c = st.commit(Mutation::CreateSegment { id: segment_id, description, definition }).await?;
+            let Outcome::SegmentCreated { count } = c.outcome else { return Err(unexpected(c.outcome)) };
+            if members.is_empty() {
+                return Ok(pb::CreateSegmentResponse { sequence: c.sequence, count });
+            }
+            let c = st.commit(Mutation::EditMembers { id, customer_ids: members, add: true }).await?;
+            match c.outcome {
+                Outcome::MembersEdited { changed } => {
+                    Ok(pb::CreateSegmentResponse { sequence: c.sequence, count: changed })
+                }
+                o => Err(unexpected(o)),
+            }
+        })
+        .await
+    }
+
+    async fn get_segment(
+        &self,
+        req: Request<pb::GetSegmentRequest>,
+    ) -> Result<Response<pb::SavedSegment>, Status> {
+        let pb::GetSegmentRequest { segment_id } = req.into_inner();
+        let st = &self.0;
+        st.call(rpc::GET_SEGMENT, async {
+            let eng = st.read();
+            Ok(convert::saved_segment(eng.segments.get(&segment_id)?))
+        })
+        .await
+    }
+
+    async fn list_segments(
+        &self,
+        req: Request<pb::ListSegmentsRequest>,
+    ) -> Result<Response<pb::ListSegmentsResponse>, Status> {
+        let pb::ListSegmentsRequest {} = req.into_inner();
+        let st = &self.0;
+        st.call(rpc::LIST_SEGMENTS, async {
+            let eng = st.read();
+            Ok(pb::ListSegmentsResponse {
+                segments: eng.segments.list().map(convert::saved_segment).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn delete_segment(
+        &self,
+        req: Request<pb::DeleteSegmentRequest>,
+    ) -> Result<Response<pb::DeleteSegmentResponse>, Status> {
+        let pb::DeleteSegmentRequest { segment_id } = req.into_inner();
+        let st = &self.0;
+        st.call(rpc::DELETE_SEGMENT, async {
+            let c = st.commit(Mutation::DeleteSegment { id: segment_id }).await?;
+            Ok(pb::DeleteSegmentResponse { sequence: c.sequence })
+        })
+        .await
+    }
+
+    async fn add_members(
+        &self,
+        req: Request<pb::EditMembersRequest>,
+    ) -> Result<Response<pb::EditMembersResponse>, Status> {
+        self.edit_members(rpc::ADD_MEMBERS, req.into_inner(), true).await
+    }
+
+    async fn remove_members(
+        &self,
+        req: Request<pb::EditMembersRequest>,
+    ) -> Result<Response<pb::EditMembersResponse>, Status> {
+        self.edit_members(rpc::REMOVE_MEMBERS, req.into_inner(), false).await
+    }
+
+    async fn segments_of(
+        &self,
+        req: Request<pb::SegmentsOfRequest>,
+    ) -> Result<Response<pb::SegmentsOfResponse>, Status> {
+        let pb::SegmentsOfRequest { customer_id } = req.into_inner();
+        let st = &self.0;
+        st.call(rpc::SEGMENTS_OF, async {
+            let eng = st.read();
+            Ok(match eng.segments.segments_of(&eng.data, customer_id) {
+                Some(ids) => pb::SegmentsOfResponse {
+                    segment_ids: ids.into_iter().map(String::from).collect(),
+                    customer_found: true,
+                },
+                None => pb::SegmentsOfResponse { segment_ids: vec![], customer_found: false },
+            })
+        })
+        .await
+    }
+
+    type WatchSegmentsStream = super::watch::EventStream;
+
+    async fn watch_segments(
+        &self,
+        req: Request<pb::WatchSegmentsRequest>,
+    ) -> Result<Response<Self::WatchSegmentsStream>, Status> {
+        let pb::WatchSegmentsRequest { segment_ids, from_sequence } = req.into_inner();
+        let st = &self.0;
+        st.call(rpc::WATCH, async { super::watch::start(st.clone(), segment_ids, from_sequence) }).await
     }
 }

@@ -139,6 +139,14 @@ impl Dataset {
         self.columns[self.id_col].ints(c).get(o) as u64
     }
 
+    /// Changes whenever a dictionary gains a value or an attribute is added: a plan bound
+    /// before may name a value (or column) that did not exist then. Dictionaries only grow,
+    /// so the sum of their sizes and the column count is such a number.
+    pub fn binding_generation(&self) -> u64 {
+        self.columns.len() as u64
+            + self.columns.iter().filter_map(|c| c.dict()).map(|d| d.len() as u64).sum::<u64>()
+    }
+
     /// Bytes held by columns, indexes and the id map.
     pub fn memory(&self) -> MemoryReport {
         MemoryReport {

@@ -175,9 +175,10 @@ impl Dataset {
         out
     }
 
-    /// Adds an attribute, NULL for every customer.
-    pub fn add_attribute(&mut self, name: &str, kind: NewAttribute) -> Result<(), MutationError> {
-        let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    /// Whether `name` can be added as an attribute.
+    pub fn check_new_attribute(&self, name: &str) -> Result<(), MutationError> {
+        let ok = name.len() <= 128
+            && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !ok {
             return Err(MutationError::BadAttributeName(name.into()));
@@ -185,6 +186,12 @@ impl Dataset {
         if self.column_index(name).is_some() {
             return Err(MutationError::AttributeExists(name.into()));
         }
+        Ok(())
+    }
+
+    /// Adds an attribute, NULL for every customer.
+    pub fn add_attribute(&mut self, name: &str, kind: NewAttribute) -> Result<(), MutationError> {
+        self.check_new_attribute(name)?;
         let (dt, kind_) = match kind {
             NewAttribute::Bool => (DataType::Boolean, Kind::Bool),
             NewAttribute::Int => (DataType::Int64, Kind::Int(Temporal::None)),

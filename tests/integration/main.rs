@@ -8,3 +8,4 @@ mod grpc;
 mod loading;
 mod mutations;
 mod queries;
+mod realtime;

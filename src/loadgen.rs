@@ -1,0 +1,941 @@
+//! `segd loadgen`: a ghz-like load generator for `segd.v1.SegmentService` (tonic client).
+//!
+//! `--concurrency` worker tasks share `--connections` HTTP/2 channels round-robin; each
+//! worker keeps one request in flight. Without `--rps` the loop is closed (a worker sends
+//! its next request when the previous one answers); with `--rps R` request `i` is due at
+//! `start + i/R` (open loop, at most `--concurrency` in flight): a request sent late
+//! because every worker was busy is timed from when it was due, so a stalled server shows
+//! in the percentiles instead of silently lowering the rate.
+//!
+//! It always stops by itself: after `--requests N` or `--duration` (default 10 s). It
+//! connects only to `--addr` (loopback by default).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use prost::Message;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+use segd::grpc::pb::{self, segment_service_client::SegmentServiceClient};
+
+/// The service whose health `--rpc health` and `--wait-ready` ask for.
+const SERVICE: &str = "segd.v1.SegmentService";
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rpc {
+    /// segd.v1.SegmentService/CountSegment
+    Count,
+    /// segd.v1.SegmentService/IsMember (random ids from --ids)
+    IsMember,
+    /// segd.v1.SegmentService/BatchIsMember (--batch-size random ids from --ids)
+    BatchIsMember,
+    /// segd.v1.SegmentService/Explain
+    Explain,
+    /// grpc.health.v1.Health/Check for segd.v1.SegmentService
+    Health,
+}
+
+impl Rpc {
+    /// The gRPC method path (what ghz calls `--call` and h2load needs in the URL).
+    fn path(self) -> &'static str {
+        match self {
+            Rpc::Count => "/segd.v1.SegmentService/CountSegment",
+            Rpc::IsMember => "/segd.v1.SegmentService/IsMember",
+            Rpc::BatchIsMember => "/segd.v1.SegmentService/BatchIsMember",
+            Rpc::Explain => "/segd.v1.SegmentService/Explain",
+            Rpc::Health => "/grpc.health.v1.Health/Check",
+        }
+    }
+}
+
+/// `segd loadgen` options.
+#[derive(clap::Args, Debug)]
+pub struct LoadgenArgs {
+    /// Server address (http://host:port; plaintext HTTP/2).
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub addr: String,
+    /// The call to make.
+    #[arg(long, value_enum, default_value_t = Rpc::Count)]
+    pub rpc: Rpc,
+    /// Requests in flight (worker tasks).
+    #[arg(long, short = 'c', default_value_t = 1)]
+    pub concurrency: usize,
+    /// HTTP/2 connections (channels); workers are spread over them round-robin.
+    #[arg(long, default_value_t = 1)]
+    pub connections: usize,
+    /// Measured requests to send (after --warmup); otherwise --duration.
+    #[arg(long, short = 'n', conflicts_with = "duration")]
+    pub requests: Option<u64>,
+    /// How long to send measured requests (e.g. 10s, 500ms, 2m); the default without
+    /// --requests is 10s.
+    #[arg(long, short = 'z', value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Target request rate (open loop, paced); 0 sends as fast as answers come back.
+    #[arg(long, default_value_t = 0.0)]
+    pub rps: f64,
+    /// A segment as SQL `WHERE` text; repeat to rotate segments across requests.
+    #[arg(long = "where", conflicts_with = "queries")]
+    pub where_: Vec<String>,
+    /// A query file in the benchmark kit's queries.json format (uses each `sql.duckdb`).
+    #[arg(long)]
+    pub queries: Option<PathBuf>,
+    /// Query ids of --queries to use (exact, or a prefix such as q12; repeatable or
+    /// comma-separated); all of them, rotating, when absent.
+    #[arg(long, requires = "queries", value_delimiter = ',')]
+    pub query_id: Vec<String>,
+    /// Customer ids for is-member / batch-is-member: uniform random in LO..HI (inclusive).
+    #[arg(long, value_parser = parse_ids, default_value = "1..1000000")]
+    pub ids: (u64, u64),
+    /// Ids per BatchIsMember request.
+    #[arg(long, default_value_t = 10_000)]
+    pub batch_size: usize,
+    /// Requests sent first and left out of every figure (closed loop, same concurrency).
+    #[arg(long, default_value_t = 0)]
+    pub warmup: u64,
+    /// Per-request deadline (client side).
+    #[arg(long, value_parser = parse_duration, default_value = "20s")]
+    pub timeout: Duration,
+    /// Before starting, poll grpc.health.v1 until segd.v1.SegmentService is SERVING, for
+    /// at most this long (e.g. 120s); fail if it never is.
+    #[arg(long, value_parser = parse_duration)]
+    pub wait_ready: Option<Duration>,
+    /// Write the first request as a gRPC length-prefixed body (5-byte prefix + protobuf)
+    /// to FILE, for h2load or curl, and exit without connecting.
+    #[arg(long, value_name = "FILE")]
+    pub dump_request: Option<PathBuf>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Seed of the random customer ids.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Client runtime threads (default: the number of CPUs).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// `segd loadgen`. Err when nothing could be sent; exit status 2 (after the report) when
+/// some requests failed.
+pub fn run(args: LoadgenArgs) -> Result<()> {
+    let workload = Arc::new(Workload::from_args(&args)?);
+    if let Some(file) = &args.dump_request {
+        return dump_request(&workload, &args, file);
+    }
+    if args.concurrency == 0 || args.connections == 0 {
+        bail!("--concurrency and --connections must be at least 1");
+    }
+    if !args.rps.is_finite() || args.rps < 0.0 {
+        bail!("--rps must be 0 (unbounded) or a positive rate");
+    }
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(t) = args.threads {
+        rt.worker_threads(t.max(1));
+    }
+    let rt = rt.enable_all().build()?;
+    let report = rt.block_on(run_async(&args, workload))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.json(&args))?);
+    } else {
+        print!("{}", report.text(&args));
+    }
+    if report.tally.ok == 0 && report.tally.total() > 0 {
+        bail!("every request failed");
+    }
+    if report.tally.total() > report.tally.ok {
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// What to send
+
+/// The requests of a run: the call, the rotating segments, the id range.
+struct Workload {
+    rpc: Rpc,
+    /// (label, `where` text); request `i` uses `segments[i % len]`.
+    segments: Vec<(String, String)>,
+    ids: (u64, u64),
+    batch_size: usize,
+}
+
+enum Req {
+    Count(pb::CountSegmentRequest),
+    IsMember(pb::IsMemberRequest),
+    Batch(pb::BatchIsMemberRequest),
+    Explain(pb::ExplainRequest),
+    Health(HealthCheckRequest),
+}
+
+impl Req {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Req::Count(r) => r.encode_to_vec(),
+            Req::IsMember(r) => r.encode_to_vec(),
+            Req::Batch(r) => r.encode_to_vec(),
+            Req::Explain(r) => r.encode_to_vec(),
+            Req::Health(r) => r.encode_to_vec(),
+        }
+    }
+}
+
+impl Workload {
+    fn from_args(args: &LoadgenArgs) -> Result<Workload> {
+        let segments = match &args.queries {
+            Some(file) => read_queries(file, &args.query_id)?,
+            None => args.where_.iter().map(|w| (w.clone(), w.clone())).collect(),
+        };
+        if segments.is_empty() && args.rpc != Rpc::Health {
+            bail!("give a segment: --where TEXT (repeatable) or --queries FILE");
+        }
+        if args.ids.0 > args.ids.1 {
+            bail!("--ids LO..HI needs LO <= HI");
+        }
+        if args.rpc == Rpc::BatchIsMember && args.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        Ok(Workload { rpc: args.rpc, segments, ids: args.ids, batch_size: args.batch_size })
+    }
+
+    fn build(&self, i: u64, rng: &mut SmallRng) -> Req {
+        let segment = || self.segments[(i % self.segments.len() as u64) as usize].1.clone();
+        let (lo, hi) = self.ids;
+        match self.rpc {
+            Rpc::Count => Req::Count(pb::CountSegmentRequest {
+                segment: Some(pb::count_segment_request::Segment::Where(segment())),
+            }),
+            Rpc::IsMember => Req::IsMember(pb::IsMemberRequest {
+                customer_id: rng.random_range(lo..=hi),
+                segment: Some(pb::is_member_request::Segment::Where(segment())),
+            }),
+            Rpc::BatchIsMember => Req::Batch(pb::BatchIsMemberRequest {
+                customer_ids: (0..self.batch_size).map(|_| rng.random_range(lo..=hi)).collect(),
+                segment: Some(pb::batch_is_member_request::Segment::Where(segment())),
+            }),
+            Rpc::Explain => Req::Explain(pb::ExplainRequest {
+                segment: Some(pb::explain_request::Segment::Where(segment())),
+            }),
+            Rpc::Health => Req::Health(HealthCheckRequest { service: SERVICE.into() }),
+        }
+    }
+}
+
+/// Reads `sql.duckdb` of each (selected) query of a queries.json file, in file order.
+fn read_queries(file: &PathBuf, ids: &[String]) -> Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let doc: serde_json::Value = serde_json::from_str(&text).context("parsing the query file")?;
+    let queries = doc["queries"].as_array().context("the query file has no 'queries' array")?;
+    let mut out = Vec::new();
+    for q in queries {
+        let id = q["id"].as_str().unwrap_or("?");
+        let wanted = ids.is_empty()
+            || ids.iter().any(|w| id == w || id.strip_prefix(w.as_str()).is_some_and(|r| r.starts_with('_')));
+        if wanted {
+            let sql = q["sql"]["duckdb"].as_str().with_context(|| format!("{id}: no sql.duckdb"))?;
+            out.push((id.to_string(), sql.to_string()));
+        }
+    }
+    if out.is_empty() {
+        bail!("no query in {} matches --query-id {}", file.display(), ids.join(","));
+    }
+    Ok(out)
+}
+
+/// `--dump-request`: the gRPC message framing (flag byte 0 = uncompressed, u32 big-endian
+/// length) followed by the protobuf bytes of request 0.
+fn dump_request(w: &Workload, args: &LoadgenArgs, file: &PathBuf) -> Result<()> {
+    let mut rng = SmallRng::seed_from_u64(args.seed);
+    let msg = w.build(0, &mut rng).encode();
+    let mut body = Vec::with_capacity(5 + msg.len());
+    body.push(0u8);
+    body.extend_from_slice(&u32::try_from(msg.len())?.to_be_bytes());
+    body.extend_from_slice(&msg);
+    std::fs::write(file, &body).with_context(|| format!("writing {}", file.display()))?;
+    eprintln!(
+        "wrote {} bytes to {} (5-byte gRPC prefix + {}-byte request) for POST {}",
+        body.len(),
+        file.display(),
+        msg.len(),
+        w.rpc.path()
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Sending
+
+#[derive(Clone)]
+struct Clients {
+    seg: SegmentServiceClient<Channel>,
+    health: HealthClient<Channel>,
+}
+
+/// What an OK answer said (tallied to catch, e.g., an id range that misses every customer).
+enum Answer {
+    Count(u64),
+    Member { found: bool, member: bool },
+    Batch { ids: u64, found: u64, members: u64 },
+    Other,
+}
+
+/// An error: the gRPC code's name (or BAD_RESPONSE) and the message.
+type Failure = (&'static str, String);
+
+async fn send(c: &mut Clients, req: Req) -> Result<Answer, Failure> {
+    let st = |s: tonic::Status| (code_name(s.code()), s.message().to_string());
+    Ok(match req {
+        Req::Count(r) => Answer::Count(c.seg.count_segment(r).await.map_err(st)?.into_inner().count),
+        Req::IsMember(r) => {
+            let a = c.seg.is_member(r).await.map_err(st)?.into_inner();
+            Answer::Member { found: a.customer_found, member: a.is_member }
+        }
+        Req::Batch(r) => {
+            let n = r.customer_ids.len();
+            let a = c.seg.batch_is_member(r).await.map_err(st)?.into_inner();
+            if a.is_member.len() != n || a.customer_found.len() != n {
+                return Err((
+                    "BAD_RESPONSE",
+                    format!("{} answers for {n} ids", a.is_member.len().min(a.customer_found.len())),
+                ));
+            }
+            let found = a.customer_found.iter().filter(|f| **f).count() as u64;
+            Answer::Batch { ids: n as u64, found, members: a.members }
+        }
+        Req::Explain(r) => {
+            c.seg.explain(r).await.map_err(st)?;
+            Answer::Other
+        }
+        Req::Health(r) => {
+            let a = c.health.check(r).await.map_err(st)?.into_inner();
+            if a.status != ServingStatus::Serving as i32 {
+                return Err(("NOT_SERVING", format!("health status {}", a.status)));
+            }
+            Answer::Other
+        }
+    })
+}
+
+fn endpoint(addr: &str, timeout: Duration) -> Result<Endpoint> {
+    let addr = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+    Ok(Endpoint::from_shared(addr.clone())
+        .with_context(|| format!("bad --addr {addr}"))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(timeout))
+}
+
+/// Polls Health/Check until SERVING; returns how long that took.
+async fn wait_ready(ep: &Endpoint, limit: Duration) -> Result<Duration> {
+    let t = Instant::now();
+    let mut last: String;
+    loop {
+        if let Ok(ch) = ep.connect().await {
+            let mut h = HealthClient::new(ch);
+            match h.check(HealthCheckRequest { service: SERVICE.into() }).await {
+                Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => return Ok(t.elapsed()),
+                Ok(r) => last = format!("status {}", r.get_ref().status),
+                Err(e) => last = format!("{}: {}", code_name(e.code()), e.message()),
+            }
+        } else {
+            last = "cannot connect".into();
+        }
+        if t.elapsed() >= limit {
+            bail!("{SERVICE} not SERVING after {:.1}s ({last})", t.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// When the run stops, shared by its workers.
+struct Plan {
+    next: AtomicU64,
+    limit: Option<u64>,
+    start: Instant,
+    deadline: Option<Instant>,
+    /// Seconds between scheduled requests (open loop) or none (closed loop).
+    interval: Option<f64>,
+    /// Index offset: warmup requests come first in the rotation.
+    offset: u64,
+}
+
+async fn worker(
+    mut clients: Clients,
+    workload: Arc<Workload>,
+    plan: Arc<Plan>,
+    mut rng: SmallRng,
+) -> (Tally, Instant) {
+    let mut tally = Tally::default();
+    let mut last = Instant::now();
+    loop {
+        let i = plan.next.fetch_add(1, Ordering::Relaxed);
+        if plan.limit.is_some_and(|l| i >= l) {
+            break;
+        }
+        let due = plan.interval.map(|s| plan.start + Duration::from_secs_f64(s * i as f64));
+        let now = Instant::now();
+        if plan.deadline.is_some_and(|d| due.unwrap_or(now) >= d) {
+            break;
+        }
+        let req = workload.build(plan.offset + i, &mut rng);
+        let t0 = match due {
+            // Behind schedule: time it from when it was due.
+            Some(d) if d <= now => d,
+            Some(d) => {
+                tokio::time::sleep_until(d.into()).await;
+                Instant::now()
+            }
+            None => Instant::now(),
+        };
+        let r = send(&mut clients, req).await;
+        last = Instant::now();
+        tally.record(last.duration_since(t0), r);
+    }
+    (tally, last)
+}
+
+struct Report {
+    tally: Tally,
+    elapsed: Duration,
+    /// CPU seconds (user + system) loadgen itself used during the measured run.
+    client_cpu: Option<f64>,
+    ready_after: Option<Duration>,
+    workload: Arc<Workload>,
+    started_at: String,
+}
+
+async fn run_async(args: &LoadgenArgs, workload: Arc<Workload>) -> Result<Report> {
+    let ep = endpoint(&args.addr, args.timeout)?;
+    let ready_after = match args.wait_ready {
+        Some(limit) => {
+            let d = wait_ready(&ep, limit).await?;
+            if !args.json {
+                eprintln!("{SERVICE} SERVING after {:.3}s", d.as_secs_f64());
+            }
+            Some(d)
+        }
+        None => None,
+    };
+    let mut channels = Vec::with_capacity(args.connections);
+    for _ in 0..args.connections {
+        channels.push(ep.connect().await.with_context(|| format!("connecting to {}", args.addr))?);
+    }
+    let clients: Vec<Clients> = channels
+        .into_iter()
+        .map(|ch| Clients { seg: SegmentServiceClient::new(ch.clone()), health: HealthClient::new(ch) })
+        .collect();
+
+    let phase =
+        |limit: Option<u64>, deadline: Option<Duration>, interval: Option<f64>, offset: u64, seed: u64| {
+            let start = Instant::now();
+            let plan = Arc::new(Plan {
+                next: AtomicU64::new(0),
+                limit,
+                start,
+                deadline: deadline.map(|d| start + d),
+                interval,
+                offset,
+            });
+            let handles: Vec<_> = (0..args.concurrency)
+                .map(|w| {
+                    tokio::spawn(worker(
+                        clients[w % clients.len()].clone(),
+                        workload.clone(),
+                        plan.clone(),
+                        SmallRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(w as u64)),
+                    ))
+                })
+                .collect();
+            async move {
+                let mut tally = Tally::default();
+                let mut end = start;
+                for h in handles {
+                    let (t, last) = h.await.map_err(|e| anyhow!("worker failed: {e}"))?;
+                    tally.merge(t);
+                    end = end.max(last);
+                }
+                anyhow::Ok((tally, end.duration_since(start)))
+            }
+        };
+
+    if args.warmup > 0 {
+        phase(Some(args.warmup), None, None, 0, args.seed ^ 0x5eed).await?;
+    }
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let duration = match args.requests {
+        Some(_) => None,
+        None => Some(args.duration.unwrap_or(Duration::from_secs(10))),
+    };
+    let interval = (args.rps > 0.0).then(|| 1.0 / args.rps);
+    let cpu0 = cpu_seconds();
+    let (tally, elapsed) = phase(args.requests, duration, interval, args.warmup, args.seed).await?;
+    let client_cpu = cpu_seconds().zip(cpu0).map(|(b, a)| b - a);
+    Ok(Report { tally, elapsed, client_cpu, ready_after, workload, started_at })
+}
+
+/// CPU seconds (user + system) this process has used, from /proc/self/stat (Linux; the
+/// kernel reports them in USER_HZ = 100 ticks per second).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces:
+    // state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+// ---------------------------------------------------------------------------------------
+// Figures
+
+/// A log-linear latency histogram in nanoseconds: exact below 256 ns, then 128
+/// sub-buckets per power of two (under 0.8% relative error), like HdrHistogram with two
+/// significant digits. Fixed size, so a long run costs no memory.
+#[derive(Clone)]
+struct Histogram {
+    counts: Vec<u64>,
+    n: u64,
+    sum: u128,
+    min: u64,
+    max: u64,
+}
+
+const SUB_BITS: u32 = 8;
+const HALF: u64 = 1 << (SUB_BITS - 1);
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram { counts: vec![0; (64 * HALF + HALF) as usize], n: 0, sum: 0, min: u64::MAX, max: 0 }
+    }
+}
+
+impl Histogram {
+    fn index(v: u64) -> usize {
+        if v < (1 << SUB_BITS) {
+            return v as usize;
+        }
+        let shift = (63 - v.leading_zeros()) + 1 - SUB_BITS;
+        (u64::from(shift) * HALF + (v >> shift)) as usize
+    }
+
+    /// The largest value that falls in bucket `idx`.
+    fn upper(idx: usize) -> u64 {
+        let idx = idx as u64;
+        if idx < (1 << SUB_BITS) {
+            return idx;
+        }
+        let shift = idx / HALF - 1;
+        let m = idx - shift * HALF;
+        ((m + 1) << shift) - 1
+    }
+
+    fn record(&mut self, ns: u64) {
+        self.counts[Self::index(ns)] += 1;
+        self.n += 1;
+        self.sum += u128::from(ns);
+        self.min = self.min.min(ns);
+        self.max = self.max.max(ns);
+    }
+
+    fn merge(&mut self, o: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
+            *a += b;
+        }
+        self.n += o.n;
+        self.sum += o.sum;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+    }
+
+    /// The value at quantile `q` (0..=1): the smallest recorded bucket holding at least
+    /// `ceil(q * n)` values, reported as the bucket's upper edge (capped at the maximum).
+    fn quantile(&self, q: f64) -> u64 {
+        if self.n == 0 {
+            return 0;
+        }
+        let rank = ((q * self.n as f64).ceil() as u64).clamp(1, self.n);
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Self::upper(i).min(self.max).max(self.min);
+            }
+        }
+        self.max
+    }
+
+    fn mean(&self) -> u64 {
+        if self.n == 0 {
+            0
+        } else {
+            (self.sum / u128::from(self.n)) as u64
+        }
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    /// Latency of every answered request, OK or not.
+    hist: Histogram,
+    ok: u64,
+    /// Failures by gRPC code name, with the first message seen.
+    errors: BTreeMap<&'static str, (u64, String)>,
+    ids: u64,
+    found: u64,
+    members: u64,
+    /// The distinct counts answered (CountSegment): one per segment on fixed data.
+    counts: BTreeSet<u64>,
+}
+
+impl Tally {
+    fn record(&mut self, d: Duration, r: Result<Answer, Failure>) {
+        self.hist.record(d.as_nanos().min(u128::from(u64::MAX)) as u64);
+        match r {
+            Ok(a) => {
+                self.ok += 1;
+                match a {
+                    Answer::Count(n) => {
+                        self.counts.insert(n);
+                    }
+                    Answer::Member { found, member } => {
+                        self.ids += 1;
+                        self.found += u64::from(found);
+                        self.members += u64::from(member);
+                    }
+                    Answer::Batch { ids, found, members } => {
+                        self.ids += ids;
+                        self.found += found;
+                        self.members += members;
+                    }
+                    Answer::Other => {}
+                }
+            }
+            Err((code, msg)) => {
+                self.errors.entry(code).or_insert((0, msg)).0 += 1;
+            }
+        }
+    }
+
+    fn merge(&mut self, o: Tally) {
+        self.hist.merge(&o.hist);
+        self.ok += o.ok;
+        for (code, (n, msg)) in o.errors {
+            self.errors.entry(code).or_insert((0, msg)).0 += n;
+        }
+        self.ids += o.ids;
+        self.found += o.found;
+        self.members += o.members;
+        self.counts.extend(o.counts);
+    }
+
+    fn total(&self) -> u64 {
+        self.hist.n
+    }
+}
+
+const QUANTILES: [(&str, f64); 5] =
+    [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999), ("max", 1.0)];
+
+fn fmt_ns(ns: u64) -> String {
+    let ns = ns as f64;
+    if ns < 1e6 {
+        format!("{:.1} µs", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.3} ms", ns / 1e6)
+    } else {
+        format!("{:.3} s", ns / 1e9)
+    }
+}
+
+fn us(ns: u64) -> f64 {
+    (ns as f64 / 1e3 * 10.0).round() / 10.0
+}
+
+impl Report {
+    fn rps(&self) -> f64 {
+        let s = self.elapsed.as_secs_f64();
+        if s > 0.0 {
+            self.tally.total() as f64 / s
+        } else {
+            0.0
+        }
+    }
+
+    fn mode(&self, args: &LoadgenArgs) -> String {
+        let stop = match (args.requests, args.duration) {
+            (Some(n), _) => format!("{n} requests"),
+            (None, d) => format!("{:.3}s", d.unwrap_or(Duration::from_secs(10)).as_secs_f64()),
+        };
+        let pace =
+            if args.rps > 0.0 { format!("open loop at {} req/s", args.rps) } else { "closed loop".into() };
+        format!("{stop}, {pace}, warmup {} excluded", args.warmup)
+    }
+
+    fn segments(&self) -> Vec<&str> {
+        self.workload.segments.iter().map(|(l, _)| l.as_str()).collect()
+    }
+
+    fn text(&self, args: &LoadgenArgs) -> String {
+        use std::fmt::Write;
+        let t = &self.tally;
+        let mut s = String::new();
+        let _ = writeln!(s, "segd loadgen: {} {}", args.addr, self.workload.rpc.path());
+        let _ = writeln!(
+            s,
+            "  concurrency {} over {} connection(s); {}",
+            args.concurrency,
+            args.connections,
+            self.mode(args)
+        );
+        let segs = self.segments();
+        if !segs.is_empty() {
+            let shown: Vec<&str> = segs.iter().take(4).copied().collect();
+            let more = if segs.len() > 4 { format!(" (+{} more)", segs.len() - 4) } else { String::new() };
+            let _ = writeln!(s, "  segments ({}, rotating): {}{more}", segs.len(), shown.join(" | "));
+        }
+        if matches!(self.workload.rpc, Rpc::IsMember | Rpc::BatchIsMember) {
+            let per = if self.workload.rpc == Rpc::BatchIsMember {
+                format!(", {} per request", self.workload.batch_size)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(s, "  ids: random in {}..={}{per}", self.workload.ids.0, self.workload.ids.1);
+        }
+        let _ = writeln!(s, "\nSummary:");
+        let _ = writeln!(s, "  requests:  {}", t.total());
+        let _ = writeln!(s, "  ok:        {}", t.ok);
+        let _ = writeln!(s, "  errors:    {}", t.total() - t.ok);
+        let _ = writeln!(s, "  elapsed:   {:.3} s", self.elapsed.as_secs_f64());
+        let _ = writeln!(s, "  rps:       {:.1}", self.rps());
+        if let Some(cpu) = self.client_cpu {
+            let cores = cpu / self.elapsed.as_secs_f64().max(1e-9);
+            let _ = writeln!(s, "  client:    {cpu:.2} CPU s ({cores:.2} cores) in loadgen itself");
+        }
+        if let Some(d) = self.ready_after {
+            let _ = writeln!(s, "  ready:     SERVING after {:.3} s", d.as_secs_f64());
+        }
+        if t.ids > 0 {
+            let _ = writeln!(
+                s,
+                "  ids:       {} answered, {:.1}% found, {:.1}% members",
+                t.ids,
+                100.0 * t.found as f64 / t.ids as f64,
+                100.0 * t.members as f64 / t.ids as f64
+            );
+        }
+        if let Some(distinct) = distinct_counts(t) {
+            let _ = writeln!(s, "  counts:    {distinct}");
+        }
+        let _ = writeln!(s, "\nLatency (send to answer):");
+        let _ = writeln!(s, "  min    {}", fmt_ns(if t.hist.n > 0 { t.hist.min } else { 0 }));
+        let _ = writeln!(s, "  mean   {}", fmt_ns(t.hist.mean()));
+        for (name, q) in QUANTILES {
+            let _ = writeln!(s, "  {name:<6} {}", fmt_ns(t.hist.quantile(q)));
+        }
+        let _ = writeln!(s, "\nStatus codes:");
+        if t.ok > 0 || t.errors.is_empty() {
+            let _ = writeln!(s, "  OK                  {}", t.ok);
+        }
+        for (code, (n, msg)) in &t.errors {
+            let _ = writeln!(s, "  {code:<19} {n}   (first: {msg})");
+        }
+        s
+    }
+
+    fn json(&self, args: &LoadgenArgs) -> serde_json::Value {
+        let t = &self.tally;
+        let mut latency = serde_json::Map::new();
+        latency.insert("min_us".into(), us(if t.hist.n > 0 { t.hist.min } else { 0 }).into());
+        latency.insert("mean_us".into(), us(t.hist.mean()).into());
+        for (name, q) in QUANTILES {
+            latency.insert(format!("{}_us", name.replace('.', "_")), us(t.hist.quantile(q)).into());
+        }
+        let mut codes = serde_json::Map::new();
+        if t.ok > 0 {
+            codes.insert("OK".into(), t.ok.into());
+        }
+        for (code, (n, _)) in &t.errors {
+            codes.insert((*code).into(), (*n).into());
+        }
+        let messages: serde_json::Map<String, serde_json::Value> =
+            t.errors.iter().map(|(c, (_, m))| ((*c).to_string(), m.clone().into())).collect();
+        serde_json::json!({
+            "started_at": self.started_at,
+            "addr": args.addr,
+            "rpc": self.workload.rpc.path(),
+            "concurrency": args.concurrency,
+            "connections": args.connections,
+            "mode": self.mode(args),
+            "rps_target": args.rps,
+            "warmup": args.warmup,
+            "segments": self.segments(),
+            "ids": if matches!(self.workload.rpc, Rpc::IsMember | Rpc::BatchIsMember) {
+                serde_json::json!({"lo": self.workload.ids.0, "hi": self.workload.ids.1,
+                    "batch_size": (self.workload.rpc == Rpc::BatchIsMember).then_some(self.workload.batch_size),
+                    "answered": t.ids, "found": t.found, "members": t.members})
+            } else { serde_json::Value::Null },
+            "counts": distinct_counts(t),
+            "requests": t.total(),
+            "ok": t.ok,
+            "errors": t.total() - t.ok,
+            "status_codes": codes,
+            "error_messages": messages,
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "rps": (self.rps() * 10.0).round() / 10.0,
+            "latency": latency,
+            "ready_after_s": self.ready_after.map(|d| d.as_secs_f64()),
+            "client_cpu_s": self.client_cpu,
+        })
+    }
+}
+
+/// The distinct counts CountSegment answered (one per segment when the data is fixed).
+fn distinct_counts(t: &Tally) -> Option<String> {
+    if t.counts.is_empty() {
+        return None;
+    }
+    let v: Vec<u64> = t.counts.iter().copied().collect();
+    let shown: Vec<String> = v.iter().take(16).map(u64::to_string).collect();
+    Some(format!("{}{}", shown.join(", "), if v.len() > 16 { ", ..." } else { "" }))
+}
+
+/// The canonical name of a gRPC status code, as grpcurl and ghz print it.
+fn code_name(c: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match c {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Argument parsing
+
+/// `10s`, `500ms`, `250us`, `2m`, `1h`, `1.5s`; a bare number is seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num.parse().map_err(|_| format!("bad duration '{s}' (e.g. 10s, 500ms, 2m)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => v,
+        "ms" => v / 1e3,
+        "us" | "µs" => v / 1e6,
+        "m" | "min" => v * 60.0,
+        "h" => v * 3600.0,
+        u => return Err(format!("bad duration unit '{u}' (use us, ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("bad duration '{s}': {e}"))
+}
+
+/// `LO..HI` (both inclusive; `LO..=HI` is accepted too) or a single id.
+fn parse_ids(s: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("bad id range '{s}' (expected LO..HI, e.g. 1..10000000)");
+    let num = |t: &str| t.trim().replace('_', "").parse::<u64>().map_err(|_| bad());
+    match s.split_once("..") {
+        Some((lo, hi)) => {
+            let (lo, hi) = (num(lo)?, num(hi.strip_prefix('=').unwrap_or(hi))?);
+            if lo > hi {
+                return Err(bad());
+            }
+            Ok((lo, hi))
+        }
+        None => num(s).map(|v| (v, v)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("10 parsecs").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn id_ranges() {
+        assert_eq!(parse_ids("1..10000000").unwrap(), (1, 10_000_000));
+        assert_eq!(parse_ids("1..=1_000").unwrap(), (1, 1000));
+        assert_eq!(parse_ids("42").unwrap(), (42, 42));
+        assert!(parse_ids("5..1").is_err());
+        assert!(parse_ids("a..b").is_err());
+    }
+
+    #[test]
+    fn histogram_buckets_are_contiguous_and_tight() {
+        let mut prev = 0;
+        for v in (0..2_000_000u64).chain([u64::MAX / 3, u64::MAX]) {
+            let i = Histogram::index(v);
+            assert!(i >= prev, "index not monotonic at {v}");
+            prev = i;
+            let up = Histogram::upper(i);
+            assert!(up >= v, "{v} above its bucket's upper edge {up}");
+            assert!((up - v) as f64 <= v as f64 / 127.0 + 1.0, "bucket of {v} too wide: {up}");
+        }
+    }
+
+    #[test]
+    fn quantiles() {
+        let mut h = Histogram::default();
+        for v in 1..=10_000u64 {
+            h.record(v * 1000);
+        }
+        let near = |got: u64, want: u64| (got as f64 - want as f64).abs() <= want as f64 * 0.01;
+        assert!(near(h.quantile(0.5), 5_000_000), "{}", h.quantile(0.5));
+        assert!(near(h.quantile(0.99), 9_900_000), "{}", h.quantile(0.99));
+        assert_eq!(h.quantile(1.0), 10_000_000);
+        assert_eq!(h.mean(), 5_000_500);
+        let mut other = Histogram::default();
+        other.record(20_000_000);
+        h.merge(&other);
+        assert_eq!(h.quantile(1.0), 20_000_000);
+        assert_eq!(h.n, 10_001);
+    }
+
+    #[test]
+    fn request_framing_and_rotation() {
+        let w = Workload {
+            rpc: Rpc::IsMember,
+            segments: vec![("a".into(), "age < 30".into()), ("b".into(), "email_opt_in".into())],
+            ids: (42, 42),
+            batch_size: 1,
+        };
+        let mut rng = SmallRng::seed_from_u64(1);
+        let Req::IsMember(r0) = w.build(0, &mut rng) else { panic!() };
+        let Req::IsMember(r1) = w.build(1, &mut rng) else { panic!() };
+        assert_eq!(r0.customer_id, 42);
+        assert_eq!(r0.segment, Some(pb::is_member_request::Segment::Where("age < 30".into())));
+        assert_eq!(r1.segment, Some(pb::is_member_request::Segment::Where("email_opt_in".into())));
+        // customer_id = 42 (field 1, varint), where = "age < 30" (field 2, bytes).
+        assert_eq!(Req::IsMember(r0).encode(), b"\x08\x2a\x12\x08age < 30".to_vec());
+    }
+}
