@@ -246,7 +246,7 @@ fn snapshot(engine: &Engine, dir: &std::path::Path, seq: u64) -> Result<(), DbEr
     let data = &engine.data;
     let segments = engine
         .segments
-        .list()
+        .in_creation_order()
         .map(|s| {
             let mut members = vec![];
             if s.definition == Definition::Static {

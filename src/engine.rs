@@ -138,9 +138,7 @@ impl Engine {
             Mutation::CreateSegment { id, definition, .. } => {
                 self.segments.check_create(&self.data, id, definition)?
             }
-            Mutation::DeleteSegment { id } => {
-                self.segments.get(id)?;
-            }
+            Mutation::DeleteSegment { id } => self.segments.check_delete(id)?,
             Mutation::EditMembers { id, .. } => {
                 if self.segments.get(id)?.definition != Definition::Static {
                     return Err(SegmentError::NotStatic(id.clone()).into());

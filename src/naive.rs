@@ -62,6 +62,7 @@ pub fn eval(b: &RecordBatch, row: usize, e: &Expr) -> Result<Option<bool>, Strin
         Expr::Const(Literal::Bool(v)) => Some(*v),
         Expr::Const(Literal::Null) => None,
         Expr::Const(l) => return Err(format!("bare literal {l}")),
+        Expr::InSegment(id) => return Err(format!("the oracle has no saved segments (in_segment('{id}'))")),
         Expr::Column(c) => match cell(b, c, row)? {
             (Cell::Bool(v), _) => Some(v),
             (Cell::Null, _) => None,

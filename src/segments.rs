@@ -5,7 +5,8 @@
 //! batch changed, from those rows' values; a static segment is a list of customers edited
 //! with add / remove. Every change of membership becomes an ENTERED / LEFT event.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +50,8 @@ pub enum SegmentError {
     BadId(String),
     #[error("segment '{0}' is dynamic: its members follow its definition")]
     NotStatic(String),
+    #[error("segment '{0}' is used by segment '{1}' (in_segment); delete that one first")]
+    InUse(String, String),
     #[error("too many saved segments: the limit is {0}")]
     TooMany(usize),
     #[error(transparent)]
@@ -59,8 +62,11 @@ pub struct SavedSegment {
     pub id: String,
     pub description: String,
     pub definition: Definition,
-    pub members: Postings,
+    /// Shared with plans that read it through `in_segment` (copied on the next write).
+    pub members: Arc<Postings>,
     plan: Option<Plan>,
+    /// Saved segments this one reads with `in_segment`.
+    refs: Vec<String>,
     /// [`Dataset::binding_generation`] the plan was bound at.
     bound_at: u64,
 }
@@ -75,17 +81,35 @@ impl SavedSegment {
 #[derive(Default)]
 pub struct Segments {
     map: BTreeMap<String, SavedSegment>,
+    /// Ids in creation order. A segment can only reference segments that already exist, so
+    /// this is a dependency order (and reference cycles cannot be formed).
+    order: Vec<String>,
     /// Most saved segments allowed (each costs up to rows/8 bytes and work per write).
     pub max_segments: usize,
 }
 
-fn compile(ds: &Dataset, def: &Definition) -> Result<Option<Plan>, QueryError> {
+fn compile(
+    ds: &Dataset,
+    def: &Definition,
+    map: &BTreeMap<String, SavedSegment>,
+) -> Result<Option<Plan>, QueryError> {
     let limits = Limits::default();
+    let segs = |id: &str| map.get(id).map(|s| s.members.clone());
     Ok(match def {
-        Definition::Sql(text) => Some(query::compile_sql(ds, text, &limits)?),
-        Definition::Tree(e) => Some(query::compile_expr(ds, e, &limits)?),
+        Definition::Sql(text) => Some(query::compile_sql_in(ds, text, &limits, &segs)?),
+        Definition::Tree(e) => Some(query::compile_expr_in(ds, e, &limits, &segs)?),
         Definition::Static => None,
     })
+}
+
+fn refs_of(def: &Definition) -> Vec<String> {
+    match def {
+        Definition::Sql(text) => {
+            query::sql::parse(text, &Limits::default()).map(|e| e.segment_refs()).unwrap_or_default()
+        }
+        Definition::Tree(e) => e.segment_refs(),
+        Definition::Static => vec![],
+    }
 }
 
 pub fn check_id(id: &str) -> Result<(), SegmentError> {
@@ -101,7 +125,7 @@ pub fn check_id(id: &str) -> Result<(), SegmentError> {
 
 impl Segments {
     pub fn new(max_segments: usize) -> Self {
-        Segments { map: BTreeMap::new(), max_segments }
+        Segments { map: BTreeMap::new(), order: vec![], max_segments }
     }
 
     /// Whether `create` would succeed (no state change).
@@ -113,8 +137,13 @@ impl Segments {
         if self.map.len() >= self.max_segments {
             return Err(SegmentError::TooMany(self.max_segments));
         }
-        compile(ds, def)?;
+        compile(ds, def, &self.map)?;
         Ok(())
+    }
+
+    /// Members of a saved segment, for binding `in_segment` in ad-hoc segments.
+    pub fn members_of(&self, id: &str) -> Option<Arc<Postings>> {
+        self.map.get(id).map(|s| s.members.clone())
     }
 
     /// Saves and materialises a segment; returns its count.
@@ -126,11 +155,13 @@ impl Segments {
         def: Definition,
     ) -> Result<u64, SegmentError> {
         self.check_create(ds, id, &def)?;
-        let plan = compile(ds, &def)?;
-        let members = match &plan {
+        let plan = compile(ds, &def, &self.map)?;
+        let members = Arc::new(match &plan {
             Some(p) => eval::materialize(ds, p),
             None => Postings::default(),
-        };
+        });
+        let refs = refs_of(&def);
+        self.order.push(id.into());
         let n = members.len;
         self.map.insert(
             id.into(),
@@ -140,13 +171,25 @@ impl Segments {
                 definition: def,
                 members,
                 plan,
+                refs,
                 bound_at: ds.binding_generation(),
             },
         );
         Ok(n)
     }
 
+    /// Whether `delete` would succeed.
+    pub fn check_delete(&self, id: &str) -> Result<(), SegmentError> {
+        self.get(id)?;
+        match self.map.values().find(|s| s.refs.iter().any(|r| r == id)) {
+            Some(user) => Err(SegmentError::InUse(id.into(), user.id.clone())),
+            None => Ok(()),
+        }
+    }
+
     pub fn delete(&mut self, id: &str) -> Result<(), SegmentError> {
+        self.check_delete(id)?;
+        self.order.retain(|x| x != id);
         self.map.remove(id).map(|_| ()).ok_or_else(|| SegmentError::NotFound(id.into()))
     }
 
@@ -154,8 +197,14 @@ impl Segments {
         self.map.get(id).ok_or_else(|| SegmentError::NotFound(id.into()))
     }
 
+    /// Every saved segment, by id.
     pub fn list(&self) -> impl Iterator<Item = &SavedSegment> {
         self.map.values()
+    }
+
+    /// Every saved segment in creation order: a snapshot restores dependencies first.
+    pub fn in_creation_order(&self) -> impl Iterator<Item = &SavedSegment> {
+        self.order.iter().map(|id| &self.map[id])
     }
 
     pub fn len(&self) -> usize {
@@ -183,7 +232,8 @@ impl Segments {
         let mut events = vec![];
         for &cid in customer_ids {
             let Some(row) = ds.row_of(cid) else { continue };
-            let changed = if add { seg.members.insert(row) } else { seg.members.remove(row) };
+            let members = Arc::make_mut(&mut seg.members);
+            let changed = if add { members.insert(row) } else { members.remove(row) };
             if changed {
                 let change = if add { Change::Entered } else { Change::Left };
                 events.push(SegmentEvent { segment_id: id.into(), customer_id: cid, change, sequence });
@@ -203,45 +253,62 @@ impl Segments {
     ) -> Vec<SegmentEvent> {
         let mut events = vec![];
         let generation = ds.binding_generation();
-        for seg in self.map.values_mut() {
-            // A value new to a dictionary may be one a plan's leaf named before it existed:
-            // re-bind. (Row-level evaluation reads only codes and value bounds, so nothing
-            // else a write changes can make a plan stale.)
-            if seg.bound_at != generation {
-                if let Ok(Some(p)) = compile(ds, &seg.definition) {
+        // Rows whose membership changed in this write, per segment: a segment reading
+        // another through in_segment re-evaluates them too.
+        let mut moved: HashMap<String, Vec<u32>> = HashMap::new();
+        for id in self.order.clone() {
+            let mut seg = self.map.remove(&id).expect("order lists existing segments");
+            // A value new to a dictionary may be one a plan's leaf named before it existed,
+            // and in_segment reads other segments' current members: re-bind. (Row-level
+            // evaluation reads only codes, value bounds and members.)
+            if seg.bound_at != generation || !seg.refs.is_empty() {
+                if let Ok(Some(p)) = compile(ds, &seg.definition, &self.map) {
                     seg.plan = Some(p);
                 }
                 seg.bound_at = generation;
             }
+            let mut mine = vec![];
             for &(cid, row) in deleted {
-                if seg.members.remove(row) {
+                if Arc::make_mut(&mut seg.members).remove(row) {
                     events.push(SegmentEvent {
-                        segment_id: seg.id.clone(),
+                        segment_id: id.clone(),
                         customer_id: cid,
                         change: Change::Left,
                         sequence,
                     });
                 }
             }
-            let Some(plan) = &seg.plan else { continue };
-            for &row in changed {
-                let now = eval::matches_row(ds, &plan.root, row) && ds.live.contains(row);
-                let was = seg.members.contains(row);
-                if now != was {
-                    if now {
-                        seg.members.insert(row);
-                    } else {
-                        seg.members.remove(row);
+            if let Some(plan) = &seg.plan {
+                let mut rows: Vec<u32> = changed.to_vec();
+                for r in &seg.refs {
+                    rows.extend(moved.get(r).into_iter().flatten());
+                }
+                if !seg.refs.is_empty() {
+                    rows.sort_unstable();
+                    rows.dedup();
+                }
+                for row in rows {
+                    let now = ds.live.contains(row) && eval::matches_row(ds, &plan.root, row);
+                    if now != seg.members.contains(row) {
+                        let members = Arc::make_mut(&mut seg.members);
+                        if now {
+                            members.insert(row);
+                        } else {
+                            members.remove(row);
+                        }
+                        mine.push(row);
+                        let change = if now { Change::Entered } else { Change::Left };
+                        events.push(SegmentEvent {
+                            segment_id: id.clone(),
+                            customer_id: ds.id_of(row),
+                            change,
+                            sequence,
+                        });
                     }
-                    let change = if now { Change::Entered } else { Change::Left };
-                    events.push(SegmentEvent {
-                        segment_id: seg.id.clone(),
-                        customer_id: ds.id_of(row),
-                        change,
-                        sequence,
-                    });
                 }
             }
+            moved.insert(id.clone(), mine);
+            self.map.insert(id, seg);
         }
         events
     }

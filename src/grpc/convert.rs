@@ -298,7 +298,7 @@ pub fn predicate_of(e: &Expr) -> Option<pb::Predicate> {
         Expr::Contains { col, value } => {
             node(Node::Contains(pb::Contains { column: col.clone(), value: Some(value_of(value)) }))
         }
-        Expr::Column(_) | Expr::Const(_) => None,
+        Expr::Column(_) | Expr::Const(_) | Expr::InSegment(_) => None,
     }
 }
 

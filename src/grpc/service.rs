@@ -120,13 +120,13 @@ impl State {
     pub(super) fn target<'e>(&self, eng: &'e Engine, want: &Want) -> Result<Target<'e>, ServiceError> {
         let limits = &self.config.limits;
         Ok(match want {
-            Want::Where(text) => Target::Plan(
-                self.cache
-                    .get_or_compile(text, eng.sequence, |t| query::compile_sql(&eng.data, t, limits))?,
-            ),
-            Want::Tree(e) => {
-                Target::Plan(Arc::new(Cached::new(query::compile_expr(&eng.data, e, limits)?, eng.sequence)))
-            }
+            Want::Where(text) => Target::Plan(self.cache.get_or_compile(text, eng.sequence, |t| {
+                query::compile_sql_in(&eng.data, t, limits, &|id| eng.segments.members_of(id))
+            })?),
+            Want::Tree(e) => Target::Plan(Arc::new(Cached::new(
+                query::compile_expr_in(&eng.data, e, limits, &|id| eng.segments.members_of(id))?,
+                eng.sequence,
+            ))),
             Want::Id(id) => Target::Saved(eng.segments.get(id)?),
         })
     }
@@ -441,8 +441,12 @@ impl SegmentService for SegmentSvc {
                     Want::Id(id) => {
                         let s = eng.segments.get(id)?;
                         match &s.definition {
-                            Definition::Sql(text) => query::compile_sql(&eng.data, text, limits)?,
-                            Definition::Tree(e) => query::compile_expr(&eng.data, e, limits)?,
+                            Definition::Sql(text) => query::compile_sql_in(&eng.data, text, limits, &|id| {
+                                eng.segments.members_of(id)
+                            })?,
+                            Definition::Tree(e) => query::compile_expr_in(&eng.data, e, limits, &|id| {
+                                eng.segments.members_of(id)
+                            })?,
                             Definition::Static => {
                                 let node = ExplainNode {
                                     op: format!("SAVED STATIC SEGMENT '{id}'"),

@@ -61,6 +61,7 @@ fn query_code(q: &QueryError) -> Code {
         | QueryError::BadOperator { .. }
         | QueryError::Limit { .. }
         | QueryError::BadTree(_) => Code::InvalidArgument,
+        QueryError::UnknownSegment(_) => Code::NotFound,
     }
 }
 
@@ -69,7 +70,7 @@ fn segment_code(s: &SegmentError) -> Code {
         SegmentError::NotFound(_) => Code::NotFound,
         SegmentError::Exists(_) => Code::AlreadyExists,
         SegmentError::BadId(_) => Code::InvalidArgument,
-        SegmentError::NotStatic(_) => Code::FailedPrecondition,
+        SegmentError::NotStatic(_) | SegmentError::InUse(..) => Code::FailedPrecondition,
         SegmentError::TooMany(_) => Code::ResourceExhausted,
         SegmentError::Query(q) => query_code(q),
     }

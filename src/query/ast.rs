@@ -90,6 +90,8 @@ pub enum Expr {
     Column(String),
     /// `TRUE`, `FALSE` or `NULL`.
     Const(Literal),
+    /// `in_segment('id')`: the customer is in a saved segment (never UNKNOWN).
+    InSegment(String),
 }
 
 impl Expr {
@@ -99,6 +101,16 @@ impl Expr {
             Expr::And(v) | Expr::Or(v) => 1 + v.iter().map(Expr::depth).max().unwrap_or(0),
             Expr::Not(e) => 1 + e.depth(),
             _ => 1,
+        }
+    }
+
+    /// Saved segments referenced with `in_segment`.
+    pub fn segment_refs(&self) -> Vec<String> {
+        match self {
+            Expr::And(v) | Expr::Or(v) => v.iter().flat_map(Expr::segment_refs).collect(),
+            Expr::Not(e) => e.segment_refs(),
+            Expr::InSegment(id) => vec![id.clone()],
+            _ => vec![],
         }
     }
 

@@ -8,12 +8,14 @@ pub enum QueryError {
     UnknownColumn { column: String, known: String },
     #[error("type mismatch: column '{column}' is {kind}, cannot compare with {literal}")]
     TypeMismatch { column: String, kind: &'static str, literal: String },
-    #[error("unsupported: {construct}; allowed: = <> != < <= > >=, [NOT] BETWEEN, [NOT] IN (...), IS [NOT] NULL, AND, OR, NOT, parentheses, a bare boolean column, list_contains(col, 'x'), 'x' = ANY(col), TRUE/FALSE/NULL")]
+    #[error("unsupported: {construct}; allowed: = <> != < <= > >=, [NOT] BETWEEN, [NOT] IN (...), IS [NOT] NULL, AND, OR, NOT, parentheses, a bare boolean column, list_contains(col, 'x'), 'x' = ANY(col), in_segment('id'), TRUE/FALSE/NULL")]
     Unsupported { construct: String },
     #[error("operator {op} is not supported on {kind} column '{column}'")]
     BadOperator { column: String, kind: &'static str, op: String },
     #[error("limit exceeded: {what} is {got}, the limit is {limit}")]
     Limit { what: &'static str, got: usize, limit: usize },
+    #[error("unknown segment id '{0}' in in_segment()")]
+    UnknownSegment(String),
     #[error("invalid predicate tree: {0}")]
     BadTree(String),
 }

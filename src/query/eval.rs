@@ -89,6 +89,11 @@ pub fn eval_chunk(
     match node {
         Node::Const(true) => ds.live.chunk(c).write_to(out),
         Node::Const(false) => out.fill(0),
+        Node::Segment { members, negated: false, .. } => members.chunk(c).write_to(out),
+        Node::Segment { members, negated: true, .. } => {
+            ds.live.chunk(c).write_to(out);
+            members.chunk(c).andnot_into(out);
+        }
         Node::Leaf(l) => eval_leaf(ds, l, c, out, s, depth, mask),
         Node::Or(kids) => {
             eval_chunk(ds, &kids[0], c, out, s, depth + 1, mask);
@@ -195,6 +200,7 @@ fn eval_test(
 pub fn matches_row(ds: &Dataset, node: &Node, row: u32) -> bool {
     match node {
         Node::Const(b) => *b,
+        Node::Segment { members, negated, .. } => members.contains(row) != *negated,
         Node::And(kids) => kids.iter().all(|k| matches_row(ds, k, row)),
         Node::Or(kids) => kids.iter().any(|k| matches_row(ds, k, row)),
         Node::Leaf(l) => match test_row(ds, l, row) {

@@ -26,6 +26,9 @@ fn node(ds: &Dataset, n: &Node) -> ExplainNode {
         Node::Or(k) => ("OR".to_string(), k.iter().map(|c| node(ds, c)).collect()),
         Node::Const(b) => ((if *b { "TRUE" } else { "FALSE" }).to_string(), vec![]),
         Node::Leaf(l) => (l.label.clone(), vec![]),
+        Node::Segment { id, negated, .. } => {
+            (format!("{}in_segment('{id}')", if *negated { "NOT " } else { "" }), vec![])
+        }
     };
     ExplainNode { op, estimated: n.estimate(ds), actual: count_node(ds, n), children }
 }

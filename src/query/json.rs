@@ -103,11 +103,17 @@ fn convert(node: &Value, depth: usize, limits: &Limits) -> Result<Expr, QueryErr
             }
         }
         "contains" => Expr::Contains { col: col(node, op)?, value: literal(field(node, "value", op)?)? },
+        "in_segment" => Expr::InSegment(
+            field(node, "segment", op)?
+                .as_str()
+                .ok_or_else(|| QueryError::BadTree("'in_segment': 'segment' must be a string".into()))?
+                .to_string(),
+        ),
         "is_null" => Expr::IsNull { col: col(node, op)?, negated: false },
         "is_not_null" => Expr::IsNull { col: col(node, op)?, negated: true },
         other => {
             return Err(QueryError::BadTree(format!(
-                "unknown op '{other}'; ops are eq, in, range, contains, is_null, is_not_null, not, and, or"
+                "unknown op '{other}'; ops are eq, in, range, contains, is_null, is_not_null, in_segment, not, and, or"
             )))
         }
     })

@@ -20,8 +20,29 @@ pub fn compile_sql(ds: &Dataset, text: &str, limits: &Limits) -> Result<Plan, Qu
     plan::bind(ds, &sql::parse(text, limits)?)
 }
 
-/// Plans an expression built elsewhere (JSON tree, gRPC Predicate), after the limits.
-pub fn compile_expr(ds: &Dataset, e: &Expr, limits: &Limits) -> Result<Plan, QueryError> {
+/// Parses and plans SQL `WHERE` text, resolving `in_segment` through `segs`.
+pub fn compile_sql_in(
+    ds: &Dataset,
+    text: &str,
+    limits: &Limits,
+    segs: plan::Segments<'_>,
+) -> Result<Plan, QueryError> {
+    let e = sql::parse(text, limits)?;
+    plan::bind_in(ds, &e, segs)
+}
+
+/// [`compile_expr`], resolving `in_segment` through `segs`.
+pub fn compile_expr_in(
+    ds: &Dataset,
+    e: &Expr,
+    limits: &Limits,
+    segs: plan::Segments<'_>,
+) -> Result<Plan, QueryError> {
+    check_limits(e, limits)?;
+    plan::bind_in(ds, e, segs)
+}
+
+fn check_limits(e: &Expr, limits: &Limits) -> Result<(), QueryError> {
     if e.depth() > limits.max_depth {
         return Err(QueryError::Limit { what: "predicate depth", got: e.depth(), limit: limits.max_depth });
     }
@@ -32,5 +53,10 @@ pub fn compile_expr(ds: &Dataset, e: &Expr, limits: &Limits) -> Result<Plan, Que
             limit: limits.max_in_list,
         });
     }
-    plan::bind(ds, e)
+    Ok(())
+}
+
+/// Plans an expression built elsewhere (JSON tree, gRPC Predicate), after the limits.
+pub fn compile_expr(ds: &Dataset, e: &Expr, limits: &Limits) -> Result<Plan, QueryError> {
+    compile_expr_in(ds, e, limits, &|_| None)
 }

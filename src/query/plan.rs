@@ -7,12 +7,13 @@
 //! FALSE everywhere below: `NOT (x >= 180)` excludes rows where x is NULL, as SQL does.
 
 use std::ops::Bound;
+use std::sync::Arc;
 
 use chrono::{NaiveDate, NaiveDateTime};
 
 use super::ast::{CmpOp, Expr, Literal};
 use super::error::QueryError;
-use crate::index::{AttrIndex, RangePlan, RangeSpec};
+use crate::index::{AttrIndex, Postings, RangePlan, RangeSpec};
 use crate::store::build::unit_per_second;
 use crate::store::column::{Column, Kind, Temporal};
 use crate::store::Dataset;
@@ -30,6 +31,13 @@ pub enum Node {
     Leaf(Leaf),
     /// TRUE (every customer) or FALSE / UNKNOWN (none).
     Const(bool),
+    /// A saved segment's members as they were when the plan was bound (plans are rebound
+    /// after writes); negated: every live customer not in it.
+    Segment {
+        id: String,
+        members: Arc<Postings>,
+        negated: bool,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -60,22 +68,37 @@ impl Node {
             Node::Leaf(l) => l.est,
             Node::Const(true) => ds.customers(),
             Node::Const(false) => 0,
+            Node::Segment { members, negated: false, .. } => members.len,
+            Node::Segment { members, negated: true, .. } => ds.customers().saturating_sub(members.len),
             Node::And(v) => v.iter().map(|n| n.estimate(ds)).min().unwrap_or(0),
             Node::Or(v) => v.iter().map(|n| n.estimate(ds)).sum::<u64>().min(ds.customers()),
         }
     }
 }
 
-/// Binds and plans.
+/// Looks up a saved segment's members for `in_segment`.
+pub type Segments<'a> = &'a dyn Fn(&str) -> Option<Arc<Postings>>;
+
+/// Binds and plans (no saved segments: `in_segment` is an unknown segment).
 pub fn bind(ds: &Dataset, e: &Expr) -> Result<Plan, QueryError> {
-    let root = simplify(ds, bind_node(ds, e, false)?);
+    bind_in(ds, e, &|_| None)
+}
+
+/// Binds and plans, resolving `in_segment` through `segs`.
+pub fn bind_in(ds: &Dataset, e: &Expr, segs: Segments<'_>) -> Result<Plan, QueryError> {
+    let root = simplify(ds, bind_node(ds, e, false, segs)?);
     Ok(Plan { root })
 }
 
-fn bind_node(ds: &Dataset, e: &Expr, neg: bool) -> Result<Node, QueryError> {
+fn bind_node(ds: &Dataset, e: &Expr, neg: bool, segs: Segments<'_>) -> Result<Node, QueryError> {
     Ok(match e {
+        Expr::InSegment(id) => Node::Segment {
+            id: id.clone(),
+            members: segs(id).ok_or_else(|| QueryError::UnknownSegment(id.clone()))?,
+            negated: neg,
+        },
         Expr::And(v) | Expr::Or(v) => {
-            let kids = v.iter().map(|x| bind_node(ds, x, neg)).collect::<Result<Vec<_>, _>>()?;
+            let kids = v.iter().map(|x| bind_node(ds, x, neg, segs)).collect::<Result<Vec<_>, _>>()?;
             // De Morgan: under negation AND becomes OR and vice versa.
             if matches!(e, Expr::And(_)) != neg {
                 Node::And(kids)
@@ -83,7 +106,7 @@ fn bind_node(ds: &Dataset, e: &Expr, neg: bool) -> Result<Node, QueryError> {
                 Node::Or(kids)
             }
         }
-        Expr::Not(x) => bind_node(ds, x, !neg)?,
+        Expr::Not(x) => bind_node(ds, x, !neg, segs)?,
         Expr::Const(Literal::Bool(b)) => Node::Const(*b != neg),
         Expr::Const(Literal::Null) => Node::Const(false),
         Expr::Const(l) => return Err(QueryError::Unsupported { construct: format!("a bare literal {l}") }),
@@ -154,6 +177,7 @@ fn bind_node(ds: &Dataset, e: &Expr, neg: bool) -> Result<Node, QueryError> {
                                 ds,
                                 &Expr::Cmp { col: col.clone(), op: CmpOp::Eq, value: (*v).clone() },
                                 neg,
+                                segs,
                             )
                         })
                         .collect::<Result<Vec<_>, _>>()?;

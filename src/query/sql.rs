@@ -128,6 +128,20 @@ fn convert(e: &sql::Expr, depth: usize, limits: &Limits) -> Result<Expr, QueryEr
 
 fn function(f: &sql::Function, whole: &sql::Expr) -> Result<Expr, QueryError> {
     let name = f.name.to_string().to_ascii_lowercase();
+    if name == "in_segment" {
+        let sql::FunctionArguments::List(list) = &f.args else { return Err(unsupported(whole)) };
+        return match list.args.as_slice() {
+            [sql::FunctionArg::Unnamed(sql::FunctionArgExpr::Expr(x))] => match literal(x)? {
+                Literal::Str(id) => Ok(Expr::InSegment(id)),
+                _ => Err(QueryError::Unsupported {
+                    construct: format!("'{whole}' (in_segment takes a quoted segment id)"),
+                }),
+            },
+            _ => Err(QueryError::Unsupported {
+                construct: format!("'{whole}' (in_segment takes one segment id)"),
+            }),
+        };
+    }
     if !matches!(name.as_str(), "list_contains" | "array_contains" | "list_has" | "array_has") {
         return Err(QueryError::Unsupported { construct: format!("function '{name}'") });
     }

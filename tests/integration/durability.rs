@@ -161,3 +161,45 @@ fn corrupt_snapshot_is_refused() {
     let err = open(dir.path()).err().expect("a corrupt snapshot must not load");
     assert!(err.to_string().contains("corrupt"), "{err}");
 }
+
+#[test]
+fn saved_segments_can_reference_saved_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path()).unwrap();
+    let create = |id: &str, text: &str| Mutation::CreateSegment {
+        id: id.into(),
+        description: String::new(),
+        definition: Definition::Sql(text.into()),
+    };
+    db.commit(create("gold", "tier = 'GOLD'")).unwrap();
+    db.commit(create("gold_de", "in_segment('gold') AND country = 'DE'")).unwrap();
+    db.commit(create("not_gold", "NOT in_segment('gold')")).unwrap();
+    let check = |db: &Db| {
+        let e = db.read();
+        let seg = |id: &str| e.segments.get(id).unwrap().count();
+        assert_eq!(Some(seg("gold_de")), count(&e.data, "tier = 'GOLD' AND country = 'DE'"));
+        assert_eq!(Some(seg("not_gold")), count(&e.data, "tier <> 'GOLD'"));
+    };
+    check(&db);
+    // A write that moves customers into and out of 'gold' moves them in the dependents.
+    for id in 1..=40 {
+        db.commit(upsert(id, "tier", CellValue::Str(if id % 2 == 0 { "GOLD" } else { "NONE" }.into())))
+            .unwrap();
+        db.commit(upsert(id + 100, "country", CellValue::Str("DE".into()))).unwrap();
+    }
+    check(&db);
+    // Referenced segments cannot be deleted; unknown references are refused.
+    assert!(db.commit(Mutation::DeleteSegment { id: "gold".into() }).is_err());
+    assert!(db.commit(create("bad", "in_segment('nope')")).is_err());
+    drop(db);
+    let db = open(dir.path()).unwrap();
+    check(&db);
+    // "a_first" sorts before "gold" but was created after it: a snapshot restores it after.
+    db.commit(create("a_first", "in_segment('gold_de') OR in_segment('gold')")).unwrap();
+    db.close().unwrap();
+    drop(db);
+    let db = open(dir.path()).unwrap();
+    check(&db);
+    let e = db.read();
+    assert_eq!(e.segments.get("a_first").unwrap().count(), e.segments.get("gold").unwrap().count());
+}
