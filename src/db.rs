@@ -13,6 +13,7 @@
 //! or the demo) and snapshotted at once.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,6 +38,8 @@ pub enum DbError {
     Corrupt(String),
     #[error("the database is shutting down")]
     Closed,
+    #[error("data dir {0} is in use by another segd process (lock held on its LOCK file)")]
+    Locked(String),
 }
 
 #[derive(Clone, Debug)]
@@ -79,6 +82,10 @@ pub struct Db {
     committer: Mutex<Option<std::thread::JoinHandle<()>>>,
     wal: Arc<Wal>,
     opts: DbOptions,
+    /// Sequence of the newest snapshot: a close with nothing newer writes none.
+    snapshotted: Arc<AtomicU64>,
+    /// Held for the Db's life: an exclusive lock on the data dir.
+    _lock: std::fs::File,
 }
 
 /// Saved-segment definitions and static members, stored beside the columns.
@@ -106,6 +113,7 @@ impl Db {
         on_commit: impl Fn(u64) + Send + 'static,
     ) -> Result<Db, DbError> {
         let t = Instant::now();
+        let lock = lock_dir(&opts.data_dir)?;
         let snap_dir = opts.data_dir.join("snapshots");
         let (wal, replay) =
             Wal::open(&opts.data_dir.join("wal"), WalOptions { sync: opts.sync, ..WalOptions::default() })?;
@@ -152,6 +160,7 @@ impl Db {
             engine.sequence = seq;
             replayed += 1;
         }
+        release_free_memory();
         // Events are not kept across a restart: a watcher must not resume from before it.
         let seq = engine.sequence;
         engine.events.forget_through(seq);
@@ -161,16 +170,26 @@ impl Db {
             ms = t.elapsed().as_millis() as u64,
             "data dir opened"
         );
+        let snapshotted = Arc::new(AtomicU64::new(engine.sequence));
         let engine = Arc::new(RwLock::new(engine));
         let (tx, rx) = mpsc::channel::<(Mutation, Done)>();
         let committer = {
-            let (engine, wal, opts, snap_dir) = (engine.clone(), wal.clone(), opts.clone(), snap_dir.clone());
+            let (engine, wal, opts, snap_dir, snapshotted) =
+                (engine.clone(), wal.clone(), opts.clone(), snap_dir.clone(), snapshotted.clone());
             std::thread::Builder::new()
                 .name("segd-commit".into())
-                .spawn(move || commit_loop(rx, engine, wal, opts, snap_dir, on_commit))
+                .spawn(move || commit_loop(rx, engine, wal, opts, snap_dir, snapshotted, on_commit))
                 .expect("spawn committer")
         };
-        Ok(Db { engine, queue: Mutex::new(Some(tx)), committer: Mutex::new(Some(committer)), wal, opts })
+        Ok(Db {
+            engine,
+            queue: Mutex::new(Some(tx)),
+            committer: Mutex::new(Some(committer)),
+            wal,
+            opts,
+            snapshotted,
+            _lock: lock,
+        })
     }
 
     /// The current state, for reading. Hold it briefly: a commit waits for readers.
@@ -215,10 +234,48 @@ impl Db {
         }
         let engine = self.engine.read();
         let seq = engine.sequence;
+        if self.snapshotted.load(Ordering::Acquire) == seq {
+            return Ok(());
+        }
         snapshot(&engine, &self.opts.data_dir.join("snapshots"), seq)?;
+        self.snapshotted.store(seq, Ordering::Release);
         self.wal.truncate_before(seq + 1)?;
         Ok(())
     }
+}
+
+/// Hands freed heap back to the OS. A load or snapshot frees ~1 GB of transient buffers
+/// at 10M rows; glibc keeps much of it mapped otherwise (measured: RSS 2.2 GiB instead of
+/// ~1.3 GiB for the same table).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Takes an exclusive lock on `dir/LOCK` so two processes never write one data dir.
+fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File, DbError> {
+    let io = |e: std::io::Error| {
+        DbError::Persist(PersistError::Io { op: "lock", path: dir.join("LOCK"), source: e })
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))
+        .map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: flock on a file descriptor we own; released when the file is closed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(DbError::Locked(dir.display().to_string()));
+        }
+    }
+    Ok(file)
 }
 
 fn restore_segments(engine: &mut Engine, segments: Vec<SegmentSnap>) -> Result<(), DbError> {
@@ -264,7 +321,10 @@ fn snapshot(engine: &Engine, dir: &std::path::Path, seq: u64) -> Result<(), DbEr
         .collect();
     let extra = serde_json::to_vec(&SnapshotExtra { id_column: data.id_column().name.clone(), segments })
         .expect("snapshot metadata serialises");
-    write_snapshot(dir, seq, data.export_schema(), &data.export(), &extra)?;
+    let schema = data.export_schema();
+    let batches = (0..data.n_chunks()).map(|c| data.export_chunk(&schema, c));
+    write_snapshot(dir, seq, schema.clone(), batches, &extra)?;
+    release_free_memory();
     tracing::info!(sequence = seq, ms = t.elapsed().as_millis() as u64, "snapshot written");
     Ok(())
 }
@@ -275,6 +335,7 @@ fn commit_loop(
     wal: Arc<Wal>,
     opts: DbOptions,
     snap_dir: PathBuf,
+    snapshotted: Arc<AtomicU64>,
     on_commit: impl Fn(u64),
 ) {
     let mut carry: Option<(Mutation, Done)> = None;
@@ -341,6 +402,7 @@ fn commit_loop(
             let state = engine.read();
             match snapshot(&state, &snap_dir, state.sequence) {
                 Ok(()) => {
+                    snapshotted.store(state.sequence, Ordering::Release);
                     if let Err(e) = wal.truncate_before(state.sequence + 1) {
                         tracing::error!(error = %e, "log truncation after snapshot failed");
                     }

@@ -91,6 +91,7 @@ fn db_code(d: &DbError) -> Code {
     match d {
         DbError::Rejected(EngineError::Mutation(m)) => mutation_code(m),
         DbError::Rejected(EngineError::Segment(s)) => segment_code(s),
+        DbError::Locked(_) => Code::FailedPrecondition,
         // The log refuses writes after a failed write or fsync: this server cannot take
         // writes any more (reads still work).
         DbError::Persist(p) => match p {

@@ -69,7 +69,7 @@ pub fn write_snapshot(
     dir: &Path,
     seq: u64,
     schema: SchemaRef,
-    batches: &[RecordBatch],
+    batches: impl IntoIterator<Item = RecordBatch>,
     extra: &[u8],
 ) -> Result<PathBuf, PersistError> {
     fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
@@ -83,8 +83,10 @@ pub fn write_snapshot(
     let arrow_path = dir.join(&arrow_name);
     let file = create(&arrow_path)?;
     let mut writer = FileWriter::try_new(Tally::new(BufWriter::new(file)), &schema)?;
+    // Batches are taken one at a time so a caller can produce them lazily: a snapshot of
+    // 10M customers then never holds a second copy of the table.
     for batch in batches {
-        writer.write(batch)?;
+        writer.write(&batch)?;
     }
     writer.finish()?;
     let tally = writer.into_inner()?;
@@ -280,7 +282,7 @@ mod tests {
 
     fn write(dir: &Path, seq: u64) -> PathBuf {
         let batches = [batch(0, 100), batch(100, 37)];
-        write_snapshot(dir, seq, schema(), &batches, format!("extra@{seq}").as_bytes()).unwrap()
+        write_snapshot(dir, seq, schema(), batches.clone(), format!("extra@{seq}").as_bytes()).unwrap()
     }
 
     fn files(dir: &Path) -> Vec<String> {
@@ -315,7 +317,7 @@ mod tests {
         assert!(files(dir.path()).iter().all(|n| !n.ends_with(".tmp")));
 
         // An empty table is a valid snapshot too.
-        write_snapshot(dir.path(), 43, schema(), &[], b"").unwrap();
+        write_snapshot(dir.path(), 43, schema(), [], b"").unwrap();
         let snap = read_latest_snapshot(dir.path()).unwrap().unwrap();
         assert_eq!((snap.seq, snap.batches.len(), snap.extra.len()), (43, 0, 0));
     }
@@ -383,7 +385,7 @@ mod tests {
             .iter()
             .all(|n| n.contains("00000000000000000008") || n.contains("00000000000000000011")));
 
-        write_snapshot(dir.path(), 11, schema(), &[batch(7, 3)], b"again").unwrap();
+        write_snapshot(dir.path(), 11, schema(), [batch(7, 3)], b"again").unwrap();
         let snap = read_latest_snapshot(dir.path()).unwrap().unwrap();
         assert_eq!((snap.seq, snap.batches, snap.extra), (11, vec![batch(7, 3)], b"again".to_vec()));
         assert_eq!(files(dir.path()).len(), 6, "the overwritten attempt's files are gone");

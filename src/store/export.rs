@@ -39,8 +39,13 @@ impl Dataset {
     /// One batch per chunk, deleted customers left out.
     pub fn export(&self) -> Vec<RecordBatch> {
         let schema = self.export_schema();
-        (0..self.n_chunks())
-            .map(|c| {
+        (0..self.n_chunks()).map(|c| self.export_chunk(&schema, c)).collect()
+    }
+
+    /// Chunk `c` as a batch of `schema` (from [`Dataset::export_schema`]).
+    pub fn export_chunk(&self, schema: &SchemaRef, c: usize) -> RecordBatch {
+        {
+            {
                 let len = (self.rows - c * CHUNK_ROWS).min(CHUNK_ROWS);
                 let mut words = zeroed();
                 self.live.chunk(c).write_to(&mut words);
@@ -83,7 +88,7 @@ impl Dataset {
                         })
                         .collect();
                 RecordBatch::try_new(schema.clone(), cols).expect("export matches its schema")
-            })
-            .collect()
+            }
+        }
     }
 }

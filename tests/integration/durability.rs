@@ -203,3 +203,12 @@ fn saved_segments_can_reference_saved_segments() {
     let e = db.read();
     assert_eq!(e.segments.get("a_first").unwrap().count(), e.segments.get("gold").unwrap().count());
 }
+
+#[test]
+fn a_data_dir_is_used_by_one_process_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path()).unwrap();
+    assert!(matches!(open(dir.path()), Err(DbError::Locked(_))));
+    drop(db);
+    open(dir.path()).unwrap();
+}
