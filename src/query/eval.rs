@@ -36,10 +36,11 @@ impl Default for Scratch {
 
 /// Rows matching the plan.
 pub fn count(ds: &Dataset, plan: &Plan) -> u64 {
-    // IN on a single-valued column: the answer is a sum of cardinalities.
+    // IN on a single-valued column is a sum of cardinalities, and so is one value of a
+    // list column (a row is in a value's postings once).
     if let Node::Leaf(Leaf { col, negated: false, test: Test::Codes(codes), .. }) = &plan.root {
         if let AttrIndex::Values(v) = &ds.indexes[*col] {
-            if v.single_valued {
+            if v.single_valued || codes.len() == 1 {
                 return codes.iter().filter_map(|&c| v.values.get(c as usize)).map(|p| p.len).sum();
             }
         }
