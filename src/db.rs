@@ -145,6 +145,8 @@ impl Db {
                 engine
             }
         };
+        // What the newest snapshot holds: a close after replaying the log must write a new one.
+        let snapshot_seq = engine.sequence;
         let mut replayed = 0;
         for (seq, payload) in replay.records {
             if seq <= engine.sequence {
@@ -170,7 +172,7 @@ impl Db {
             ms = t.elapsed().as_millis() as u64,
             "data dir opened"
         );
-        let snapshotted = Arc::new(AtomicU64::new(engine.sequence));
+        let snapshotted = Arc::new(AtomicU64::new(snapshot_seq));
         let engine = Arc::new(RwLock::new(engine));
         let (tx, rx) = mpsc::channel::<(Mutation, Done)>();
         let committer = {

@@ -25,7 +25,9 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-use segd::grpc::pb::{self, segment_service_client::SegmentServiceClient};
+use segd::grpc::pb::{
+    self, customer_service_client::CustomerServiceClient, segment_service_client::SegmentServiceClient,
+};
 
 /// The service whose health `--rpc health` and `--wait-ready` ask for.
 const SERVICE: &str = "segd.v1.SegmentService";
@@ -42,6 +44,13 @@ pub enum Rpc {
     Explain,
     /// grpc.health.v1.Health/Check for segd.v1.SegmentService
     Health,
+    /// segd.v1.CustomerService/UpsertCustomers: --batch-size customers (random ids from
+    /// --ids), each setting total_spend_eur, last_purchase_days_ago and tier
+    Upsert,
+    /// segd.v1.SegmentService/CreateSegment, once per segment and one at a time: the
+    /// --where texts (or --queries) saved as s000, s001, ... (or the --segment-id names);
+    /// without them the 100 segments of the issue-5 benchmark (benches/updates.rs)
+    CreateSegments,
 }
 
 impl Rpc {
@@ -53,6 +62,8 @@ impl Rpc {
             Rpc::BatchIsMember => "/segd.v1.SegmentService/BatchIsMember",
             Rpc::Explain => "/segd.v1.SegmentService/Explain",
             Rpc::Health => "/grpc.health.v1.Health/Check",
+            Rpc::Upsert => "/segd.v1.CustomerService/UpsertCustomers",
+            Rpc::CreateSegments => "/segd.v1.SegmentService/CreateSegment",
         }
     }
 }
@@ -92,10 +103,16 @@ pub struct LoadgenArgs {
     /// comma-separated); all of them, rotating, when absent.
     #[arg(long, requires = "queries", value_delimiter = ',')]
     pub query_id: Vec<String>,
-    /// Customer ids for is-member / batch-is-member: uniform random in LO..HI (inclusive).
+    /// A saved segment by id (repeatable or comma-separated, rotating): count, is-member,
+    /// batch-is-member and explain send `segment_id` instead of `where`. With
+    /// create-segments: the ids to save the --where texts as.
+    #[arg(long, value_delimiter = ',')]
+    pub segment_id: Vec<String>,
+    /// Customer ids for is-member / batch-is-member / upsert: uniform random in LO..HI
+    /// (inclusive).
     #[arg(long, value_parser = parse_ids, default_value = "1..1000000")]
     pub ids: (u64, u64),
-    /// Ids per BatchIsMember request.
+    /// Ids per BatchIsMember request; customers per UpsertCustomers request.
     #[arg(long, default_value_t = 10_000)]
     pub batch_size: usize,
     /// Requests sent first and left out of every figure (closed loop, same concurrency).
@@ -126,6 +143,9 @@ pub struct LoadgenArgs {
 /// `segd loadgen`. Err when nothing could be sent; exit status 2 (after the report) when
 /// some requests failed.
 pub fn run(args: LoadgenArgs) -> Result<()> {
+    if args.rpc == Rpc::CreateSegments {
+        return create_segments(&args);
+    }
     let workload = Arc::new(Workload::from_args(&args)?);
     if let Some(file) = &args.dump_request {
         return dump_request(&workload, &args, file);
@@ -162,8 +182,10 @@ pub fn run(args: LoadgenArgs) -> Result<()> {
 /// The requests of a run: the call, the rotating segments, the id range.
 struct Workload {
     rpc: Rpc,
-    /// (label, `where` text); request `i` uses `segments[i % len]`.
+    /// (label, `where` text or saved segment id); request `i` uses `segments[i % len]`.
     segments: Vec<(String, String)>,
+    /// `segments` are saved segment ids (`segment_id`), not `where` texts.
+    saved: bool,
     ids: (u64, u64),
     batch_size: usize,
 }
@@ -174,6 +196,7 @@ enum Req {
     Batch(pb::BatchIsMemberRequest),
     Explain(pb::ExplainRequest),
     Health(HealthCheckRequest),
+    Upsert(pb::UpsertCustomersRequest),
 }
 
 impl Req {
@@ -184,47 +207,59 @@ impl Req {
             Req::Batch(r) => r.encode_to_vec(),
             Req::Explain(r) => r.encode_to_vec(),
             Req::Health(r) => r.encode_to_vec(),
+            Req::Upsert(r) => r.encode_to_vec(),
         }
     }
 }
 
 impl Workload {
     fn from_args(args: &LoadgenArgs) -> Result<Workload> {
+        let saved = !args.segment_id.is_empty();
+        if saved && (args.queries.is_some() || !args.where_.is_empty()) {
+            bail!("give --segment-id or --where / --queries, not both");
+        }
         let segments = match &args.queries {
             Some(file) => read_queries(file, &args.query_id)?,
+            None if saved => {
+                args.segment_id.iter().map(|id| (format!("segment_id={id}"), id.clone())).collect()
+            }
             None => args.where_.iter().map(|w| (w.clone(), w.clone())).collect(),
         };
-        if segments.is_empty() && args.rpc != Rpc::Health {
-            bail!("give a segment: --where TEXT (repeatable) or --queries FILE");
+        if segments.is_empty() && !matches!(args.rpc, Rpc::Health | Rpc::Upsert) {
+            bail!("give a segment: --where TEXT (repeatable), --queries FILE or --segment-id ID");
         }
         if args.ids.0 > args.ids.1 {
             bail!("--ids LO..HI needs LO <= HI");
         }
-        if args.rpc == Rpc::BatchIsMember && args.batch_size == 0 {
+        if matches!(args.rpc, Rpc::BatchIsMember | Rpc::Upsert) && args.batch_size == 0 {
             bail!("--batch-size must be at least 1");
         }
-        Ok(Workload { rpc: args.rpc, segments, ids: args.ids, batch_size: args.batch_size })
+        Ok(Workload { rpc: args.rpc, segments, saved, ids: args.ids, batch_size: args.batch_size })
     }
 
     fn build(&self, i: u64, rng: &mut SmallRng) -> Req {
         let segment = || self.segments[(i % self.segments.len() as u64) as usize].1.clone();
+        // The request's `segment` oneof: `where` text or a saved segment's id.
+        macro_rules! seg {
+            ($m:ident) => {{
+                use pb::$m::Segment as S;
+                Some(if self.saved { S::SegmentId(segment()) } else { S::Where(segment()) })
+            }};
+        }
         let (lo, hi) = self.ids;
         match self.rpc {
-            Rpc::Count => Req::Count(pb::CountSegmentRequest {
-                segment: Some(pb::count_segment_request::Segment::Where(segment())),
-            }),
+            Rpc::Count => Req::Count(pb::CountSegmentRequest { segment: seg!(count_segment_request) }),
             Rpc::IsMember => Req::IsMember(pb::IsMemberRequest {
                 customer_id: rng.random_range(lo..=hi),
-                segment: Some(pb::is_member_request::Segment::Where(segment())),
+                segment: seg!(is_member_request),
             }),
             Rpc::BatchIsMember => Req::Batch(pb::BatchIsMemberRequest {
                 customer_ids: (0..self.batch_size).map(|_| rng.random_range(lo..=hi)).collect(),
-                segment: Some(pb::batch_is_member_request::Segment::Where(segment())),
+                segment: seg!(batch_is_member_request),
             }),
-            Rpc::Explain => Req::Explain(pb::ExplainRequest {
-                segment: Some(pb::explain_request::Segment::Where(segment())),
-            }),
-            Rpc::Health => Req::Health(HealthCheckRequest { service: SERVICE.into() }),
+            Rpc::Explain => Req::Explain(pb::ExplainRequest { segment: seg!(explain_request) }),
+            Rpc::Health | Rpc::CreateSegments => Req::Health(HealthCheckRequest { service: SERVICE.into() }),
+            Rpc::Upsert => Req::Upsert(upsert_batch(rng, self.ids, self.batch_size)),
         }
     }
 }
@@ -248,6 +283,115 @@ fn read_queries(file: &PathBuf, ids: &[String]) -> Result<Vec<(String, String)>>
         bail!("no query in {} matches --query-id {}", file.display(), ids.join(","));
     }
     Ok(out)
+}
+
+/// The tiers of the benchmark kit's `tier` column.
+const TIERS: [&str; 5] = ["NONE", "BRONZE", "SILVER", "GOLD", "PLATINUM"];
+
+/// `n` customers with random ids in `lo..=hi`, each changing 3 attributes of the kit's
+/// schema with the value ranges of benches/updates.rs.
+fn upsert_batch(rng: &mut SmallRng, (lo, hi): (u64, u64), n: usize) -> pb::UpsertCustomersRequest {
+    use pb::customer::value::Kind;
+    let v = |k: Kind| pb::customer::Value { kind: Some(k) };
+    let customers = (0..n)
+        .map(|_| pb::Customer {
+            customer_id: rng.random_range(lo..=hi),
+            attributes: [
+                (
+                    "total_spend_eur".to_string(),
+                    v(Kind::FloatValue(rng.random_range(0..3_000_000) as f64 / 100.0)),
+                ),
+                ("last_purchase_days_ago".to_string(), v(Kind::IntValue(rng.random_range(0..400)))),
+                ("tier".to_string(), v(Kind::StringValue(TIERS[rng.random_range(0..5)].into()))),
+            ]
+            .into_iter()
+            .collect(),
+        })
+        .collect();
+    pb::UpsertCustomersRequest { customers }
+}
+
+/// The 100 saved segments of the issue-5 benchmark, as benches/updates.rs defines them
+/// (s000..s099): thresholds and lists varied over the benchmark kit's columns.
+pub fn benchmark_segments() -> Vec<(String, String)> {
+    let mut v = vec![];
+    for i in 0..25 {
+        v.push(format!("total_spend_eur >= {} AND last_purchase_days_ago < {}", 100 * (i + 1), 30 + 10 * i));
+        v.push(format!("tier IN ('GOLD', 'PLATINUM') AND age >= {}", 20 + i * 2));
+        v.push(format!("last_purchase_days_ago >= {} AND email_opt_in", 60 + i * 20));
+        v.push(format!("country = 'DE' AND total_spend_eur < {} AND NOT (tier = 'NONE')", 500 + i * 300));
+    }
+    v.into_iter().enumerate().map(|(i, w)| (format!("s{i:03}"), w)).collect()
+}
+
+/// `--rpc create-segments`: saves each segment one at a time and prints its count; an
+/// existing id (ALREADY_EXISTS) is reported and skipped. Err when any other call fails.
+fn create_segments(args: &LoadgenArgs) -> Result<()> {
+    let texts: Vec<String> = match &args.queries {
+        Some(file) => read_queries(file, &args.query_id)?.into_iter().map(|(_, w)| w).collect(),
+        None => args.where_.clone(),
+    };
+    let segments: Vec<(String, String)> = if texts.is_empty() {
+        if !args.segment_id.is_empty() {
+            bail!("--segment-id with create-segments names the --where texts; give them too");
+        }
+        benchmark_segments()
+    } else {
+        if !args.segment_id.is_empty() && args.segment_id.len() != texts.len() {
+            bail!("{} --segment-id for {} segments", args.segment_id.len(), texts.len());
+        }
+        texts
+            .into_iter()
+            .enumerate()
+            .map(|(i, w)| (args.segment_id.get(i).cloned().unwrap_or_else(|| format!("s{i:03}")), w))
+            .collect()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let ep = endpoint(&args.addr, args.timeout)?;
+        if let Some(limit) = args.wait_ready {
+            let d = wait_ready(&ep, limit).await?;
+            eprintln!("{SERVICE} SERVING after {:.3}s", d.as_secs_f64());
+        }
+        let ch = ep.connect().await.with_context(|| format!("connecting to {}", args.addr))?;
+        let mut seg = SegmentServiceClient::new(ch);
+        let t = Instant::now();
+        let (mut created, mut existed) = (0, 0);
+        let mut rows = Vec::new();
+        for (id, w) in &segments {
+            let t0 = Instant::now();
+            let req = pb::CreateSegmentRequest {
+                segment_id: id.clone(),
+                definition: Some(pb::create_segment_request::Definition::Where(w.clone())),
+                description: String::new(),
+            };
+            match seg.create_segment(req).await {
+                Ok(r) => {
+                    created += 1;
+                    let ms = t0.elapsed().as_secs_f64() * 1e3;
+                    rows.push(serde_json::json!({"segment_id": id, "where": w, "count": r.get_ref().count, "ms": ms}));
+                    if !args.json {
+                        println!("{id}\t{}\t{ms:.1} ms\t{w}", r.get_ref().count);
+                    }
+                }
+                Err(e) if e.code() == tonic::Code::AlreadyExists => {
+                    existed += 1;
+                    if !args.json {
+                        println!("{id}\texists\t\t{w}");
+                    }
+                }
+                Err(e) => bail!("CreateSegment {id}: {}: {}", code_name(e.code()), e.message()),
+            }
+        }
+        let secs = t.elapsed().as_secs_f64();
+        if args.json {
+            let doc = serde_json::json!({"created": created, "existed": existed, "elapsed_s": secs, "segments": rows});
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        } else {
+            println!("created {created}, already there {existed}, in {secs:.2} s");
+        }
+        Ok(())
+    })
 }
 
 /// `--dump-request`: the gRPC message framing (flag byte 0 = uncompressed, u32 big-endian
@@ -276,14 +420,27 @@ fn dump_request(w: &Workload, args: &LoadgenArgs, file: &PathBuf) -> Result<()> 
 #[derive(Clone)]
 struct Clients {
     seg: SegmentServiceClient<Channel>,
+    cust: CustomerServiceClient<Channel>,
     health: HealthClient<Channel>,
 }
 
 /// What an OK answer said (tallied to catch, e.g., an id range that misses every customer).
 enum Answer {
     Count(u64),
-    Member { found: bool, member: bool },
-    Batch { ids: u64, found: u64, members: u64 },
+    Member {
+        found: bool,
+        member: bool,
+    },
+    Batch {
+        ids: u64,
+        found: u64,
+        members: u64,
+    },
+    /// Customers an UpsertCustomers request carried (the answer's `applied`).
+    Upsert {
+        customers: u64,
+        applied: u64,
+    },
     Other,
 }
 
@@ -313,6 +470,11 @@ async fn send(c: &mut Clients, req: Req) -> Result<Answer, Failure> {
         Req::Explain(r) => {
             c.seg.explain(r).await.map_err(st)?;
             Answer::Other
+        }
+        Req::Upsert(r) => {
+            let customers = r.customers.len() as u64;
+            let a = c.cust.upsert_customers(r).await.map_err(st)?.into_inner();
+            Answer::Upsert { customers, applied: u64::from(a.applied) }
         }
         Req::Health(r) => {
             let a = c.health.check(r).await.map_err(st)?.into_inner();
@@ -430,7 +592,11 @@ async fn run_async(args: &LoadgenArgs, workload: Arc<Workload>) -> Result<Report
     }
     let clients: Vec<Clients> = channels
         .into_iter()
-        .map(|ch| Clients { seg: SegmentServiceClient::new(ch.clone()), health: HealthClient::new(ch) })
+        .map(|ch| Clients {
+            seg: SegmentServiceClient::new(ch.clone()),
+            cust: CustomerServiceClient::new(ch.clone()),
+            health: HealthClient::new(ch),
+        })
         .collect();
 
     let phase =
@@ -593,6 +759,9 @@ struct Tally {
     members: u64,
     /// The distinct counts answered (CountSegment): one per segment on fixed data.
     counts: BTreeSet<u64>,
+    /// Customers sent in OK UpsertCustomers requests, and the sum of their `applied`.
+    customers: u64,
+    applied: u64,
 }
 
 impl Tally {
@@ -615,6 +784,10 @@ impl Tally {
                         self.found += found;
                         self.members += members;
                     }
+                    Answer::Upsert { customers, applied } => {
+                        self.customers += customers;
+                        self.applied += applied;
+                    }
                     Answer::Other => {}
                 }
             }
@@ -634,6 +807,8 @@ impl Tally {
         self.found += o.found;
         self.members += o.members;
         self.counts.extend(o.counts);
+        self.customers += o.customers;
+        self.applied += o.applied;
     }
 
     fn total(&self) -> u64 {
@@ -664,6 +839,16 @@ impl Report {
         let s = self.elapsed.as_secs_f64();
         if s > 0.0 {
             self.tally.total() as f64 / s
+        } else {
+            0.0
+        }
+    }
+
+    /// Customers updated per second: OK UpsertCustomers requests x batch size / elapsed.
+    fn updates_per_s(&self) -> f64 {
+        let s = self.elapsed.as_secs_f64();
+        if s > 0.0 {
+            self.tally.customers as f64 / s
         } else {
             0.0
         }
@@ -709,12 +894,29 @@ impl Report {
             };
             let _ = writeln!(s, "  ids: random in {}..={}{per}", self.workload.ids.0, self.workload.ids.1);
         }
+        if self.workload.rpc == Rpc::Upsert {
+            let _ = writeln!(
+                s,
+                "  customers: {} per request, ids random in {}..={}, 3 attributes each \
+                 (total_spend_eur, last_purchase_days_ago, tier)",
+                self.workload.batch_size, self.workload.ids.0, self.workload.ids.1
+            );
+        }
         let _ = writeln!(s, "\nSummary:");
         let _ = writeln!(s, "  requests:  {}", t.total());
         let _ = writeln!(s, "  ok:        {}", t.ok);
         let _ = writeln!(s, "  errors:    {}", t.total() - t.ok);
         let _ = writeln!(s, "  elapsed:   {:.3} s", self.elapsed.as_secs_f64());
         let _ = writeln!(s, "  rps:       {:.1}", self.rps());
+        if self.workload.rpc == Rpc::Upsert {
+            let _ = writeln!(
+                s,
+                "  updates:   {:.1} customers/s ({} customers in OK requests, {} applied)",
+                self.updates_per_s(),
+                t.customers,
+                t.applied
+            );
+        }
         if let Some(cpu) = self.client_cpu {
             let cores = cpu / self.elapsed.as_secs_f64().max(1e-9);
             let _ = writeln!(s, "  client:    {cpu:.2} CPU s ({cores:.2} cores) in loadgen itself");
@@ -790,6 +992,14 @@ impl Report {
             "error_messages": messages,
             "elapsed_s": self.elapsed.as_secs_f64(),
             "rps": (self.rps() * 10.0).round() / 10.0,
+            "upsert": (self.workload.rpc == Rpc::Upsert).then(|| serde_json::json!({
+                "batch_size": self.workload.batch_size,
+                "ids": {"lo": self.workload.ids.0, "hi": self.workload.ids.1},
+                "customers": t.customers,
+                "applied": t.applied,
+                "customer_updates_per_s": (self.updates_per_s() * 10.0).round() / 10.0,
+            })),
+            "saved_segments": self.workload.saved,
             "latency": latency,
             "ready_after_s": self.ready_after.map(|d| d.as_secs_f64()),
             "client_cpu_s": self.client_cpu,
@@ -926,6 +1136,7 @@ mod tests {
         let w = Workload {
             rpc: Rpc::IsMember,
             segments: vec![("a".into(), "age < 30".into()), ("b".into(), "email_opt_in".into())],
+            saved: false,
             ids: (42, 42),
             batch_size: 1,
         };
@@ -937,5 +1148,32 @@ mod tests {
         assert_eq!(r1.segment, Some(pb::is_member_request::Segment::Where("email_opt_in".into())));
         // customer_id = 42 (field 1, varint), where = "age < 30" (field 2, bytes).
         assert_eq!(Req::IsMember(r0).encode(), b"\x08\x2a\x12\x08age < 30".to_vec());
+    }
+
+    #[test]
+    fn saved_segments_and_upserts() {
+        let mut w = Workload {
+            rpc: Rpc::Count,
+            segments: vec![("segment_id=s001".into(), "s001".into())],
+            saved: true,
+            ids: (1, 10),
+            batch_size: 3,
+        };
+        let mut rng = SmallRng::seed_from_u64(1);
+        let Req::Count(r) = w.build(0, &mut rng) else { panic!() };
+        assert_eq!(r.segment, Some(pb::count_segment_request::Segment::SegmentId("s001".into())));
+        w.rpc = Rpc::Upsert;
+        let Req::Upsert(r) = w.build(0, &mut rng) else { panic!() };
+        assert_eq!(r.customers.len(), 3);
+        for c in &r.customers {
+            assert!((1..=10).contains(&c.customer_id));
+            let mut names: Vec<&str> = c.attributes.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            assert_eq!(names, ["last_purchase_days_ago", "tier", "total_spend_eur"]);
+        }
+        let segs = benchmark_segments();
+        assert_eq!(segs.len(), 100);
+        assert_eq!(segs[0], ("s000".into(), "total_spend_eur >= 100 AND last_purchase_days_ago < 30".into()));
+        assert_eq!(segs[99].0, "s099");
     }
 }

@@ -212,3 +212,24 @@ fn a_data_dir_is_used_by_one_process_at_a_time() {
     drop(db);
     open(dir.path()).unwrap();
 }
+
+#[test]
+fn a_close_after_replay_snapshots_the_replayed_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let want;
+    {
+        let db = open(dir.path()).unwrap();
+        write_some(&db);
+        want = fingerprint(&db);
+    }
+    // Replay, then a clean close: the replayed writes must now be in a snapshot and the
+    // log cut, so the next start replays nothing.
+    open(dir.path()).unwrap().close().unwrap();
+    let wal_bytes: u64 = std::fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert_eq!(wal_bytes, 0, "log cut after the close's snapshot");
+    let db = open(dir.path()).unwrap();
+    assert_eq!(fingerprint(&db), want);
+}
