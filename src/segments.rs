@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::index::Postings;
@@ -287,8 +288,13 @@ impl Segments {
                     rows.sort_unstable();
                     rows.dedup();
                 }
-                for row in rows {
-                    let now = ds.live.contains(row) && eval::matches_row(ds, &plan.root, row);
+                // Rows are checked in parallel (reads only); membership changes apply in order.
+                let verdicts: Vec<(u32, bool)> = rows
+                    .par_iter()
+                    .with_min_len(512)
+                    .map(|&row| (row, ds.live.contains(row) && eval::matches_row(ds, &plan.root, row)))
+                    .collect();
+                for (row, now) in verdicts {
                     if now != seg.members.contains(row) {
                         let members = Arc::make_mut(&mut seg.members);
                         if now {
