@@ -43,6 +43,7 @@ cleanup() {
     wait "$SEGD_PID" 2>/dev/null || true
   fi
   rm -f "${BITMAP:-}"
+  [ -n "${DATA_DIR:-}" ] && rm -rf "$DATA_DIR"
   exit "$rc"
 }
 trap cleanup EXIT
@@ -117,7 +118,9 @@ cat "$OUT/env.txt" >&2
 # --- segd ---------------------------------------------------------------------------------
 log "starting segd serve on $HOST:$PORT"
 t0=$(date +%s.%N)
-"$BIN" serve --data "$DATA" --no-count-cache --listen "$HOST:$PORT" > "$OUT/serve.log" 2>&1 &
+# A fresh data dir each run: the table is imported from $DATA, never an old snapshot.
+DATA_DIR=$(mktemp -d /tmp/segd-bench-grpc.XXXXXX)
+"$BIN" serve --data "$DATA" --data-dir "$DATA_DIR" --no-count-cache --listen "$HOST:$PORT" > "$OUT/serve.log" 2>&1 &
 SEGD_PID=$!
 until "$BIN" loadgen --addr "$ADDR" --rpc health -n 1 --wait-ready 1s --json > "$OUT/health.json" 2>/dev/null; do
   kill -0 "$SEGD_PID" 2>/dev/null || { echo "error: segd serve exited; see $OUT/serve.log" >&2; exit 1; }
@@ -236,7 +239,7 @@ csv() { tail -1 "$1" | tr -d '"' | cut -d, -f"$2"; }
   echo "Redis: $(cat "$OUT/redis_bitmap.txt"); error kinds in INFO errorstats: $REDIS_ERRORS."
   echo
   echo "Commands (\$B = $BIN, \$Q = $QUERIES):"
-  echo '- `$B serve --data '"$DATA"' --no-count-cache --listen '"$HOST:$PORT"'`'
+  echo '- `$B serve --data '"$DATA"' --data-dir <fresh temp dir> --no-count-cache --listen '"$HOST:$PORT"'`'
   echo '- `$B loadgen --addr '"$ADDR"' --queries $Q --rpc count --query-id qNN -c 1 -n 300 --warmup 20 --json`'
   echo '- `$B loadgen --addr '"$ADDR"' --queries $Q --rpc is-member --query-id qNN --ids 1..'"$ROWS"' -c 50 -z 10s --warmup 2000 --json`'
   echo '- `$B loadgen --addr '"$ADDR"' --queries $Q --rpc batch-is-member --query-id qNN --ids 1..'"$ROWS"' --batch-size 10000 -c 1 -n 200 --warmup 10 --json`'

@@ -126,8 +126,11 @@ impl Db {
             Some(snap) => {
                 let extra: SnapshotExtra = serde_json::from_slice(&snap.extra)
                     .map_err(|e| DbError::Corrupt(format!("snapshot {}: {e}", snap.manifest.display())))?;
-                let data =
-                    Dataset::from_batches(snap.schema, snap.batches.into_iter().map(Ok), &extra.id_column)?;
+                let data = Dataset::from_batches(
+                    snap.schema,
+                    snap.batches.map(|b| b.map_err(|e| StoreError::Arrow(e.to_string()))),
+                    &extra.id_column,
+                )?;
                 let mut engine = Engine::new(data, opts.max_segments, opts.event_capacity);
                 restore_segments(&mut engine, extra.segments)?;
                 engine.sequence = snap.seq;

@@ -11,7 +11,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{BufWriter, Cursor, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -28,12 +28,13 @@ const FORMAT: u32 = 1;
 /// newest is found incomplete (never when it is found corrupt: see [`read_latest_snapshot`]).
 const KEEP: usize = 2;
 
-/// A loaded snapshot: the table as of `seq` (every log record up to `seq` applied).
-#[derive(Debug)]
+/// A verified snapshot: the table as of `seq` (every log record up to `seq` applied).
+/// Batches are decoded as they are read, so loading 10M customers never holds the file and
+/// the decoded table at once.
 pub struct Snapshot {
     pub seq: u64,
     pub schema: SchemaRef,
-    pub batches: Vec<RecordBatch>,
+    pub batches: Box<dyn Iterator<Item = Result<RecordBatch, PersistError>> + Send>,
     pub extra: Vec<u8>,
     pub manifest: PathBuf,
 }
@@ -116,6 +117,15 @@ pub fn write_snapshot(
     Ok(path)
 }
 
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("seq", &self.seq)
+            .field("manifest", &self.manifest)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Loads the newest snapshot whose manifest exists, or `None` if there is none. If that
 /// snapshot does not match its manifest, this fails rather than fall back to an older one:
 /// the log may already be truncated past it, so the older one would silently lose data.
@@ -128,15 +138,20 @@ pub fn read_latest_snapshot(dir: &Path) -> Result<Option<Snapshot>, PersistError
     let corrupt =
         |path: &Path, reason: String| PersistError::CorruptSnapshot { path: path.to_path_buf(), reason };
     let m = read_manifest(&path, seq).map_err(|reason| corrupt(&path, reason))?;
-    let arrow_bytes = read_entry(dir, &m.arrow).map_err(|reason| corrupt(&path, reason))?;
+    // The whole file is checked against the manifest before a byte of it is decoded.
+    verify_entry(dir, &m.arrow).map_err(|reason| corrupt(&path, reason))?;
     let extra = read_entry(dir, &m.extra).map_err(|reason| corrupt(&path, reason))?;
     let arrow_path = dir.join(&m.arrow.name);
-    let reader = FileReader::try_new(Cursor::new(arrow_bytes), None)
+    let file = File::open(&arrow_path).map_err(|e| corrupt(&arrow_path, format!("cannot open: {e}")))?;
+    let reader = FileReader::try_new(std::io::BufReader::with_capacity(1 << 20, file), None)
         .map_err(|e| corrupt(&arrow_path, format!("not a readable Arrow IPC file: {e}")))?;
     let schema = reader.schema();
-    let batches = reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| corrupt(&arrow_path, format!("unreadable record batch: {e}")))?;
+    let batches = Box::new(reader.map(move |b| {
+        b.map_err(|e| PersistError::CorruptSnapshot {
+            path: arrow_path.clone(),
+            reason: format!("unreadable record batch: {e}"),
+        })
+    }));
     Ok(Some(Snapshot { seq, schema, batches, extra, manifest: path }))
 }
 
@@ -155,6 +170,32 @@ fn read_manifest(path: &Path, seq: u64) -> Result<Manifest, String> {
         return Err(format!("manifest says seq {} but is named for {seq}", m.seq));
     }
     Ok(m)
+}
+
+/// Checks a file's length and CRC against its manifest entry, reading 1 MiB at a time.
+fn verify_entry(dir: &Path, entry: &FileEntry) -> Result<(), String> {
+    use std::io::Read;
+    if file_seq(&entry.name).is_none() || entry.name.contains(['/', '\\']) {
+        return Err(format!("manifest names an unexpected file {:?}", entry.name));
+    }
+    let mut f = File::open(dir.join(&entry.name)).map_err(|e| format!("cannot read {}: {e}", entry.name))?;
+    let (mut crc, mut len, mut buf) = (crc32fast::Hasher::new(), 0u64, vec![0u8; 1 << 20]);
+    loop {
+        let n = f.read(&mut buf).map_err(|e| format!("cannot read {}: {e}", entry.name))?;
+        if n == 0 {
+            break;
+        }
+        crc.update(&buf[..n]);
+        len += n as u64;
+    }
+    if len != entry.len {
+        return Err(format!("{} is {len} bytes, manifest says {}", entry.name, entry.len));
+    }
+    let crc = crc.finalize();
+    if crc != entry.crc32 {
+        return Err(format!("{} has crc32 {crc:08x}, manifest says {:08x}", entry.name, entry.crc32));
+    }
+    Ok(())
 }
 
 fn read_entry(dir: &Path, entry: &FileEntry) -> Result<Vec<u8>, String> {
@@ -312,14 +353,15 @@ mod tests {
         let snap = read_latest_snapshot(dir.path()).unwrap().unwrap();
         assert_eq!((snap.seq, snap.manifest), (42, manifest));
         assert_eq!(snap.schema, schema());
-        assert_eq!(snap.batches, vec![batch(0, 100), batch(100, 37)]);
+        let got: Vec<RecordBatch> = snap.batches.map(Result::unwrap).collect();
+        assert_eq!(got, vec![batch(0, 100), batch(100, 37)]);
         assert_eq!(snap.extra, b"extra@42");
         assert!(files(dir.path()).iter().all(|n| !n.ends_with(".tmp")));
 
         // An empty table is a valid snapshot too.
         write_snapshot(dir.path(), 43, schema(), [], b"").unwrap();
         let snap = read_latest_snapshot(dir.path()).unwrap().unwrap();
-        assert_eq!((snap.seq, snap.batches.len(), snap.extra.len()), (43, 0, 0));
+        assert_eq!((snap.seq, snap.batches.count(), snap.extra.len()), (43, 0, 0));
     }
 
     #[test]
@@ -387,7 +429,8 @@ mod tests {
 
         write_snapshot(dir.path(), 11, schema(), [batch(7, 3)], b"again").unwrap();
         let snap = read_latest_snapshot(dir.path()).unwrap().unwrap();
-        assert_eq!((snap.seq, snap.batches, snap.extra), (11, vec![batch(7, 3)], b"again".to_vec()));
+        let got: Vec<RecordBatch> = snap.batches.map(Result::unwrap).collect();
+        assert_eq!((snap.seq, got, snap.extra), (11, vec![batch(7, 3)], b"again".to_vec()));
         assert_eq!(files(dir.path()).len(), 6, "the overwritten attempt's files are gone");
     }
 }
