@@ -6,6 +6,8 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod cli;
+// A gRPC client, so it lives with the command-line side, not the core.
+#[path = "cli/loadgen.rs"]
 mod loadgen;
 
 // No mimalloc: with it the 10M-row table sat at 1,642 MiB resident after load (freed load
