@@ -252,11 +252,6 @@ impl<K: Key> RangeIndex<K> {
         })
     }
 
-    /// Number of rows with a value.
-    pub fn valued_rows(&self) -> u64 {
-        self.cum.last().map_or(0, |p| p.len)
-    }
-
     pub fn heap_bytes(&self) -> usize {
         self.fine.iter().chain(&self.cum).map(Postings::heap_bytes).sum()
     }

@@ -9,7 +9,6 @@ pub mod mutate;
 
 use std::collections::HashMap;
 
-use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::SchemaRef;
 use rayon::prelude::*;
@@ -289,14 +288,6 @@ pub fn codes_at(col: &Column, row: u32) -> Option<Vec<u32>> {
             let offs = l.value_offsets();
             Some((offs[o] as usize..offs[o + 1] as usize).map(|i| codes.get(i)).collect())
         }
-        _ => None,
-    }
-}
-
-/// A bool column's chunk as an Arrow BooleanArray (kept for callers that want Arrow).
-pub fn as_bool_chunk(col: &Column, c: usize) -> Option<&arrow_array::BooleanArray> {
-    match &col.data {
-        ColumnData::Bool(_) => Some(col.chunk(c).as_boolean()),
         _ => None,
     }
 }

@@ -240,4 +240,8 @@ fn materialized_bitmap_matches_count_and_rows() {
         assert!(eval::matches_row(&t.ds, &plan.root, row));
     }
     assert_eq!(eval::is_member(&t.ds, &plan, 2), None, "unknown id");
+    // The batch form answers in request order, as one call per id would.
+    let ids: Vec<u64> = (0..20_000u64).map(|i| i * 7 % 450_000).collect();
+    let one_by_one: Vec<Option<bool>> = ids.iter().map(|&id| eval::is_member(&t.ds, &plan, id)).collect();
+    assert_eq!(eval::is_member_batch(&t.ds, &plan, &ids), one_by_one);
 }
