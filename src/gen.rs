@@ -391,6 +391,20 @@ pub fn write_parquet(path: &Path, rows: usize, seed: u64) -> anyhow::Result<()> 
     Ok(fs::rename(&tmp, path)?)
 }
 
+/// The 100 saved segments of the real-time benchmark (s000..s099), shared by
+/// `benches/updates.rs` and `segd loadgen --rpc create-segments`: thresholds and lists
+/// varied over this table's columns.
+pub fn benchmark_segments() -> Vec<(String, String)> {
+    let mut v = vec![];
+    for i in 0..25 {
+        v.push(format!("total_spend_eur >= {} AND last_purchase_days_ago < {}", 100 * (i + 1), 30 + 10 * i));
+        v.push(format!("tier IN ('GOLD', 'PLATINUM') AND age >= {}", 20 + i * 2));
+        v.push(format!("last_purchase_days_ago >= {} AND email_opt_in", 60 + i * 20));
+        v.push(format!("country = 'DE' AND total_spend_eur < {} AND NOT (tier = 'NONE')", 500 + i * 300));
+    }
+    v.into_iter().enumerate().map(|(i, w)| (format!("s{i:03}"), w)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

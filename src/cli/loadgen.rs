@@ -311,19 +311,6 @@ fn upsert_batch(rng: &mut SmallRng, (lo, hi): (u64, u64), n: usize) -> pb::Upser
     pb::UpsertCustomersRequest { customers }
 }
 
-/// The 100 saved segments of the issue-5 benchmark, as benches/updates.rs defines them
-/// (s000..s099): thresholds and lists varied over the benchmark kit's columns.
-pub fn benchmark_segments() -> Vec<(String, String)> {
-    let mut v = vec![];
-    for i in 0..25 {
-        v.push(format!("total_spend_eur >= {} AND last_purchase_days_ago < {}", 100 * (i + 1), 30 + 10 * i));
-        v.push(format!("tier IN ('GOLD', 'PLATINUM') AND age >= {}", 20 + i * 2));
-        v.push(format!("last_purchase_days_ago >= {} AND email_opt_in", 60 + i * 20));
-        v.push(format!("country = 'DE' AND total_spend_eur < {} AND NOT (tier = 'NONE')", 500 + i * 300));
-    }
-    v.into_iter().enumerate().map(|(i, w)| (format!("s{i:03}"), w)).collect()
-}
-
 /// `--rpc create-segments`: saves each segment one at a time and prints its count; an
 /// existing id (ALREADY_EXISTS) is reported and skipped. Err when any other call fails.
 fn create_segments(args: &LoadgenArgs) -> Result<()> {
@@ -335,7 +322,7 @@ fn create_segments(args: &LoadgenArgs) -> Result<()> {
         if !args.segment_id.is_empty() {
             bail!("--segment-id with create-segments names the --where texts; give them too");
         }
-        benchmark_segments()
+        segd::gen::benchmark_segments()
     } else {
         if !args.segment_id.is_empty() && args.segment_id.len() != texts.len() {
             bail!("{} --segment-id for {} segments", args.segment_id.len(), texts.len());
@@ -1171,7 +1158,7 @@ mod tests {
             names.sort_unstable();
             assert_eq!(names, ["last_purchase_days_ago", "tier", "total_spend_eur"]);
         }
-        let segs = benchmark_segments();
+        let segs = segd::gen::benchmark_segments();
         assert_eq!(segs.len(), 100);
         assert_eq!(segs[0], ("s000".into(), "total_spend_eur >= 100 AND last_purchase_days_ago < 30".into()));
         assert_eq!(segs[99].0, "s099");
