@@ -181,13 +181,13 @@ pub fn breakdown_of(
     let col = &ds.columns[i];
     let not_groupable = || AnalyticsError::NotGroupable { column: col.name.clone(), kind: col.kind.name() };
     // Reject before the (costly) materialisation.
-    let groups_of: GroupFn = match &ds.indexes[i] {
+    let groups_of: GroupFn = match &*ds.indexes[i] {
         AttrIndex::Values(_) => GroupFn::Postings,
         AttrIndex::IntRange(r) => GroupFn::Ints(r.exact_values().ok_or_else(not_groupable)?),
         AttrIndex::FloatRange(r) => GroupFn::Floats(r.exact_values().ok_or_else(not_groupable)?),
     };
     let seg = members.postings(ds);
-    let mut groups: Vec<(Literal, u64)> = match (groups_of, &ds.indexes[i]) {
+    let mut groups: Vec<(Literal, u64)> = match (groups_of, &*ds.indexes[i]) {
         (GroupFn::Postings, AttrIndex::Values(v)) => {
             let counts = intersect_each(ds, &seg, v);
             counts.into_iter().enumerate().map(|(code, n)| (value_literal(col, code as u32), n)).collect()

@@ -4,9 +4,12 @@
 //! Commit path: callers [`Db::submit`] a mutation with a completion callback. The committer
 //! takes every queued mutation (a group), checks each against the current state (a bad
 //! one is answered at once and never logged), appends the valid ones to the log in one
-//! write + fsync (group commit), applies them under the write lock in log order, then
-//! answers. So an acknowledged mutation is durable and visible, readers see a whole group
-//! or none of it, and they are blocked only while a group applies, never during the fsync.
+//! write + fsync (group commit), applies them in log order to a copy of the published state
+//! (a cheap clone that shares every column, index and container; the apply copies only
+//! what it changes), publishes the copy with one pointer swap, then answers. So an
+//! acknowledged mutation is durable and visible, readers see a whole group or none of it,
+//! and a reader never waits for a write: it holds the version it started with, and the
+//! swap holds the lock only to replace one `Arc`.
 //!
 //! Start-up: the newest snapshot (Arrow IPC columns + saved segments), then every logged
 //! mutation after it. An empty data dir is bulk-loaded from the caller's import (Parquet
@@ -18,7 +21,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, EngineError, Mutation, Outcome};
@@ -77,7 +80,8 @@ pub struct Committed {
 type Done = Box<dyn FnOnce(Result<Committed, DbError>) + Send>;
 
 pub struct Db {
-    engine: Arc<RwLock<Engine>>,
+    /// The published version. Its lock is held only to clone or replace the `Arc`.
+    engine: Arc<RwLock<Arc<Engine>>>,
     queue: Mutex<Option<mpsc::Sender<(Mutation, Done)>>>,
     committer: Mutex<Option<std::thread::JoinHandle<()>>>,
     wal: Arc<Wal>,
@@ -168,7 +172,7 @@ impl Db {
         release_free_memory();
         // Events are not kept across a restart: a watcher must not resume from before it.
         let seq = engine.sequence;
-        engine.events.forget_through(seq);
+        engine.events.lock().forget_through(seq);
         tracing::info!(
             sequence = engine.sequence,
             replayed,
@@ -176,7 +180,7 @@ impl Db {
             "data dir opened"
         );
         let snapshotted = Arc::new(AtomicU64::new(snapshot_seq));
-        let engine = Arc::new(RwLock::new(engine));
+        let engine = Arc::new(RwLock::new(Arc::new(engine)));
         let (tx, rx) = mpsc::channel::<(Mutation, Done)>();
         let committer = {
             let (engine, wal, opts, snap_dir, snapshotted) =
@@ -197,16 +201,10 @@ impl Db {
         })
     }
 
-    /// The current state, for reading. Hold it briefly: a commit waits for readers.
-    pub fn read(&self) -> RwLockReadGuard<'_, Engine> {
-        self.engine.read()
-    }
-
-    /// [`Db::read`] for work on the rayon pool: granted even while a commit waits, so a
-    /// pool thread that holds a read guard and steals another job taking one (work
-    /// stealing in a nested `join`) cannot deadlock behind the waiting writer.
-    pub fn read_recursive(&self) -> RwLockReadGuard<'_, Engine> {
-        self.engine.read_recursive()
+    /// The current version, for reading. Holding it never delays a writer; a held version
+    /// keeps only what later writes replaced alive.
+    pub fn read(&self) -> Arc<Engine> {
+        self.engine.read().clone()
     }
 
     /// Queues a mutation; `done` is called once it is durable and applied, or rejected.
@@ -237,7 +235,7 @@ impl Db {
         if let Some(h) = self.committer.lock().take() {
             let _ = h.join();
         }
-        let engine = self.engine.read();
+        let engine = self.read();
         let seq = engine.sequence;
         if self.snapshotted.load(Ordering::Acquire) == seq {
             return Ok(());
@@ -336,7 +334,7 @@ fn snapshot(engine: &Engine, dir: &std::path::Path, seq: u64) -> Result<(), DbEr
 
 fn commit_loop(
     rx: mpsc::Receiver<(Mutation, Done)>,
-    engine: Arc<RwLock<Engine>>,
+    engine: Arc<RwLock<Arc<Engine>>>,
     wal: Arc<Wal>,
     opts: DbOptions,
     snap_dir: PathBuf,
@@ -345,7 +343,11 @@ fn commit_loop(
 ) {
     let mut carry: Option<(Mutation, Done)> = None;
     let mut since_snapshot = 0u64;
+    // Replaced versions still read by someone: freed here once the last reader is done, so
+    // freeing what a write replaced never lands on a reader's thread.
+    let mut retired: Vec<Arc<Engine>> = vec![];
     loop {
+        retired.retain(|v| Arc::strong_count(v) > 1);
         // A group: whatever is queued, up to max_group, ending after a schema change.
         let first = match carry.take() {
             Some(x) => x,
@@ -362,8 +364,9 @@ fn commit_loop(
             }
         }
         let mut valid: Vec<(Mutation, Done)> = Vec::with_capacity(group.len());
+        let published = engine.read().clone();
         {
-            let state = engine.read();
+            let state = &published;
             for (m, done) in group {
                 match state.check(&m) {
                     Ok(()) => valid.push((m, done)),
@@ -388,12 +391,14 @@ fn commit_loop(
             }
         };
         let mut results = Vec::with_capacity(valid.len());
-        {
-            let mut state = engine.write();
-            for ((m, _), &seq) in valid.iter().zip(&seqs) {
-                results.push(state.apply(seq, m).map(|outcome| Committed { sequence: seq, outcome }));
-            }
+        let mut next = Engine::clone(&published);
+        for ((m, _), &seq) in valid.iter().zip(&seqs) {
+            results.push(next.apply(seq, m).map(|outcome| Committed { sequence: seq, outcome }));
         }
+        let next = Arc::new(next);
+        let replaced = std::mem::replace(&mut *engine.write(), next.clone());
+        drop(published);
+        retired.push(replaced);
         let last = *seqs.last().expect("non-empty group");
         // Wake watchers and invalidate caches before anyone is told the write is done, so
         // an acknowledged write is never followed by a stale answer.
@@ -404,7 +409,7 @@ fn commit_loop(
         since_snapshot += seqs.len() as u64;
         if since_snapshot >= opts.snapshot_every {
             since_snapshot = 0;
-            let state = engine.read();
+            let state = next;
             match snapshot(&state, &snap_dir, state.sequence) {
                 Ok(()) => {
                     snapshotted.store(state.sequence, Ordering::Release);

@@ -4,6 +4,9 @@
 //! that both the live path and log replay drive, so they cannot disagree.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -111,10 +114,15 @@ impl EventLog {
     }
 }
 
+/// One version of the state. Cloning it is cheap and shares everything (see
+/// [`Dataset`]): the committer applies a group to a clone of the published version and
+/// publishes the result, so readers never wait for a write.
+#[derive(Clone)]
 pub struct Engine {
     pub data: Dataset,
     pub segments: Segments,
-    pub events: EventLog,
+    /// Shared by every version: events are appended as commits are applied.
+    pub events: Arc<Mutex<EventLog>>,
     /// Sequence of the last mutation applied.
     pub sequence: u64,
 }
@@ -124,7 +132,7 @@ impl Engine {
         Engine {
             data,
             segments: Segments::new(max_segments),
-            events: EventLog::new(event_capacity),
+            events: Arc::new(Mutex::new(EventLog::new(event_capacity))),
             sequence: 0,
         }
     }
@@ -155,13 +163,13 @@ impl Engine {
             Mutation::Upsert(batch) => {
                 let changed = self.data.apply_upserts(batch)?;
                 let events = self.segments.on_write(&self.data, &changed, &[], sequence);
-                self.events.push(events);
+                self.events.lock().push(events);
                 Outcome::Upserted { applied: batch.len() as u32 }
             }
             Mutation::Delete(ids) => {
                 let deleted = self.data.delete_customers(ids);
                 let events = self.segments.on_write(&self.data, &[], &deleted, sequence);
-                self.events.push(events);
+                self.events.lock().push(events);
                 Outcome::Deleted { deleted: deleted.len() as u32 }
             }
             Mutation::AddAttribute { name, kind } => {
@@ -177,9 +185,14 @@ impl Engine {
                 Outcome::SegmentDeleted
             }
             Mutation::EditMembers { id, customer_ids, add } => {
-                let (changed, events) =
+                let (changed, mut events) =
                     self.segments.edit_members(&self.data, id, customer_ids, *add, sequence)?;
-                self.events.push(events);
+                // Segments reading this one through in_segment follow its edited rows.
+                let mut rows: Vec<u32> =
+                    events.iter().filter_map(|e| self.data.row_of(e.customer_id)).collect();
+                rows.sort_unstable();
+                events.extend(self.segments.on_write(&self.data, &rows, &[], sequence));
+                self.events.lock().push(events);
                 Outcome::MembersEdited { changed }
             }
         };

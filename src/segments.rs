@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::index::Postings;
-use crate::query::{self, eval, Expr, Limits, Plan, QueryError};
+use crate::query::{self, eval, rows, Expr, Limits, Plan, QueryError};
 use crate::store::Dataset;
 
 /// How a saved segment is defined.
@@ -59,6 +59,7 @@ pub enum SegmentError {
     Query(#[from] QueryError),
 }
 
+#[derive(Clone)]
 pub struct SavedSegment {
     pub id: String,
     pub description: String,
@@ -78,10 +79,11 @@ impl SavedSegment {
     }
 }
 
-/// Every saved segment.
-#[derive(Default)]
+/// Every saved segment. Cloning shares each segment (`Arc`); a write copies the segments
+/// whose members or plan it changes.
+#[derive(Clone, Default)]
 pub struct Segments {
-    map: BTreeMap<String, SavedSegment>,
+    map: BTreeMap<String, Arc<SavedSegment>>,
     /// Ids in creation order. A segment can only reference segments that already exist, so
     /// this is a dependency order (and reference cycles cannot be formed).
     order: Vec<String>,
@@ -92,7 +94,7 @@ pub struct Segments {
 fn compile(
     ds: &Dataset,
     def: &Definition,
-    map: &BTreeMap<String, SavedSegment>,
+    map: &BTreeMap<String, Arc<SavedSegment>>,
 ) -> Result<Option<Plan>, QueryError> {
     let limits = Limits::default();
     let segs = |id: &str| map.get(id).map(|s| s.members.clone());
@@ -166,7 +168,7 @@ impl Segments {
         let n = members.len;
         self.map.insert(
             id.into(),
-            SavedSegment {
+            Arc::new(SavedSegment {
                 id: id.into(),
                 description: description.into(),
                 definition: def,
@@ -174,7 +176,7 @@ impl Segments {
                 plan,
                 refs,
                 bound_at: ds.binding_generation(),
-            },
+            }),
         );
         Ok(n)
     }
@@ -195,17 +197,17 @@ impl Segments {
     }
 
     pub fn get(&self, id: &str) -> Result<&SavedSegment, SegmentError> {
-        self.map.get(id).ok_or_else(|| SegmentError::NotFound(id.into()))
+        self.map.get(id).map(|s| &**s).ok_or_else(|| SegmentError::NotFound(id.into()))
     }
 
     /// Every saved segment, by id.
     pub fn list(&self) -> impl Iterator<Item = &SavedSegment> {
-        self.map.values()
+        self.map.values().map(|s| &**s)
     }
 
     /// Every saved segment in creation order: a snapshot restores dependencies first.
     pub fn in_creation_order(&self) -> impl Iterator<Item = &SavedSegment> {
-        self.order.iter().map(|id| &self.map[id])
+        self.order.iter().map(|id| &*self.map[id])
     }
 
     pub fn len(&self) -> usize {
@@ -227,6 +229,7 @@ impl Segments {
         sequence: u64,
     ) -> Result<(u64, Vec<SegmentEvent>), SegmentError> {
         let seg = self.map.get_mut(id).ok_or_else(|| SegmentError::NotFound(id.into()))?;
+        let seg = Arc::make_mut(seg);
         if seg.definition != Definition::Static {
             return Err(SegmentError::NotStatic(id.into()));
         }
@@ -243,8 +246,13 @@ impl Segments {
         Ok((events.len() as u64, events))
     }
 
-    /// Brings every segment up to date after a batch: `changed` rows are re-evaluated
-    /// against dynamic segments, `deleted` (id, row) pairs leave every segment.
+    /// Brings every segment up to date after a batch: `changed` rows (ascending) are
+    /// re-evaluated against dynamic segments, `deleted` (id, row) pairs leave every segment.
+    ///
+    /// Changed rows are grouped by chunk and each chunk is evaluated in parallel for every
+    /// segment, in creation order so that an `in_segment` leaf sees the verdict just
+    /// computed for the segment it names. Segments are copied (from a published state) only
+    /// when their members or plan change.
     pub fn on_write(
         &mut self,
         ds: &Dataset,
@@ -252,69 +260,50 @@ impl Segments {
         deleted: &[(u64, u32)],
         sequence: u64,
     ) -> Vec<SegmentEvent> {
-        let mut events = vec![];
         let generation = ds.binding_generation();
-        // Rows whose membership changed in this write, per segment: a segment reading
-        // another through in_segment re-evaluates them too.
-        let mut moved: HashMap<String, Vec<u32>> = HashMap::new();
-        for id in self.order.clone() {
-            let mut seg = self.map.remove(&id).expect("order lists existing segments");
-            // A value new to a dictionary may be one a plan's leaf named before it existed,
-            // and in_segment reads other segments' current members: re-bind. (Row-level
-            // evaluation reads only codes, value bounds and members.)
-            if seg.bound_at != generation || !seg.refs.is_empty() {
-                if let Ok(Some(p)) = compile(ds, &seg.definition, &self.map) {
+        // A value new to a dictionary may be one a plan's leaf named before it existed, and
+        // in_segment binds other segments' members: re-bind those plans.
+        for id in &self.order {
+            let seg = &self.map[id];
+            if seg.plan.is_some() && (seg.bound_at != generation || !seg.refs.is_empty()) {
+                let plan = compile(ds, &seg.definition, &self.map);
+                let seg = Arc::make_mut(self.map.get_mut(id).expect("listed"));
+                if let Ok(Some(p)) = plan {
                     seg.plan = Some(p);
                 }
                 seg.bound_at = generation;
             }
-            let mut mine = vec![];
-            for &(cid, row) in deleted {
-                if Arc::make_mut(&mut seg.members).remove(row) {
-                    events.push(SegmentEvent {
-                        segment_id: id.clone(),
-                        customer_id: cid,
-                        change: Change::Left,
-                        sequence,
-                    });
+        }
+        let segs: Vec<&SavedSegment> = self.order.iter().map(|id| &*self.map[id]).collect();
+        // (segment index, row, now a member) for every membership that changes.
+        let mut flips: Vec<(usize, u32, bool)> = chunk_groups(changed)
+            .into_par_iter()
+            .flat_map_iter(|(c, offs)| chunk_flips(ds, &segs, c, &offs))
+            .collect();
+        for &(_, row) in deleted {
+            for (i, s) in segs.iter().enumerate() {
+                if s.members.contains(row) {
+                    flips.push((i, row, false));
                 }
             }
-            if let Some(plan) = &seg.plan {
-                let mut rows: Vec<u32> = changed.to_vec();
-                for r in &seg.refs {
-                    rows.extend(moved.get(r).into_iter().flatten());
+        }
+        flips.sort_unstable_by_key(|&(i, row, _)| (i, row));
+        let deleted_ids: HashMap<u32, u64> = deleted.iter().map(|&(id, row)| (row, id)).collect();
+        let mut events = Vec::with_capacity(flips.len());
+        for group in flips.chunk_by(|a, b| a.0 == b.0) {
+            let id = &self.order[group[0].0];
+            let seg = Arc::make_mut(self.map.get_mut(id).expect("listed"));
+            let members = Arc::make_mut(&mut seg.members);
+            for &(_, row, now) in group {
+                if now {
+                    members.insert(row);
+                } else {
+                    members.remove(row);
                 }
-                if !seg.refs.is_empty() {
-                    rows.sort_unstable();
-                    rows.dedup();
-                }
-                // Rows are checked in parallel (reads only); membership changes apply in order.
-                let verdicts: Vec<(u32, bool)> = rows
-                    .par_iter()
-                    .with_min_len(512)
-                    .map(|&row| (row, ds.live.contains(row) && eval::matches_row(ds, &plan.root, row)))
-                    .collect();
-                for (row, now) in verdicts {
-                    if now != seg.members.contains(row) {
-                        let members = Arc::make_mut(&mut seg.members);
-                        if now {
-                            members.insert(row);
-                        } else {
-                            members.remove(row);
-                        }
-                        mine.push(row);
-                        let change = if now { Change::Entered } else { Change::Left };
-                        events.push(SegmentEvent {
-                            segment_id: id.clone(),
-                            customer_id: ds.id_of(row),
-                            change,
-                            sequence,
-                        });
-                    }
-                }
+                let customer_id = deleted_ids.get(&row).copied().unwrap_or_else(|| ds.id_of(row));
+                let change = if now { Change::Entered } else { Change::Left };
+                events.push(SegmentEvent { segment_id: id.clone(), customer_id, change, sequence });
             }
-            moved.insert(id.clone(), mine);
-            self.map.insert(id, seg);
         }
         events
     }
@@ -330,4 +319,45 @@ impl Segments {
         let seg = self.get(id)?;
         Ok(ds.row_of(customer_id).map(|r| seg.members.contains(r)))
     }
+}
+
+/// Rows grouped by chunk: (chunk, offsets ascending).
+fn chunk_groups(rows: &[u32]) -> Vec<(usize, Vec<u16>)> {
+    let mut out: Vec<(usize, Vec<u16>)> = vec![];
+    for &r in rows {
+        let c = (r >> 16) as usize;
+        match out.last_mut() {
+            Some((last, offs)) if *last == c => offs.push(r as u16),
+            _ => out.push((c, vec![r as u16])),
+        }
+    }
+    out
+}
+
+/// The membership changes of one chunk's changed rows, for every dynamic segment.
+fn chunk_flips(ds: &Dataset, segs: &[&SavedSegment], c: usize, offs: &[u16]) -> Vec<(usize, u32, bool)> {
+    let live = ds.live.chunk(c);
+    let alive: Vec<bool> = offs.iter().map(|&o| live.contains(o)).collect();
+    let mut verdicts: Vec<Option<Vec<bool>>> = Vec::with_capacity(segs.len());
+    let mut out = vec![];
+    for (i, s) in segs.iter().enumerate() {
+        let Some(plan) = &s.plan else {
+            verdicts.push(None);
+            continue;
+        };
+        let overrides = |id: &str| {
+            let k = segs[..i].iter().position(|x| x.id == id)?;
+            verdicts[k].as_deref()
+        };
+        let mut now = rows::matches_rows(ds, &plan.root, c, offs, &overrides);
+        let cont = s.members.chunk(c);
+        for (k, &o) in offs.iter().enumerate() {
+            now[k] &= alive[k];
+            if now[k] != cont.contains(o) {
+                out.push((i, ((c as u32) << 16) | o as u32, now[k]));
+            }
+        }
+        verdicts.push(Some(now));
+    }
+    out
 }

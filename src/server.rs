@@ -11,7 +11,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::RwLock;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
@@ -85,13 +84,7 @@ impl Server {
         let cache = Arc::new(PlanCache::new(config.plan_cache_entries));
         let (tx, rx) = tokio::sync::watch::channel(0);
         Server {
-            state: Arc::new(Self::state(
-                Backing::Fixed(Box::new(RwLock::new(engine))),
-                config,
-                cache,
-                rx,
-                Arc::new(tx),
-            )),
+            state: Arc::new(Self::state(Backing::Fixed(Arc::new(engine)), config, cache, rx, Arc::new(tx))),
         }
     }
 
@@ -125,7 +118,7 @@ impl Server {
     ) -> State {
         let opened_at = match &backing {
             Backing::Live(db) => db.read().sequence,
-            Backing::Fixed(e) => e.read().sequence,
+            Backing::Fixed(e) => e.sequence,
         };
         commits_tx.send_replace(opened_at);
         State {

@@ -9,7 +9,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 
-use parking_lot::{RwLock, RwLockReadGuard};
 use rayon::prelude::*;
 use tokio::sync::{oneshot, watch};
 use tonic::{Request, Response, Status};
@@ -35,7 +34,7 @@ pub enum Backing {
     /// A data dir: writes are logged, applied, acknowledged.
     Live(Arc<Db>),
     /// A fixed table (no data dir): reads only.
-    Fixed(Box<RwLock<Engine>>),
+    Fixed(Arc<Engine>),
 }
 
 /// What every call shares.
@@ -56,19 +55,12 @@ pub struct State {
 }
 
 impl State {
-    /// The state, for a brief read on a tokio worker.
-    pub fn read(&self) -> RwLockReadGuard<'_, Engine> {
+    /// The current version of the state. Holding it never blocks a writer (a write
+    /// publishes a new version), so it may be held across a whole evaluation.
+    pub fn read(&self) -> Arc<Engine> {
         match &self.backing {
             Backing::Live(db) => db.read(),
-            Backing::Fixed(e) => e.read(),
-        }
-    }
-
-    /// The state, for a read inside a rayon pool task (see [`Db::read_recursive`]).
-    pub fn read_in_pool(&self) -> RwLockReadGuard<'_, Engine> {
-        match &self.backing {
-            Backing::Live(db) => db.read_recursive(),
-            Backing::Fixed(e) => e.read_recursive(),
+            Backing::Fixed(e) => e.clone(),
         }
     }
 
@@ -333,7 +325,7 @@ impl SegmentService for SegmentSvc {
             }
             let st = st.clone();
             let (count, total) = on_pool(move || -> Result<(u64, u64), ServiceError> {
-                let eng = st.read_in_pool();
+                let eng = st.read();
                 let total = eng.data.customers();
                 let n = match st.target(&eng, &want)? {
                     Target::Saved(s) => s.count(),
@@ -410,7 +402,7 @@ impl SegmentService for SegmentSvc {
             } else {
                 let st = st.clone();
                 on_pool(move || {
-                    let eng = st.read_in_pool();
+                    let eng = st.read();
                     let target = st.target(&eng, &want)?;
                     Ok::<_, ServiceError>(answer(&eng, &target))
                 })
@@ -434,7 +426,7 @@ impl SegmentService for SegmentSvc {
             let want = guarded(|| st.want(segment.map(Spec::from)))?;
             let st2 = st.clone();
             let (node, total) = on_pool(move || -> Result<(ExplainNode, u64), ServiceError> {
-                let eng = st2.read_in_pool();
+                let eng = st2.read();
                 let limits = &st2.config.limits;
                 let plan = match &want {
                     // A saved segment: its definition's plan, or one node for a static list.
@@ -515,7 +507,7 @@ impl SegmentService for SegmentSvc {
             let want = guarded(|| st.want(segment.map(Spec::from)))?;
             let st = st.clone();
             let b = on_pool(move || -> Result<_, ServiceError> {
-                let eng = st.read_in_pool();
+                let eng = st.read();
                 let target = st.target(&eng, &want)?;
                 Ok(analytics::breakdown_of(&eng.data, target.members(), &attribute, top_n)?)
             })
@@ -549,7 +541,7 @@ impl SegmentService for SegmentSvc {
             })?;
             let st = st.clone();
             let (m, total) = on_pool(move || -> Result<_, ServiceError> {
-                let eng = st.read_in_pool();
+                let eng = st.read();
                 let targets = wants.iter().map(|w| st.target(&eng, w)).collect::<Result<Vec<_>, _>>()?;
                 let members: Vec<Members<'_>> = targets.iter().map(Target::members).collect();
                 Ok((analytics::overlap_of(&eng.data, &members), eng.data.customers()))

@@ -49,7 +49,7 @@ pub fn start(
         if start <= st.opened_at {
             return Err(Gone { asked: start, oldest: st.opened_at + 1 }.into());
         }
-        eng.events.since(start, &ids, 0)?;
+        eng.events.lock().since(start, &ids, 0)?;
         start
     };
     let (tx, rx) = mpsc::channel(st.config.watch_buffer.max(1));
@@ -84,8 +84,9 @@ async fn pump(
         // Mark the current commit seen before reading, so a commit after the read wakes us.
         commits.borrow_and_update();
         let events = {
-            let eng = st.read();
-            eng.events.since(seq, ids, skip + READ_MAX)?
+            let events = st.read().events.clone();
+            let got = events.lock().since(seq, ids, skip + READ_MAX);
+            got?
         };
         if events.len() <= skip {
             tokio::select! {

@@ -7,6 +7,8 @@
 //! The two encodings are roaring's: a sorted `u16` array up to 4096 members, 1024 dense
 //! words above that; `Full` saves 8 KiB for chunks where every row matches.
 
+use std::sync::Arc;
+
 /// Rows per chunk: row id `r` lives in chunk `r >> 16` at offset `r & 0xffff`.
 pub const CHUNK_ROWS: usize = 1 << 16;
 /// 64-bit words in a dense chunk.
@@ -23,6 +25,13 @@ pub fn zeroed() -> Box<Words> {
     Box::new([0u64; WORDS])
 }
 
+/// A zeroed dense chunk for a container. Shared (`Arc`) so a published state and the next
+/// one being written share every chunk the write leaves alone; a write copies the chunks it
+/// changes (`Arc::make_mut`).
+pub fn shared_words(fill: u64) -> Arc<Words> {
+    Arc::new([fill; WORDS])
+}
+
 /// Members of one chunk of a bitmap.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Container {
@@ -31,7 +40,7 @@ pub enum Container {
     /// Sorted, distinct offsets; 1..=ARRAY_MAX of them.
     Array(Box<[u16]>),
     /// Dense words with their cached cardinality (ARRAY_MAX < card < CHUNK_ROWS).
-    Bitmap(Box<Words>, u32),
+    Bitmap(Arc<Words>, u32),
     /// All 65,536 offsets.
     Full,
 }
@@ -44,10 +53,8 @@ impl Container {
             n if n <= ARRAY_MAX => Container::Array(offsets.into()),
             CHUNK_ROWS => Container::Full,
             n => {
-                let mut w = zeroed();
-                for &o in offsets {
-                    w[(o >> 6) as usize] |= 1u64 << (o & 63);
-                }
+                let mut w = shared_words(0);
+                set_offsets(Arc::get_mut(&mut w).expect("fresh"), offsets);
                 Container::Bitmap(w, n as u32)
             }
         }
@@ -64,7 +71,7 @@ impl Container {
                 Container::Array(v.into_boxed_slice())
             }
             n if n as usize == CHUNK_ROWS => Container::Full,
-            n => Container::Bitmap(Box::new(*words), n),
+            n => Container::Bitmap(Arc::new(*words), n),
         }
     }
 
@@ -211,7 +218,7 @@ impl Container {
                 if w[i] & b != 0 {
                     return false;
                 }
-                w[i] |= b;
+                Arc::make_mut(w)[i] |= b;
                 *n += 1;
                 if *n as usize == CHUNK_ROWS {
                     *self = Container::Full;
@@ -239,7 +246,7 @@ impl Container {
                 if w[i] & b == 0 {
                     return false;
                 }
-                w[i] &= !b;
+                Arc::make_mut(w)[i] &= !b;
                 *n -= 1;
                 if *n as usize <= ARRAY_MAX {
                     *self = Container::from_words(w);
@@ -247,8 +254,8 @@ impl Container {
                 true
             }
             Container::Full => {
-                let mut w = Box::new([!0u64; WORDS]);
-                w[(offset >> 6) as usize] &= !(1u64 << (offset & 63));
+                let mut w = shared_words(!0);
+                Arc::get_mut(&mut w).expect("fresh")[(offset >> 6) as usize] &= !(1u64 << (offset & 63));
                 *self = Container::Bitmap(w, CHUNK_ROWS as u32 - 1);
                 true
             }
@@ -265,22 +272,36 @@ pub fn build_chunk(n: usize, visit: impl Fn(&mut dyn FnMut(u16, usize))) -> Vec<
     visit(&mut |_, s| counts[s] += 1);
     enum Part {
         Arr(Vec<u16>),
-        Dense(Box<Words>),
+        Dense(Arc<Words>),
     }
     let mut parts: Vec<Part> = counts
         .iter()
         .map(|&k| {
             if k as usize > ARRAY_MAX {
-                Part::Dense(zeroed())
+                Part::Dense(shared_words(0))
             } else {
                 Part::Arr(Vec::with_capacity(k as usize))
             }
         })
         .collect();
-    visit(&mut |o, s| match &mut parts[s] {
-        Part::Arr(v) => v.push(o),
-        Part::Dense(w) => w[(o >> 6) as usize] |= 1u64 << (o & 63),
-    });
+    {
+        // Borrowed once up front: an `Arc::get_mut` per member would cost two atomics each.
+        enum Slot<'a> {
+            Arr(&'a mut Vec<u16>),
+            Dense(&'a mut Words),
+        }
+        let mut slots: Vec<Slot> = parts
+            .iter_mut()
+            .map(|p| match p {
+                Part::Arr(v) => Slot::Arr(v),
+                Part::Dense(w) => Slot::Dense(Arc::get_mut(w).expect("unshared while built")),
+            })
+            .collect();
+        visit(&mut |o, s| match &mut slots[s] {
+            Slot::Arr(v) => v.push(o),
+            Slot::Dense(w) => w[(o >> 6) as usize] |= 1u64 << (o & 63),
+        });
+    }
     parts
         .into_iter()
         .zip(counts)
@@ -360,6 +381,7 @@ mod tests {
     }
 
     fn dense(set: &std::collections::BTreeSet<u16>) -> Box<Words> {
+        // (test helper: a plain buffer)
         let mut w = zeroed();
         for &o in set {
             w[(o >> 6) as usize] |= 1 << (o & 63);

@@ -9,15 +9,21 @@
 pub mod container;
 pub mod range;
 
+use std::sync::Arc;
+
 use rayon::prelude::*;
 
 use container::{Container, Words, CHUNK_ROWS};
 pub use range::{Key, RangeIndex, RangePlan, RangeSpec};
 
 /// One bitmap over row ids, a container per chunk.
+///
+/// Cloning is cheap (the chunk list is shared): a write copies the list on its first change
+/// and then only the containers it changes, so a published state and the next one share
+/// everything a batch does not touch.
 #[derive(Clone, Debug, Default)]
 pub struct Postings {
-    pub chunks: Vec<Container>,
+    pub chunks: Arc<Vec<Container>>,
     /// Total members, kept so planning needs no pass over the containers.
     pub len: u64,
 }
@@ -25,11 +31,11 @@ pub struct Postings {
 impl Postings {
     pub fn from_chunks(chunks: Vec<Container>) -> Self {
         let len = chunks.iter().map(|c| c.len() as u64).sum();
-        Postings { chunks, len }
+        Postings { chunks: Arc::new(chunks), len }
     }
 
     pub fn empty(n_chunks: usize) -> Self {
-        Postings { chunks: vec![Container::Empty; n_chunks], len: 0 }
+        Postings { chunks: Arc::new(vec![Container::Empty; n_chunks]), len: 0 }
     }
 
     /// Rows `0..rows`, all present.
@@ -41,7 +47,7 @@ impl Postings {
                 Container::from_sorted(&offs)
             })
             .collect();
-        Postings { chunks, len: rows as u64 }
+        Postings { chunks: Arc::new(chunks), len: rows as u64 }
     }
 
     pub fn chunk(&self, c: usize) -> &Container {
@@ -69,17 +75,24 @@ impl Postings {
 
     pub fn insert(&mut self, row: u32) -> bool {
         let c = (row >> 16) as usize;
-        if self.chunks.len() <= c {
-            self.chunks.resize(c + 1, Container::Empty);
+        if self.chunk(c).contains(row as u16) {
+            return false;
         }
-        let added = self.chunks[c].insert(row as u16);
+        let chunks = Arc::make_mut(&mut self.chunks);
+        if chunks.len() <= c {
+            chunks.resize(c + 1, Container::Empty);
+        }
+        let added = chunks[c].insert(row as u16);
         self.len += added as u64;
         added
     }
 
     pub fn remove(&mut self, row: u32) -> bool {
         let c = (row >> 16) as usize;
-        let removed = c < self.chunks.len() && self.chunks[c].remove(row as u16);
+        if !self.chunk(c).contains(row as u16) {
+            return false;
+        }
+        let removed = Arc::make_mut(&mut self.chunks)[c].remove(row as u16);
         self.len -= removed as u64;
         removed
     }

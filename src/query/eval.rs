@@ -39,7 +39,7 @@ pub fn count(ds: &Dataset, plan: &Plan) -> u64 {
     // IN on a single-valued column is a sum of cardinalities, and so is one value of a
     // list column (a row is in a value's postings once).
     if let Node::Leaf(Leaf { col, negated: false, test: Test::Codes(codes), .. }) = &plan.root {
-        if let AttrIndex::Values(v) = &ds.indexes[*col] {
+        if let AttrIndex::Values(v) = &*ds.indexes[*col] {
             if v.single_valued || codes.len() == 1 {
                 return codes.iter().filter_map(|&c| v.values.get(c as usize)).map(|p| p.len).sum();
             }
@@ -126,7 +126,7 @@ pub fn eval_chunk(
 /// 8 KiB write and re-read of a temporary. Returns false when not applicable.
 fn and_in_place(ds: &Dataset, node: &Node, c: usize, out: &mut Words) -> bool {
     let Node::Leaf(Leaf { col, negated, test: Test::Codes(codes), .. }) = node else { return false };
-    let AttrIndex::Values(v) = &ds.indexes[*col] else { return false };
+    let AttrIndex::Values(v) = &*ds.indexes[*col] else { return false };
     match (codes.as_slice(), negated) {
         ([code], false) => v.values[*code as usize].chunk(c).and_into(out),
         // `out` holds live rows only; with no NULLs in the column, live & !x == valued & !x.
@@ -172,7 +172,7 @@ fn eval_test(
     mask: Option<&Words>,
 ) {
     let col = &ds.columns[l.col];
-    match (&l.test, &ds.indexes[l.col]) {
+    match (&l.test, &*ds.indexes[l.col]) {
         (Test::IsNull, _) => match ds.nulls[l.col].as_ref() {
             Some(n) => n.chunk(c).write_to(out),
             None => out.fill(0),

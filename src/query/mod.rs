@@ -7,6 +7,7 @@ pub mod eval;
 pub mod explain;
 pub mod json;
 pub mod plan;
+pub mod rows;
 pub mod sql;
 
 pub use ast::{Expr, Limits, Literal};

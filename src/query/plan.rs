@@ -219,7 +219,7 @@ fn bind_node(ds: &Dataset, e: &Expr, neg: bool, segs: Segments<'_>) -> Result<No
                 }
                 Kind::Int(t) => {
                     let spec = int_spec(op, &int_literal(t, value).ok_or_else(|| mismatch(col, c, value))?);
-                    let AttrIndex::IntRange(ix) = &ds.indexes[ci] else {
+                    let AttrIndex::IntRange(ix) = &*ds.indexes[ci] else {
                         unreachable!("int column has a range index")
                     };
                     Test::Int(spec, ix.plan(&spec))
@@ -231,7 +231,7 @@ fn bind_node(ds: &Dataset, e: &Expr, neg: bool, segs: Segments<'_>) -> Result<No
                         l => return Err(mismatch(col, c, l)),
                     };
                     let spec = spec_of(op, v);
-                    let AttrIndex::FloatRange(ix) = &ds.indexes[ci] else {
+                    let AttrIndex::FloatRange(ix) = &*ds.indexes[ci] else {
                         unreachable!("float column has a range index")
                     };
                     Test::Float(spec, ix.plan(&spec))
@@ -254,7 +254,7 @@ fn join(values: &[&Literal]) -> String {
 }
 
 fn column<'a>(ds: &'a Dataset, name: &str) -> Result<(usize, &'a Column), QueryError> {
-    ds.column_index(name).map(|i| (i, &ds.columns[i])).ok_or_else(|| QueryError::UnknownColumn {
+    ds.column_index(name).map(|i| (i, &*ds.columns[i])).ok_or_else(|| QueryError::UnknownColumn {
         column: name.into(),
         known: ds.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
     })
@@ -353,7 +353,7 @@ fn int_spec(op: CmpOp, v: &IntLit) -> RangeSpec<i64> {
 
 fn leaf(ds: &Dataset, col: usize, negated: bool, test: Test, label: String) -> Node {
     let nulls = ds.nulls[col].as_ref().map_or(0, |n| n.len);
-    let t = match (&test, &ds.indexes[col]) {
+    let t = match (&test, &*ds.indexes[col]) {
         (Test::Codes(codes), AttrIndex::Values(v)) => {
             codes.iter().map(|&c| v.values.get(c as usize).map_or(0, |p| p.len)).sum::<u64>()
         }
@@ -460,7 +460,7 @@ fn merge_ranges(ds: &Dataset, nodes: Vec<Node>) -> Vec<Node> {
                 _ => None,
             });
             let merged = target.and_then(|l| {
-                let test = match (&l.test, test, &ds.indexes[*col]) {
+                let test = match (&l.test, test, &*ds.indexes[*col]) {
                     (Test::Int(a, _), Test::Int(b, _), AttrIndex::IntRange(ix)) => {
                         let spec = intersect(a, b);
                         Test::Int(spec, ix.plan(&spec))

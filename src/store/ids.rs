@@ -1,14 +1,22 @@
 //! External customer id -> dense row id.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Ids per page of the direct table.
+const PAGE: usize = 1 << 16;
 
 /// A direct table for ids close to a range (the usual case: 4 bytes per id, one load per
-/// lookup) plus a hash map for ids outside it (sparse id spaces, customers added later).
+/// lookup) plus a hash map for ids outside it (sparse id spaces).
+///
+/// The table is paged behind `Arc`s so a state copied for a write shares it and copies
+/// only the pages the write changes; it grows at its end, so new customers with the next
+/// ids (the usual way ids are handed out) stay in it.
 #[derive(Clone, Debug, Default)]
 pub struct IdMap {
     base: u64,
-    dense: Vec<u32>,
-    sparse: HashMap<u64, u32>,
+    pages: Vec<Arc<Vec<u32>>>,
+    sparse: Arc<HashMap<u64, u32>>,
 }
 
 const ABSENT: u32 = u32::MAX;
@@ -23,7 +31,8 @@ impl IdMap {
         if let (Some(&min), Some(&max)) = (ids.iter().min(), ids.iter().max()) {
             if max - min < 2 * ids.len() as u64 + 1024 {
                 m.base = min;
-                m.dense = vec![ABSENT; (max - min + 1) as usize];
+                let n_pages = ((max - min) as usize + 1).div_ceil(PAGE);
+                m.pages = (0..n_pages).map(|_| Arc::new(vec![ABSENT; PAGE])).collect();
             }
         }
         for (r, &id) in ids.iter().enumerate() {
@@ -35,34 +44,57 @@ impl IdMap {
         Ok(m)
     }
 
+    /// The slot of `id` in the direct table, if it falls there.
+    #[inline]
+    fn slot(&self, id: u64) -> Option<(usize, usize)> {
+        let i = id.checked_sub(self.base)?;
+        let p = (i / PAGE as u64) as usize;
+        (p < self.pages.len()).then_some((p, (i % PAGE as u64) as usize))
+    }
+
     #[inline]
     pub fn row_of(&self, id: u64) -> Option<u32> {
-        match id.checked_sub(self.base).and_then(|i| self.dense.get(i as usize)) {
-            Some(&r) => (r != ABSENT).then_some(r),
+        match self.slot(id) {
+            Some((p, o)) => Some(self.pages[p][o]).filter(|&r| r != ABSENT),
             None => self.sparse.get(&id).copied(),
         }
     }
 
     /// Maps `id` to `row` (replacing any previous row).
     pub fn insert(&mut self, id: u64, row: u32) {
-        match id.checked_sub(self.base).and_then(|i| self.dense.get_mut(i as usize)) {
-            Some(slot) => *slot = row,
+        // An id up to a page past the table's end extends it (ids handed out in order).
+        if self.slot(id).is_none() && !self.pages.is_empty() && id >= self.base {
+            let p = ((id - self.base) / PAGE as u64) as usize;
+            if p == self.pages.len() {
+                self.pages.push(Arc::new(vec![ABSENT; PAGE]));
+            }
+        }
+        match self.slot(id) {
+            Some((p, o)) => Arc::make_mut(&mut self.pages[p])[o] = row,
             None => {
-                self.sparse.insert(id, row);
+                Arc::make_mut(&mut self.sparse).insert(id, row);
             }
         }
     }
 
     /// Unmaps `id`, returning the row it had.
     pub fn remove(&mut self, id: u64) -> Option<u32> {
-        match id.checked_sub(self.base).and_then(|i| self.dense.get_mut(i as usize)) {
-            Some(slot) => Some(std::mem::replace(slot, ABSENT)).filter(|&r| r != ABSENT),
-            None => self.sparse.remove(&id),
+        match self.slot(id) {
+            Some((p, o)) => {
+                let r = self.pages[p][o];
+                if r == ABSENT {
+                    return None;
+                }
+                Arc::make_mut(&mut self.pages[p])[o] = ABSENT;
+                Some(r)
+            }
+            None if self.sparse.contains_key(&id) => Arc::make_mut(&mut self.sparse).remove(&id),
+            None => None,
         }
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.dense.capacity() * 4 + self.sparse.capacity() * 16
+        self.pages.len() * PAGE * 4 + self.sparse.capacity() * 16
     }
 }
 
@@ -92,6 +124,20 @@ mod tests {
         assert!(m.remove(11).is_none());
         assert!(m.remove(1 << 50).is_some());
         assert_eq!(m.row_of(1 << 50), None);
+    }
+
+    #[test]
+    fn the_next_ids_extend_the_table_and_copies_are_independent() {
+        let ids: Vec<u64> = (100..100 + PAGE as u64).collect();
+        let mut m = IdMap::build(&ids).unwrap();
+        let before = m.clone();
+        let next = 100 + PAGE as u64 + 5;
+        m.insert(next, 7);
+        assert_eq!(m.row_of(next), Some(7));
+        assert!(m.sparse.is_empty(), "the next ids go to the direct table");
+        assert_eq!(m.remove(100), Some(0));
+        assert_eq!(before.row_of(100), Some(0), "a copy taken before is unchanged");
+        assert_eq!(before.row_of(next), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod load;
 pub mod mutate;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::SchemaRef;
@@ -39,15 +40,21 @@ pub enum StoreError {
 }
 
 /// Every customer, every attribute, every index.
+///
+/// Cloning is cheap and shares everything: columns, indexes and postings sit behind `Arc`s,
+/// and a write copies only what it changes (`Arc::make_mut` on the column, its index, the
+/// touched chunk lists and containers). That is how a batch is applied to a private copy
+/// while readers keep counting on the published one (see `crate::db`).
+#[derive(Clone)]
 pub struct Dataset {
-    pub columns: Vec<Column>,
+    pub columns: Vec<Arc<Column>>,
     /// `indexes[i]` indexes `columns[i]`.
-    pub indexes: Vec<AttrIndex>,
+    pub indexes: Vec<Arc<AttrIndex>>,
     /// NULL rows of each nullable column.
     pub nulls: Vec<Option<Postings>>,
     /// Rows that hold a customer.
     pub live: Postings,
-    by_name: HashMap<String, usize>,
+    by_name: Arc<HashMap<String, usize>>,
     id_col: usize,
     ids: IdMap,
     rows: usize,
@@ -102,7 +109,9 @@ impl Dataset {
         for (c, ix) in columns.iter().zip(&indexes) {
             tracing::debug!(column = %c.name, column_kib = c.heap_bytes() >> 10, index_kib = ix.heap_bytes() >> 10);
         }
-        let by_name = columns.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
+        let by_name = Arc::new(columns.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect());
+        let columns = columns.into_iter().map(Arc::new).collect();
+        let indexes = indexes.into_iter().map(Arc::new).collect();
         Ok(Dataset { columns, indexes, nulls, live: Postings::all(rows), by_name, id_col, ids, rows })
     }
 
@@ -149,8 +158,8 @@ impl Dataset {
     /// Bytes held by columns, indexes and the id map.
     pub fn memory(&self) -> MemoryReport {
         MemoryReport {
-            columns: self.columns.iter().map(Column::heap_bytes).sum(),
-            indexes: self.indexes.iter().map(AttrIndex::heap_bytes).sum::<usize>()
+            columns: self.columns.iter().map(|c| c.heap_bytes()).sum(),
+            indexes: self.indexes.iter().map(|i| i.heap_bytes()).sum::<usize>()
                 + self.nulls.iter().flatten().map(Postings::heap_bytes).sum::<usize>()
                 + self.live.heap_bytes(),
             ids: self.ids.heap_bytes(),

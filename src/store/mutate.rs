@@ -236,10 +236,16 @@ impl Dataset {
         };
         let mut nulls = self.live.clone();
         nulls.len = nulls.chunks.iter().map(|c| c.len() as u64).sum();
-        self.columns.push(Column { name: name.into(), source_type: dt, kind: kind_, nullable: true, data });
-        self.indexes.push(index);
+        self.columns.push(Arc::new(Column {
+            name: name.into(),
+            source_type: dt,
+            kind: kind_,
+            nullable: true,
+            data,
+        }));
+        self.indexes.push(Arc::new(index));
         self.nulls.push(Some(nulls));
-        self.by_name.insert(name.into(), self.columns.len() - 1);
+        Arc::make_mut(&mut self.by_name).insert(name.into(), self.columns.len() - 1);
         Ok(())
     }
 
@@ -284,7 +290,7 @@ impl Dataset {
             Some(CellValue::Float(f)) if !f.is_nan() => Some(f + 0.0),
             _ => None,
         };
-        if let AttrIndex::IntRange(_) | AttrIndex::FloatRange(_) = &self.indexes[ci] {
+        if let AttrIndex::IntRange(_) | AttrIndex::FloatRange(_) = &*self.indexes[ci] {
             if old == Some(&CellValue::Null) {
                 if let Some(n) = self.nulls[ci].as_mut() {
                     n.remove(row);
@@ -293,7 +299,7 @@ impl Dataset {
             if *new == CellValue::Null {
                 self.nulls[ci].get_or_insert_with(Postings::default).insert(row);
             }
-            match &mut self.indexes[ci] {
+            match Arc::make_mut(&mut self.indexes[ci]) {
                 AttrIndex::IntRange(ix) => {
                     let int =
                         |v: Option<&CellValue>| if let Some(CellValue::Int(i)) = v { Some(*i) } else { None };
@@ -311,8 +317,8 @@ impl Dataset {
             self.nulls[ci].get_or_insert_with(Postings::default).insert(row);
             return;
         }
-        let col = &mut self.columns[ci];
-        match (&mut self.indexes[ci], new) {
+        let col = Arc::make_mut(&mut self.columns[ci]);
+        match (Arc::make_mut(&mut self.indexes[ci]), new) {
             (AttrIndex::Values(v), CellValue::Bool(b)) => {
                 v.values[*b as usize].insert(row);
             }
@@ -332,7 +338,7 @@ impl Dataset {
 
     fn unindex(&mut self, ci: usize, row: u32, old: &CellValue) {
         let col = &self.columns[ci];
-        match (&mut self.indexes[ci], old) {
+        match (Arc::make_mut(&mut self.indexes[ci]), old) {
             (_, CellValue::Null) => {
                 if let Some(n) = self.nulls[ci].as_mut() {
                     n.remove(row);
@@ -359,7 +365,7 @@ impl Dataset {
 
     /// Rebuilds chunk `c` of column `ci` at `len` rows with `cells` written.
     fn rebuild_chunk(&mut self, ci: usize, c: usize, len: usize, cells: &BTreeMap<usize, CellValue>) {
-        let col = &mut self.columns[ci];
+        let col = Arc::make_mut(&mut self.columns[ci]);
         let old_len = chunk_len(col, c);
         match &mut col.data {
             ColumnData::Bool(chunks) => {
