@@ -1,6 +1,7 @@
 //! The customer table in memory: Arrow column chunks, their indexes, and the id map.
 
 pub mod build;
+pub mod colmut;
 pub mod column;
 pub mod export;
 pub mod ids;

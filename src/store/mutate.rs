@@ -1,22 +1,19 @@
 //! Incremental changes to the customer table: partial upserts, new customers, deletes and
-//! new attributes. Columns and every index are updated in place, row by row; nothing is
-//! rebuilt. A batch is checked whole before anything changes, so a bad batch changes nothing.
-//!
-//! Arrow arrays are immutable, so a changed chunk is rebuilt once per batch (64 Ki rows at
-//! most) and swapped in; indexes (containers) are edited in place. Callers serialise
-//! writers and keep readers out while a batch applies (the service holds a write lock).
+//! new attributes. Columns and every index are updated incrementally, row by row; nothing
+//! is rebuilt. A batch is checked whole before anything changes, so a bad batch changes
+//! nothing. Callers serialise writers; readers read a published version the write does not
+//! touch (the write goes to a clone, see `crate::db`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::*;
-use arrow_array::{Array, ArrayRef, BooleanArray, ListArray, PrimitiveArray};
-use arrow_buffer::{BooleanBufferBuilder, NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_array::BooleanArray;
 use arrow_schema::{DataType, Field, TimeUnit};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::column::{split, CodeSlice, Column, ColumnData, Dict, Kind, Temporal};
+use super::colmut::{cell_of, code_lists, ColumnMut};
+use super::column::{Column, ColumnData, Dict, Kind, Temporal};
 use super::Dataset;
 use crate::index::container::CHUNK_ROWS;
 use crate::index::{AttrIndex, Postings, RangeIndex, ValueIndex};
@@ -107,12 +104,14 @@ impl Dataset {
 
     /// Applies a batch of upserts (checked first). Returns every row whose values changed,
     /// new customers included, ascending.
+    ///
+    /// Rows are resolved first (new customers get rows at the end); then each written
+    /// column is applied on its own, in parallel: its index, NULL bitmap and chunks.
     pub fn apply_upserts(&mut self, batch: &[CustomerUpdate]) -> Result<Vec<u32>, MutationError> {
         self.check_upserts(batch)?;
         let old_rows = self.rows;
-        // New customers get rows at the end; the id column is their first change.
-        let mut changes: BTreeMap<(usize, usize), BTreeMap<usize, CellValue>> = BTreeMap::new();
-        let mut touched = vec![];
+        let mut per_col: Vec<Vec<(u32, CellValue)>> = vec![vec![]; self.columns.len()];
+        let mut touched = Vec::with_capacity(batch.len());
         for u in batch {
             let row = match self.ids.row_of(u.customer_id).filter(|&r| self.live.contains(r)) {
                 Some(r) => r,
@@ -121,39 +120,29 @@ impl Dataset {
                     self.rows += 1;
                     self.ids.insert(u.customer_id, r);
                     self.live.insert(r);
-                    let (c, o) = split(r);
-                    changes
-                        .entry((self.id_col, c))
-                        .or_default()
-                        .insert(o, CellValue::Int(u.customer_id as i64));
+                    per_col[self.id_col].push((r, CellValue::Int(u.customer_id as i64)));
                     r
                 }
             };
             touched.push(row);
-            let (c, o) = split(row);
             for (name, v) in &u.attributes {
                 let ci = self.column_index(name).expect("checked");
-                changes.entry((ci, c)).or_default().insert(o, normalise(&self.columns[ci], v));
-            }
-        }
-        // New rows: every column not written is NULL there.
-        for r in old_rows..self.rows {
-            let (c, o) = split(r as u32);
-            for ci in 0..self.columns.len() {
-                changes.entry((ci, c)).or_default().entry(o).or_insert(CellValue::Null);
+                per_col[ci].push((row, normalise(&self.columns[ci], v)));
             }
         }
         let rows = self.rows;
-        let new_len = |c: usize| (rows - c * CHUNK_ROWS).min(CHUNK_ROWS);
-        for ((ci, c), cells) in changes {
-            for (&o, v) in &cells {
-                let row = (c * CHUNK_ROWS + o) as u32;
-                let old = if (row as usize) < old_rows { Some(self.cell(ci, row)) } else { None };
-                self.reindex(ci, row, old.as_ref(), v);
-            }
-            let len = new_len(c);
-            self.rebuild_chunk(ci, c, len, &cells);
-        }
+        self.columns
+            .par_iter_mut()
+            .zip(self.indexes.par_iter_mut())
+            .zip(self.nulls.par_iter_mut())
+            .zip(per_col.into_par_iter())
+            .for_each(|(((col, index), nulls), cells)| {
+                if cells.is_empty() && rows == old_rows {
+                    return;
+                }
+                let cm = ColumnMut { col: Arc::make_mut(col), index: Arc::make_mut(index), nulls };
+                apply_column(cm, cells, old_rows, rows);
+            });
         touched.sort_unstable();
         touched.dedup();
         Ok(touched)
@@ -164,14 +153,20 @@ impl Dataset {
         let mut out = vec![];
         for &id in ids {
             let Some(row) = self.ids.row_of(id).filter(|&r| self.live.contains(r)) else { continue };
-            for ci in 0..self.columns.len() {
-                let old = self.cell(ci, row);
-                self.unindex(ci, row, &old);
-            }
             self.live.remove(row);
             self.ids.remove(id);
             out.push((id, row));
         }
+        let rows: Vec<u32> = out.iter().map(|&(_, r)| r).collect();
+        self.columns.par_iter_mut().zip(self.indexes.par_iter_mut()).zip(self.nulls.par_iter_mut()).for_each(
+            |((col, index), nulls)| {
+                let mut cm = ColumnMut { col: Arc::make_mut(col), index: Arc::make_mut(index), nulls };
+                for &row in &rows {
+                    let old = cell_of(cm.col, row);
+                    cm.unindex(row, &old);
+                }
+            },
+        );
         out
     }
 
@@ -257,260 +252,7 @@ impl Dataset {
 
     /// The value of one cell.
     pub fn cell(&self, ci: usize, row: u32) -> CellValue {
-        let col = &self.columns[ci];
-        if col.is_null(row) {
-            return CellValue::Null;
-        }
-        let (c, o) = split(row);
-        match &col.data {
-            ColumnData::Bool(v) => CellValue::Bool(v[c].value(o)),
-            ColumnData::Int(_) => CellValue::Int(col.ints(c).get(o)),
-            ColumnData::Float(_) => CellValue::Float(col.floats(c).get(o)),
-            ColumnData::Str { dict, chunks } => {
-                CellValue::Str(dict.value(CodeSlice::of(chunks[c].as_ref()).get(o)).into())
-            }
-            ColumnData::List { dict, .. } => CellValue::List(
-                super::codes_at(col, row)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|k| dict.value(k).to_string())
-                    .collect(),
-            ),
-        }
-    }
-
-    /// Moves a row from its old value's postings to the new value's (`old` is None for a
-    /// new row, which is in no postings yet).
-    fn reindex(&mut self, ci: usize, row: u32, old: Option<&CellValue>, new: &CellValue) {
-        if old == Some(new) {
-            return;
-        }
-        let key = |v: Option<&CellValue>| match v {
-            Some(CellValue::Int(i)) => Some(*i as f64),
-            Some(CellValue::Float(f)) if !f.is_nan() => Some(f + 0.0),
-            _ => None,
-        };
-        if let AttrIndex::IntRange(_) | AttrIndex::FloatRange(_) = &*self.indexes[ci] {
-            if old == Some(&CellValue::Null) {
-                if let Some(n) = self.nulls[ci].as_mut() {
-                    n.remove(row);
-                }
-            }
-            if *new == CellValue::Null {
-                self.nulls[ci].get_or_insert_with(Postings::default).insert(row);
-            }
-            match Arc::make_mut(&mut self.indexes[ci]) {
-                AttrIndex::IntRange(ix) => {
-                    let int =
-                        |v: Option<&CellValue>| if let Some(CellValue::Int(i)) = v { Some(*i) } else { None };
-                    ix.update(row, int(old), int(Some(new)));
-                }
-                AttrIndex::FloatRange(ix) => ix.update(row, key(old), key(Some(new))),
-                AttrIndex::Values(_) => unreachable!(),
-            }
-            return;
-        }
-        if let Some(old) = old {
-            self.unindex(ci, row, old);
-        }
-        if *new == CellValue::Null {
-            self.nulls[ci].get_or_insert_with(Postings::default).insert(row);
-            return;
-        }
-        let col = Arc::make_mut(&mut self.columns[ci]);
-        match (Arc::make_mut(&mut self.indexes[ci]), new) {
-            (AttrIndex::Values(v), CellValue::Bool(b)) => {
-                v.values[*b as usize].insert(row);
-            }
-            (AttrIndex::Values(v), CellValue::Str(s)) => {
-                let code = intern(col, s);
-                grow(v, code).insert(row);
-            }
-            (AttrIndex::Values(v), CellValue::List(items)) => {
-                for s in items {
-                    let code = intern(col, s);
-                    grow(v, code).insert(row);
-                }
-            }
-            (_, v) => unreachable!("checked value {v:?} for {}", col.name),
-        }
-    }
-
-    fn unindex(&mut self, ci: usize, row: u32, old: &CellValue) {
-        let col = &self.columns[ci];
-        match (Arc::make_mut(&mut self.indexes[ci]), old) {
-            (_, CellValue::Null) => {
-                if let Some(n) = self.nulls[ci].as_mut() {
-                    n.remove(row);
-                }
-            }
-            (AttrIndex::Values(v), CellValue::Bool(b)) => {
-                v.values[*b as usize].remove(row);
-            }
-            (AttrIndex::Values(v), CellValue::Str(s)) => {
-                if let Some(code) = col.dict().and_then(|d| d.code(s)) {
-                    v.values[code as usize].remove(row);
-                }
-            }
-            (AttrIndex::Values(v), CellValue::List(items)) => {
-                for code in items.iter().filter_map(|s| col.dict().and_then(|d| d.code(s))) {
-                    v.values[code as usize].remove(row);
-                }
-            }
-            (AttrIndex::IntRange(ix), CellValue::Int(i)) => ix.remove(row, *i),
-            (AttrIndex::FloatRange(ix), CellValue::Float(f)) if !f.is_nan() => ix.remove(row, f + 0.0),
-            _ => {}
-        }
-    }
-
-    /// Rebuilds chunk `c` of column `ci` at `len` rows with `cells` written.
-    fn rebuild_chunk(&mut self, ci: usize, c: usize, len: usize, cells: &BTreeMap<usize, CellValue>) {
-        let col = Arc::make_mut(&mut self.columns[ci]);
-        let old_len = chunk_len(col, c);
-        match &mut col.data {
-            ColumnData::Bool(chunks) => {
-                let mut v: Vec<Option<bool>> = (0..len)
-                    .map(|o| {
-                        (o < old_len).then(|| chunks[c].is_valid(o).then(|| chunks[c].value(o))).flatten()
-                    })
-                    .collect();
-                for (&o, x) in cells {
-                    v[o] = if let CellValue::Bool(b) = x { Some(*b) } else { None };
-                }
-                set_chunk(chunks, c, BooleanArray::from(v));
-            }
-            ColumnData::Int(chunks) | ColumnData::Float(chunks) => {
-                let old = chunks.get(c).cloned();
-                let new = rebuild_primitive(old.as_ref(), &col.source_type, len, cells);
-                set_chunk(chunks, c, new);
-            }
-            ColumnData::Str { dict, chunks } => {
-                let width = dict.len();
-                // A dictionary that outgrew its code width widens every chunk.
-                if chunks.first().is_some_and(|a| code_width(a.data_type()) < width) {
-                    for a in chunks.iter_mut() {
-                        let codes = CodeSlice::of(a.as_ref());
-                        let w: Vec<Option<u32>> =
-                            (0..a.len()).map(|o| a.is_valid(o).then(|| codes.get(o))).collect();
-                        *a = super::build::code_array_opt(&w, width);
-                    }
-                }
-                // Codes are rebuilt like any primitive chunk of their width.
-                let code_type = match chunks.first() {
-                    Some(a) => a.data_type().clone(),
-                    None => super::build::code_array_opt(&[], width).data_type().clone(),
-                };
-                let code_cells: BTreeMap<usize, CellValue> = cells
-                    .iter()
-                    .map(|(&o, x)| {
-                        let code = if let CellValue::Str(s) = x { dict.code(s) } else { None };
-                        (o, code.map_or(CellValue::Null, |k| CellValue::Int(k as i64)))
-                    })
-                    .collect();
-                let new = rebuild_primitive(chunks.get(c), &code_type, len, &code_cells);
-                set_chunk(chunks, c, new);
-            }
-            ColumnData::List { dict, chunks } => {
-                let mut v: Vec<Option<Vec<u32>>> = match chunks.get(c) {
-                    Some(l) => {
-                        let codes = CodeSlice::of(l.values().as_ref());
-                        let offs = l.value_offsets();
-                        (0..len)
-                            .map(|o| {
-                                (o < old_len && l.is_valid(o)).then(|| {
-                                    (offs[o] as usize..offs[o + 1] as usize).map(|i| codes.get(i)).collect()
-                                })
-                            })
-                            .collect()
-                    }
-                    None => vec![None; len],
-                };
-                for (&o, x) in cells {
-                    v[o] = if let CellValue::List(items) = x {
-                        Some(items.iter().filter_map(|s| dict.code(s)).collect())
-                    } else {
-                        None
-                    };
-                }
-                let width = dict.len();
-                if chunks.first().is_some_and(|l| code_width(l.values().data_type()) < width) {
-                    for (k, l) in chunks.iter_mut().enumerate() {
-                        if k != c {
-                            *l = code_lists(&list_rows(l), width);
-                        }
-                    }
-                }
-                set_chunk(chunks, c, code_lists(&v, width));
-            }
-        }
-    }
-}
-
-fn set_chunk<T>(chunks: &mut Vec<T>, c: usize, a: T) {
-    if c == chunks.len() {
-        chunks.push(a);
-    } else {
-        chunks[c] = a;
-    }
-}
-
-fn chunk_len(col: &Column, c: usize) -> usize {
-    let n = match &col.data {
-        ColumnData::Bool(v) => v.len(),
-        ColumnData::Int(v) | ColumnData::Float(v) | ColumnData::Str { chunks: v, .. } => v.len(),
-        ColumnData::List { chunks, .. } => chunks.len(),
-    };
-    if c < n {
-        col.chunk(c).len()
-    } else {
-        0
-    }
-}
-
-/// How many codes an array of this type can hold.
-fn code_width(dt: &DataType) -> usize {
-    match dt {
-        DataType::UInt8 => 1 << 8,
-        DataType::UInt16 => 1 << 16,
-        _ => usize::MAX,
-    }
-}
-
-fn list_rows(l: &ListArray) -> Vec<Option<Vec<u32>>> {
-    let codes = CodeSlice::of(l.values().as_ref());
-    let offs = l.value_offsets();
-    (0..l.len())
-        .map(|o| {
-            l.is_valid(o).then(|| (offs[o] as usize..offs[o + 1] as usize).map(|i| codes.get(i)).collect())
-        })
-        .collect()
-}
-
-fn code_lists(rows: &[Option<Vec<u32>>], width: usize) -> ListArray {
-    let mut offsets = vec![0i32];
-    let mut flat = vec![];
-    for r in rows {
-        flat.extend(r.iter().flatten().map(|&c| Some(c)));
-        offsets.push(flat.len() as i32);
-    }
-    let values = super::build::code_array_opt(&flat, width);
-    let field = Arc::new(Field::new("item", values.data_type().clone(), false));
-    let nulls = NullBuffer::from(rows.iter().map(Option::is_some).collect::<Vec<_>>());
-    let nulls = (nulls.null_count() > 0).then_some(nulls);
-    ListArray::new(field, OffsetBuffer::new(ScalarBuffer::from(offsets)), values, nulls)
-}
-
-fn grow(v: &mut ValueIndex, code: u32) -> &mut Postings {
-    if v.values.len() <= code as usize {
-        v.values.resize(code as usize + 1, Postings::default());
-    }
-    &mut v.values[code as usize]
-}
-
-fn intern(col: &mut Column, s: &str) -> u32 {
-    match &mut col.data {
-        ColumnData::Str { dict, .. } | ColumnData::List { dict, .. } => Arc::make_mut(dict).intern(s),
-        _ => unreachable!("strings go to string columns"),
+        cell_of(&self.columns[ci], row)
     }
 }
 
@@ -557,84 +299,34 @@ fn int_range(dt: &DataType) -> std::ops::RangeInclusive<i128> {
     }
 }
 
-/// Copies the old chunk's values (one memcpy), writes the cells, and carries validity
-/// only when some row is or becomes NULL: a batch touches every chunk of a column at 10M
-/// rows, so this runs ~150 times per column per batch.
-macro_rules! rebuild_as {
-    ($old:expr, $t:ty, $len:expr, $cells:expr, $dt:expr, $conv:expr) => {{
-        let old = $old.map(|a| a.as_primitive::<$t>());
-        let old_len = old.map_or(0, |a| a.len().min($len));
-        let mut vals: Vec<<$t as ArrowPrimitiveType>::Native> = Vec::with_capacity($len);
-        if let Some(a) = old {
-            vals.extend_from_slice(&a.values()[..old_len]);
-        }
-        vals.resize($len, Default::default());
-        let old_nulls = old.and_then(|a| a.nulls()).filter(|n| n.null_count() > 0);
-        let any_null = $cells.values().any(|x| $conv(x).is_none());
-        let nulls = if old_nulls.is_some() || any_null || $len > old_len {
-            let mut b = BooleanBufferBuilder::new($len);
-            match old_nulls {
-                Some(n) => b.append_buffer(&n.inner().slice(0, old_len)),
-                None => b.append_n(old_len, true),
-            }
-            b.append_n($len - old_len, false);
-            for (&o, x) in $cells {
-                match $conv(x) {
-                    Some(v) => {
-                        vals[o] = v;
-                        b.set_bit(o, true);
-                    }
-                    None => b.set_bit(o, false),
+/// Applies one column's cells of a batch (`(row, value)` in batch order; the last write of
+/// a row wins). Rows `old_rows..rows` are new: NULL wherever the batch did not write them.
+fn apply_column(mut cm: ColumnMut<'_>, mut cells: Vec<(u32, CellValue)>, old_rows: usize, rows: usize) {
+    cells.extend((old_rows..rows).map(|r| (r as u32, CellValue::Null)));
+    // Stable: for one row, the NULL filler sorts last, after the batch's own writes.
+    cells.sort_by_key(|&(r, _)| r);
+    let mut last: Vec<(u32, CellValue)> = Vec::with_capacity(cells.len());
+    for (r, v) in cells {
+        match last.last_mut() {
+            Some((lr, lv)) if *lr == r => {
+                // A filler never replaces a write of the batch.
+                if !(v == CellValue::Null && r as usize >= old_rows) {
+                    *lv = v;
                 }
             }
-            Some(NullBuffer::new(b.finish())).filter(|n| n.null_count() > 0)
-        } else {
-            for (&o, x) in $cells {
-                if let Some(v) = $conv(x) {
-                    vals[o] = v;
-                }
-            }
-            None
-        };
-        Arc::new(PrimitiveArray::<$t>::new(ScalarBuffer::from(vals), nulls).with_data_type($dt.clone()))
-            as ArrayRef
-    }};
-}
-
-/// A primitive chunk rebuilt at `len` rows with `cells` written (values already checked).
-fn rebuild_primitive(
-    old: Option<&ArrayRef>,
-    dt: &DataType,
-    len: usize,
-    cells: &BTreeMap<usize, CellValue>,
-) -> ArrayRef {
-    let int = |x: &CellValue| if let CellValue::Int(i) = x { Some(*i) } else { None };
-    let float = |x: &CellValue| if let CellValue::Float(f) = x { Some(*f) } else { None };
-    match dt {
-        DataType::Int8 => rebuild_as!(old, Int8Type, len, cells, dt, |x| int(x).map(|i| i as i8)),
-        DataType::Int16 => rebuild_as!(old, Int16Type, len, cells, dt, |x| int(x).map(|i| i as i16)),
-        DataType::Int32 => rebuild_as!(old, Int32Type, len, cells, dt, |x| int(x).map(|i| i as i32)),
-        DataType::Int64 => rebuild_as!(old, Int64Type, len, cells, dt, int),
-        DataType::UInt8 => rebuild_as!(old, UInt8Type, len, cells, dt, |x| int(x).map(|i| i as u8)),
-        DataType::UInt16 => rebuild_as!(old, UInt16Type, len, cells, dt, |x| int(x).map(|i| i as u16)),
-        DataType::UInt32 => rebuild_as!(old, UInt32Type, len, cells, dt, |x| int(x).map(|i| i as u32)),
-        DataType::UInt64 => rebuild_as!(old, UInt64Type, len, cells, dt, |x| int(x).map(|i| i as u64)),
-        DataType::Date32 => rebuild_as!(old, Date32Type, len, cells, dt, |x| int(x).map(|i| i as i32)),
-        DataType::Date64 => rebuild_as!(old, Date64Type, len, cells, dt, int),
-        DataType::Timestamp(TimeUnit::Second, _) => {
-            rebuild_as!(old, TimestampSecondType, len, cells, dt, int)
+            _ => last.push((r, v)),
         }
-        DataType::Timestamp(TimeUnit::Millisecond, _) => {
-            rebuild_as!(old, TimestampMillisecondType, len, cells, dt, int)
-        }
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            rebuild_as!(old, TimestampMicrosecondType, len, cells, dt, int)
-        }
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            rebuild_as!(old, TimestampNanosecondType, len, cells, dt, int)
-        }
-        DataType::Float32 => rebuild_as!(old, Float32Type, len, cells, dt, |x| float(x).map(|f| f as f32)),
-        DataType::Float64 => rebuild_as!(old, Float64Type, len, cells, dt, float),
-        t => unreachable!("not a primitive column type: {t}"),
     }
+    for (row, v) in &last {
+        let old = ((*row as usize) < old_rows).then(|| cell_of(cm.col, *row));
+        cm.reindex(*row, old.as_ref(), v);
+    }
+    let mut groups = vec![];
+    for part in last.chunk_by(|a, b| a.0 >> 16 == b.0 >> 16) {
+        let c = (part[0].0 >> 16) as usize;
+        let cells: BTreeMap<usize, CellValue> =
+            part.iter().map(|(r, v)| ((*r & 0xffff) as usize, v.clone())).collect();
+        groups.push((c, (rows - c * CHUNK_ROWS).min(CHUNK_ROWS), cells));
+    }
+    cm.rebuild_chunks(groups);
 }
