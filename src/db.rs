@@ -77,6 +77,10 @@ pub struct Committed {
     pub outcome: Outcome,
 }
 
+/// Most customer updates replayed as one group at start-up (bounds the memory of decoded
+/// log records held at once).
+const REPLAY_GROUP: usize = 250_000;
+
 type Done = Box<dyn FnOnce(Result<Committed, DbError>) + Send>;
 
 pub struct Db {
@@ -155,20 +159,43 @@ impl Db {
         // What the newest snapshot holds: a close after replaying the log must write a new one.
         let snapshot_seq = engine.sequence;
         let mut replayed = 0;
+        // Replayed in groups, as the committer applies them (consecutive upserts as one
+        // batch): the same final state, with each chunk copied once per group.
+        let mut pending: Vec<(u64, Mutation)> = vec![];
+        let mut pending_updates = 0;
+        let flush = |engine: &mut Engine, pending: &mut Vec<(u64, Mutation)>| {
+            let items: Vec<(u64, &Mutation)> = pending.iter().map(|(s, m)| (*s, m)).collect();
+            for ((seq, _), r) in items.iter().zip(engine.apply_group(&items)) {
+                // Only checked mutations are logged, so this succeeds as it did live; a
+                // failure here is reported, and skipped the same way every time.
+                if let Err(e) = r {
+                    tracing::error!(seq, error = %e, "logged mutation failed on replay");
+                }
+            }
+            if let Some((seq, _)) = pending.last() {
+                engine.sequence = *seq;
+            }
+            pending.clear();
+        };
         for (seq, payload) in replay.records {
             if seq <= engine.sequence {
                 continue;
             }
             let m: Mutation = serde_json::from_slice(&payload)
                 .map_err(|e| DbError::Corrupt(format!("log record {seq}: {e}")))?;
-            // Only checked mutations are logged, so this succeeds as it did live; a failure
-            // here is reported, and skipped the same way every time.
-            if let Err(e) = engine.apply(seq, &m) {
-                tracing::error!(seq, error = %e, "logged mutation failed on replay");
+            pending_updates += match &m {
+                Mutation::Upsert(b) => b.len(),
+                _ => 1,
+            };
+            let ends_group = m.changes_schema();
+            pending.push((seq, m));
+            if ends_group || pending_updates >= REPLAY_GROUP {
+                flush(&mut engine, &mut pending);
+                pending_updates = 0;
             }
-            engine.sequence = seq;
             replayed += 1;
         }
+        flush(&mut engine, &mut pending);
         release_free_memory();
         // Events are not kept across a restart: a watcher must not resume from before it.
         let seq = engine.sequence;
@@ -390,11 +417,14 @@ fn commit_loop(
                 continue;
             }
         };
-        let mut results = Vec::with_capacity(valid.len());
         let mut next = Engine::clone(&published);
-        for ((m, _), &seq) in valid.iter().zip(&seqs) {
-            results.push(next.apply(seq, m).map(|outcome| Committed { sequence: seq, outcome }));
-        }
+        let items: Vec<(u64, &Mutation)> = seqs.iter().copied().zip(valid.iter().map(|(m, _)| m)).collect();
+        let results: Vec<_> = next
+            .apply_group(&items)
+            .into_iter()
+            .zip(&seqs)
+            .map(|(r, &seq)| r.map(|outcome| Committed { sequence: seq, outcome }))
+            .collect();
         let next = Arc::new(next);
         let replaced = std::mem::replace(&mut *engine.write(), next.clone());
         drop(published);

@@ -156,19 +156,63 @@ impl Engine {
         Ok(())
     }
 
+    /// Applies a commit group in order, as [`Engine::apply`] would one by one, but with
+    /// each run of consecutive upserts applied as one batch: every written chunk and
+    /// container is copied once per run instead of once per request, and saved segments
+    /// re-check each changed row once. The final state is the same; a customer changed by
+    /// several upserts of one run gets one event per segment for the net change, carrying
+    /// the sequence of the last upsert that changed it (no reader can see the states in
+    /// between: a group is published whole).
+    pub fn apply_group(&mut self, items: &[(u64, &Mutation)]) -> Vec<Result<Outcome, EngineError>> {
+        let mut out = Vec::with_capacity(items.len());
+        let mut i = 0;
+        while i < items.len() {
+            let run = items[i..].iter().take_while(|(_, m)| matches!(m, Mutation::Upsert(_))).count();
+            if run < 2 {
+                let (seq, m) = items[i];
+                out.push(self.apply(seq, m));
+                i += 1;
+                continue;
+            }
+            let run = &items[i..i + run];
+            let batches: Vec<&[CustomerUpdate]> = run
+                .iter()
+                .map(|(_, m)| match m {
+                    Mutation::Upsert(b) => b.as_slice(),
+                    _ => unreachable!("a run of upserts"),
+                })
+                .collect();
+            match self.data.apply_upsert_batches(&batches) {
+                Ok(changed) => {
+                    let rows: Vec<u32> = changed.iter().map(|&(r, _)| r).collect();
+                    let seqs: Vec<u64> = changed.iter().map(|&(_, b)| run[b].0).collect();
+                    let last = run[run.len() - 1].0;
+                    let events = self.segments.on_write(&self.data, &rows, &seqs, &[], last);
+                    self.events.lock().push(events);
+                    self.sequence = last;
+                    out.extend(batches.iter().map(|b| Ok(Outcome::Upserted { applied: b.len() as u32 })));
+                }
+                // Nothing changed: apply one by one so each gets its own answer.
+                Err(_) => out.extend(run.iter().map(|(seq, m)| self.apply(*seq, m))),
+            }
+            i += run.len();
+        }
+        out
+    }
+
     /// Applies `m` as commit `sequence`, keeping saved segments current and logging their
     /// enter / leave events.
     pub fn apply(&mut self, sequence: u64, m: &Mutation) -> Result<Outcome, EngineError> {
         let outcome = match m {
             Mutation::Upsert(batch) => {
                 let changed = self.data.apply_upserts(batch)?;
-                let events = self.segments.on_write(&self.data, &changed, &[], sequence);
+                let events = self.segments.on_write(&self.data, &changed, &[], &[], sequence);
                 self.events.lock().push(events);
                 Outcome::Upserted { applied: batch.len() as u32 }
             }
             Mutation::Delete(ids) => {
                 let deleted = self.data.delete_customers(ids);
-                let events = self.segments.on_write(&self.data, &[], &deleted, sequence);
+                let events = self.segments.on_write(&self.data, &[], &[], &deleted, sequence);
                 self.events.lock().push(events);
                 Outcome::Deleted { deleted: deleted.len() as u32 }
             }
@@ -191,7 +235,7 @@ impl Engine {
                 let mut rows: Vec<u32> =
                     events.iter().filter_map(|e| self.data.row_of(e.customer_id)).collect();
                 rows.sort_unstable();
-                events.extend(self.segments.on_write(&self.data, &rows, &[], sequence));
+                events.extend(self.segments.on_write(&self.data, &rows, &[], &[], sequence));
                 self.events.lock().push(events);
                 Outcome::MembersEdited { changed }
             }

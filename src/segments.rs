@@ -253,13 +253,24 @@ impl Segments {
     /// segment, in creation order so that an `in_segment` leaf sees the verdict just
     /// computed for the segment it names. Segments are copied (from a published state) only
     /// when their members or plan change.
+    ///
+    /// `seqs` is empty (every event gets `sequence`) or gives each changed row the commit
+    /// sequence of the last batch that changed it, when a commit group applied several
+    /// batches at once: the event for that row carries that sequence. Events come out in
+    /// sequence order.
     pub fn on_write(
         &mut self,
         ds: &Dataset,
         changed: &[u32],
+        seqs: &[u64],
         deleted: &[(u64, u32)],
         sequence: u64,
     ) -> Vec<SegmentEvent> {
+        debug_assert!(seqs.is_empty() || seqs.len() == changed.len());
+        let seq_of = |row: u32| match changed.binary_search(&row) {
+            Ok(i) if !seqs.is_empty() => seqs[i],
+            _ => sequence,
+        };
         let generation = ds.binding_generation();
         // A value new to a dictionary may be one a plan's leaf named before it existed, and
         // in_segment binds other segments' members: re-bind those plans.
@@ -302,8 +313,17 @@ impl Segments {
                 }
                 let customer_id = deleted_ids.get(&row).copied().unwrap_or_else(|| ds.id_of(row));
                 let change = if now { Change::Entered } else { Change::Left };
-                events.push(SegmentEvent { segment_id: id.clone(), customer_id, change, sequence });
+                events.push(SegmentEvent {
+                    segment_id: id.clone(),
+                    customer_id,
+                    change,
+                    sequence: seq_of(row),
+                });
             }
+        }
+        if !seqs.is_empty() {
+            // Stable: within a sequence, segments in creation order, rows ascending.
+            events.sort_by_key(|e| e.sequence);
         }
         events
     }

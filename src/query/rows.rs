@@ -56,42 +56,55 @@ fn leaf_rows(ds: &Dataset, l: &Leaf, c: usize, offs: &[u16]) -> Vec<bool> {
     if let Test::IsNull = l.test {
         return offs.iter().map(|&o| null_at(o as usize) != l.negated).collect();
     }
-    // UNKNOWN (NULL) is never TRUE, negated or not.
-    let verdict = |o: u16, test: &dyn Fn(usize) -> bool| {
-        let o = o as usize;
-        !null_at(o) && test(o) != l.negated
-    };
+    let neg = l.negated;
     match (&l.test, &col.data) {
         (Test::Codes(codes), ColumnData::Bool(chunks)) => {
             let a: &BooleanArray = &chunks[c];
-            offs.iter().map(|&o| verdict(o, &|o| codes.contains(&(a.value(o) as u32)))).collect()
+            verdicts(offs, null_at, neg, |o| codes.contains(&(a.value(o) as u32)))
         }
-        (Test::Codes(codes), ColumnData::Str { chunks, .. }) => {
-            let v = CodeSlice::of(chunks[c].as_ref());
-            offs.iter().map(|&o| verdict(o, &|o| codes.contains(&v.get(o)))).collect()
-        }
+        (Test::Codes(codes), ColumnData::Str { chunks, .. }) => match CodeSlice::of(chunks[c].as_ref()) {
+            // One arm per code width, so the loop is monomorphic.
+            CodeSlice::U8(v) => verdicts(offs, null_at, neg, |o| codes.contains(&(v[o] as u32))),
+            CodeSlice::U16(v) => verdicts(offs, null_at, neg, |o| codes.contains(&(v[o] as u32))),
+            CodeSlice::U32(v) => verdicts(offs, null_at, neg, |o| codes.contains(&v[o])),
+        },
         (Test::Codes(codes), ColumnData::List { chunks, .. }) => {
             let list = &chunks[c];
             let values = CodeSlice::of(list.values().as_ref());
             let ends = list.value_offsets();
-            let any =
-                |o: usize| (ends[o] as usize..ends[o + 1] as usize).any(|i| codes.contains(&values.get(i)));
-            offs.iter().map(|&o| verdict(o, &any)).collect()
+            verdicts(offs, null_at, neg, |o| {
+                (ends[o] as usize..ends[o + 1] as usize).any(|i| codes.contains(&values.get(i)))
+            })
         }
         (Test::Int(spec, _), ColumnData::Int(_)) => {
             let v = col.ints(c);
-            offs.iter().map(|&o| verdict(o, &|o| spec.contains(v.get(o)))).collect()
+            verdicts(offs, null_at, neg, |o| spec.contains(v.get(o)))
         }
         (Test::Float(spec, _), ColumnData::Float(_)) => {
             let v = col.floats(c);
-            let test = |o: usize| {
+            verdicts(offs, null_at, neg, |o| {
                 let x = v.get(o);
                 !x.is_nan() && spec.contains(x + 0.0)
-            };
-            offs.iter().map(|&o| verdict(o, &test)).collect()
+            })
         }
         _ => vec![false; offs.len()],
     }
+}
+
+/// `test` at each offset, negated when asked; UNKNOWN (NULL) is never TRUE either way.
+#[inline]
+fn verdicts(
+    offs: &[u16],
+    null_at: impl Fn(usize) -> bool,
+    negated: bool,
+    test: impl Fn(usize) -> bool,
+) -> Vec<bool> {
+    offs.iter()
+        .map(|&o| {
+            let o = o as usize;
+            !null_at(o) && test(o) != negated
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -108,11 +108,24 @@ impl Dataset {
     /// Rows are resolved first (new customers get rows at the end); then each written
     /// column is applied on its own, in parallel: its index, NULL bitmap and chunks.
     pub fn apply_upserts(&mut self, batch: &[CustomerUpdate]) -> Result<Vec<u32>, MutationError> {
-        self.check_upserts(batch)?;
+        Ok(self.apply_upsert_batches(&[batch])?.into_iter().map(|(r, _)| r).collect())
+    }
+
+    /// Applies several batches as one, in order (a later write of a cell wins): the same
+    /// final table as applying them one by one, with each chunk and index copied once.
+    /// Returns the changed rows ascending, each with the index of the last batch that
+    /// wrote it. Every batch is checked first; if one is bad, nothing changes.
+    pub fn apply_upsert_batches(
+        &mut self,
+        batches: &[&[CustomerUpdate]],
+    ) -> Result<Vec<(u32, usize)>, MutationError> {
+        for batch in batches {
+            self.check_upserts(batch)?;
+        }
         let old_rows = self.rows;
         let mut per_col: Vec<Vec<(u32, CellValue)>> = vec![vec![]; self.columns.len()];
-        let mut touched = Vec::with_capacity(batch.len());
-        for u in batch {
+        let mut touched = Vec::with_capacity(batches.iter().map(|b| b.len()).sum());
+        for (bi, u) in batches.iter().enumerate().flat_map(|(bi, b)| b.iter().map(move |u| (bi, u))) {
             let row = match self.ids.row_of(u.customer_id).filter(|&r| self.live.contains(r)) {
                 Some(r) => r,
                 None => {
@@ -124,7 +137,7 @@ impl Dataset {
                     r
                 }
             };
-            touched.push(row);
+            touched.push((row, bi));
             for (name, v) in &u.attributes {
                 let ci = self.column_index(name).expect("checked");
                 per_col[ci].push((row, normalise(&self.columns[ci], v)));
@@ -143,9 +156,16 @@ impl Dataset {
                 let cm = ColumnMut { col: Arc::make_mut(col), index: Arc::make_mut(index), nulls };
                 apply_column(cm, cells, old_rows, rows);
             });
-        touched.sort_unstable();
-        touched.dedup();
-        Ok(touched)
+        // Per row, the last batch that wrote it (a stable sort keeps batch order).
+        touched.sort_by_key(|&(r, _)| r);
+        let mut out: Vec<(u32, usize)> = Vec::with_capacity(touched.len());
+        for (r, bi) in touched {
+            match out.last_mut() {
+                Some(last) if last.0 == r => last.1 = bi,
+                _ => out.push((r, bi)),
+            }
+        }
+        Ok(out)
     }
 
     /// Deletes customers; unknown ids are ignored. Returns (id, row) of those deleted.

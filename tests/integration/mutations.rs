@@ -172,3 +172,84 @@ fn a_dictionary_outgrowing_its_code_width_keeps_every_value() {
         assert_eq!(eval::count(&ds, &plan), naive::count(&batches, &e).unwrap(), "{text}");
     }
 }
+
+/// A commit group's consecutive upserts applied as one batch (`Engine::apply_group`) leave
+/// the same table and the same saved-segment members as applying them one by one; where
+/// the batches change different customers, the events are the same too, each with the
+/// sequence of its own batch.
+#[test]
+fn a_group_applied_at_once_matches_one_by_one() {
+    use segd::engine::{Engine, Mutation};
+    use segd::segments::Definition;
+
+    let mut r = SmallRng::seed_from_u64(11);
+    let base = table(20_000, 3).ds;
+    let defs = [
+        "i8c >= 0 AND s IN ('a', 'new')",
+        "f64c < 0 OR b",
+        "NOT (sd = 'v001') AND u16c < 500",
+        "in_segment('g0') AND b",
+    ];
+    let mut engines = [Engine::new(base.clone(), 100, 1_000_000), Engine::new(base, 100, 1_000_000)];
+    for e in &mut engines {
+        for (i, d) in defs.iter().enumerate() {
+            let m = Mutation::CreateSegment {
+                id: format!("g{i}"),
+                description: String::new(),
+                definition: Definition::Sql(d.to_string()),
+            };
+            e.apply(i as u64 + 1, &m).unwrap();
+        }
+    }
+    let max_id = 20_000u64 * 3 + 7;
+    // Disjoint customers per batch (so per-batch events are well defined), plus new ones.
+    let mut ids: Vec<u64> = (0..max_id).step_by(3).map(|i| i + 7).collect();
+    let group: Vec<(u64, Mutation)> = (0..6u64)
+        .map(|b| {
+            let batch = (0..300)
+                .map(|k| {
+                    let customer_id = if k % 50 == 0 {
+                        90_000_000 + b * 1000 + k
+                    } else {
+                        ids.swap_remove(r.random_range(0..ids.len()))
+                    };
+                    let attributes = (0..3)
+                        .map(|_| {
+                            let c = COLS[r.random_range(0..COLS.len())];
+                            (c.to_string(), random_value(&mut r, c))
+                        })
+                        .collect();
+                    CustomerUpdate { customer_id, attributes }
+                })
+                .collect();
+            (100 + b, Mutation::Upsert(batch))
+        })
+        .collect();
+    for (seq, m) in &group {
+        engines[0].apply(*seq, m).unwrap();
+    }
+    let items: Vec<(u64, &Mutation)> = group.iter().map(|(s, m)| (*s, m)).collect();
+    for r in engines[1].apply_group(&items) {
+        r.unwrap();
+    }
+    let [one, all] = &engines;
+    assert_eq!(one.data.export(), all.data.export());
+    for i in 0..defs.len() {
+        let id = format!("g{i}");
+        assert_eq!(
+            one.segments.get(&id).unwrap().members.rows(),
+            all.segments.get(&id).unwrap().members.rows(),
+            "{id}"
+        );
+    }
+    let events = |e: &Engine| {
+        let mut v = e.events.lock().since(100, &Default::default(), usize::MAX).unwrap();
+        v.sort_by(|a, b| {
+            (a.sequence, &a.segment_id, a.customer_id).cmp(&(b.sequence, &b.segment_id, b.customer_id))
+        });
+        v
+    };
+    let (a, b) = (events(one), events(all));
+    assert!(!a.is_empty());
+    assert_eq!(a, b);
+}
