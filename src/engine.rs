@@ -107,7 +107,7 @@ impl EventLog {
         Ok(self
             .events
             .range(start..)
-            .filter(|e| segments.is_empty() || segments.contains(&e.segment_id))
+            .filter(|e| segments.is_empty() || segments.contains(&*e.segment_id))
             .take(max)
             .cloned()
             .collect())
@@ -182,13 +182,25 @@ impl Engine {
                     _ => unreachable!("a run of upserts"),
                 })
                 .collect();
+            let t0 = std::time::Instant::now();
             match self.data.apply_upsert_batches(&batches) {
                 Ok(changed) => {
+                    let t1 = t0.elapsed();
                     let rows: Vec<u32> = changed.iter().map(|&(r, _)| r).collect();
                     let seqs: Vec<u64> = changed.iter().map(|&(_, b)| run[b].0).collect();
                     let last = run[run.len() - 1].0;
                     let events = self.segments.on_write(&self.data, &rows, &seqs, &[], last);
+                    let t2 = t0.elapsed();
+                    let ne = events.len();
                     self.events.lock().push(events);
+                    tracing::debug!(
+                        batches = run.len(),
+                        rows = rows.len(),
+                        events = ne,
+                        columns_ms = t1.as_secs_f64() * 1e3,
+                        segments_ms = (t2 - t1).as_secs_f64() * 1e3,
+                        "upserts applied"
+                    );
                     self.sequence = last;
                     out.extend(batches.iter().map(|b| Ok(Outcome::Upserted { applied: b.len() as u32 })));
                 }

@@ -5,7 +5,7 @@
 //! batch changed, from those rows' values; a static segment is a list of customers edited
 //! with add / remove. Every change of membership becomes an ENTERED / LEFT event.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -33,9 +33,10 @@ pub enum Change {
 }
 
 /// A customer entering or leaving a saved segment, at a commit sequence.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentEvent {
-    pub segment_id: String,
+    /// Shared by every event of the segment (a busy write can make millions of events).
+    pub segment_id: Arc<str>,
     pub customer_id: u64,
     pub change: Change,
     pub sequence: u64,
@@ -267,10 +268,6 @@ impl Segments {
         sequence: u64,
     ) -> Vec<SegmentEvent> {
         debug_assert!(seqs.is_empty() || seqs.len() == changed.len());
-        let seq_of = |row: u32| match changed.binary_search(&row) {
-            Ok(i) if !seqs.is_empty() => seqs[i],
-            _ => sequence,
-        };
         let generation = ds.binding_generation();
         // A value new to a dictionary may be one a plan's leaf named before it existed, and
         // in_segment binds other segments' members: re-bind those plans.
@@ -285,45 +282,49 @@ impl Segments {
                 seg.bound_at = generation;
             }
         }
-        let segs: Vec<&SavedSegment> = self.order.iter().map(|id| &*self.map[id]).collect();
-        // (segment index, row, now a member) for every membership that changes.
-        let mut flips: Vec<(usize, u32, bool)> = chunk_groups(changed)
-            .into_par_iter()
-            .flat_map_iter(|(c, offs)| chunk_flips(ds, &segs, c, &offs))
+        // Who each event is about: changed rows (ascending), then deleted ones.
+        let subjects: Vec<(u32, u64, u64)> = changed
+            .par_iter()
+            .enumerate()
+            .map(|(i, &row)| (row, ds.id_of(row), seqs.get(i).copied().unwrap_or(sequence)))
+            .chain(deleted.par_iter().map(|&(id, row)| (row, id, sequence)))
             .collect();
-        for &(_, row) in deleted {
+        let segs: Vec<&SavedSegment> = self.order.iter().map(|id| &*self.map[id]).collect();
+        // (segment index, subject index, now a member) for every membership that changes.
+        let mut flips: Vec<(u32, u32, bool)> = chunk_groups(changed)
+            .into_par_iter()
+            .flat_map_iter(|(c, first, offs)| chunk_flips(ds, &segs, c, first, &offs))
+            .collect();
+        for (k, &(_, row)) in deleted.iter().enumerate() {
             for (i, s) in segs.iter().enumerate() {
                 if s.members.contains(row) {
-                    flips.push((i, row, false));
+                    flips.push((i as u32, (changed.len() + k) as u32, false));
                 }
             }
         }
-        flips.sort_unstable_by_key(|&(i, row, _)| (i, row));
-        let deleted_ids: HashMap<u32, u64> = deleted.iter().map(|&(id, row)| (row, id)).collect();
+        flips.par_sort_unstable_by_key(|&(i, k, _)| (i, subjects[k as usize].0));
         let mut events = Vec::with_capacity(flips.len());
         for group in flips.chunk_by(|a, b| a.0 == b.0) {
-            let id = &self.order[group[0].0];
+            let id = &self.order[group[0].0 as usize];
+            let name: Arc<str> = id.as_str().into();
             let seg = Arc::make_mut(self.map.get_mut(id).expect("listed"));
             let members = Arc::make_mut(&mut seg.members);
-            for &(_, row, now) in group {
-                if now {
-                    members.insert(row);
-                } else {
-                    members.remove(row);
-                }
-                let customer_id = deleted_ids.get(&row).copied().unwrap_or_else(|| ds.id_of(row));
-                let change = if now { Change::Entered } else { Change::Left };
-                events.push(SegmentEvent {
-                    segment_id: id.clone(),
-                    customer_id,
-                    change,
-                    sequence: seq_of(row),
-                });
+            let row = |f: &(u32, u32, bool)| subjects[f.1 as usize].0;
+            // One edit per container: rows are ascending within the segment's group.
+            for part in group.chunk_by(|a, b| row(a) >> 16 == row(b) >> 16) {
+                let add: Vec<u16> = part.iter().filter(|f| f.2).map(|f| row(f) as u16).collect();
+                let remove: Vec<u16> = part.iter().filter(|f| !f.2).map(|f| row(f) as u16).collect();
+                members.edit_chunk((row(&part[0]) >> 16) as usize, &add, &remove);
             }
+            events.extend(group.iter().map(|&(_, k, now)| {
+                let (_, customer_id, sequence) = subjects[k as usize];
+                let change = if now { Change::Entered } else { Change::Left };
+                SegmentEvent { segment_id: name.clone(), customer_id, change, sequence }
+            }));
         }
         if !seqs.is_empty() {
             // Stable: within a sequence, segments in creation order, rows ascending.
-            events.sort_by_key(|e| e.sequence);
+            events.par_sort_by_key(|e| e.sequence);
         }
         events
     }
@@ -341,21 +342,27 @@ impl Segments {
     }
 }
 
-/// Rows grouped by chunk: (chunk, offsets ascending).
-fn chunk_groups(rows: &[u32]) -> Vec<(usize, Vec<u16>)> {
-    let mut out: Vec<(usize, Vec<u16>)> = vec![];
-    for &r in rows {
+/// Rows grouped by chunk: (chunk, index of its first row in `rows`, offsets ascending).
+fn chunk_groups(rows: &[u32]) -> Vec<(usize, usize, Vec<u16>)> {
+    let mut out: Vec<(usize, usize, Vec<u16>)> = vec![];
+    for (i, &r) in rows.iter().enumerate() {
         let c = (r >> 16) as usize;
         match out.last_mut() {
-            Some((last, offs)) if *last == c => offs.push(r as u16),
-            _ => out.push((c, vec![r as u16])),
+            Some((last, _, offs)) if *last == c => offs.push(r as u16),
+            _ => out.push((c, i, vec![r as u16])),
         }
     }
     out
 }
 
 /// The membership changes of one chunk's changed rows, for every dynamic segment.
-fn chunk_flips(ds: &Dataset, segs: &[&SavedSegment], c: usize, offs: &[u16]) -> Vec<(usize, u32, bool)> {
+fn chunk_flips(
+    ds: &Dataset,
+    segs: &[&SavedSegment],
+    c: usize,
+    first: usize,
+    offs: &[u16],
+) -> Vec<(u32, u32, bool)> {
     let live = ds.live.chunk(c);
     let alive: Vec<bool> = offs.iter().map(|&o| live.contains(o)).collect();
     let mut verdicts: Vec<Option<Vec<bool>>> = Vec::with_capacity(segs.len());
@@ -374,7 +381,7 @@ fn chunk_flips(ds: &Dataset, segs: &[&SavedSegment], c: usize, offs: &[u16]) -> 
         for (k, &o) in offs.iter().enumerate() {
             now[k] &= alive[k];
             if now[k] != cont.contains(o) {
-                out.push((i, ((c as u32) << 16) | o as u32, now[k]));
+                out.push((i as u32, (first + k) as u32, now[k]));
             }
         }
         verdicts.push(Some(now));

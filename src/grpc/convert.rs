@@ -323,5 +323,5 @@ pub fn event_pb(e: SegmentEvent) -> pb::SegmentEvent {
         Change::Entered => pb::Change::Entered,
         Change::Left => pb::Change::Left,
     };
-    pb::SegmentEvent { segment_id, customer_id, change: change as i32, sequence }
+    pb::SegmentEvent { segment_id: segment_id.to_string(), customer_id, change: change as i32, sequence }
 }

@@ -196,6 +196,81 @@ impl Container {
         }
     }
 
+    /// Adds `add` and removes `remove` (each sorted, disjoint) in one pass: many edits of
+    /// one container cost one copy, where `insert` / `remove` on an array rebuild it per
+    /// offset. Returns the change in cardinality.
+    pub fn edit(&mut self, add: &[u16], remove: &[u16]) -> i64 {
+        if add.is_empty() && remove.is_empty() {
+            return 0;
+        }
+        let before = self.len() as i64;
+        if let Container::Bitmap(w, n) = self {
+            let words = Arc::make_mut(w);
+            for &o in add {
+                words[(o >> 6) as usize] |= 1u64 << (o & 63);
+            }
+            for &o in remove {
+                words[(o >> 6) as usize] &= !(1u64 << (o & 63));
+            }
+            let card = popcount(words);
+            *n = card;
+            if card as usize <= ARRAY_MAX || card as usize == CHUNK_ROWS {
+                *self = Container::from_words(words);
+            }
+        } else if let Container::Array(a) = self {
+            if a.len() + add.len() <= ARRAY_MAX {
+                // Merge: the result stays an array.
+                let mut v = Vec::with_capacity(a.len() + add.len());
+                let (mut i, mut j, mut k) = (0, 0, 0);
+                while i < a.len() || j < add.len() {
+                    let x = match (a.get(i), add.get(j)) {
+                        (Some(&x), Some(&y)) if x == y => {
+                            i += 1;
+                            j += 1;
+                            x
+                        }
+                        (Some(&x), Some(&y)) if x < y => {
+                            i += 1;
+                            x
+                        }
+                        (Some(&x), None) => {
+                            i += 1;
+                            x
+                        }
+                        (_, Some(&y)) => {
+                            j += 1;
+                            y
+                        }
+                        (None, None) => unreachable!(),
+                    };
+                    while k < remove.len() && remove[k] < x {
+                        k += 1;
+                    }
+                    if remove.get(k) != Some(&x) {
+                        v.push(x);
+                    }
+                }
+                *self = Container::from_sorted(&v);
+            } else {
+                self.edit_dense(add, remove);
+            }
+        } else {
+            self.edit_dense(add, remove);
+        }
+        self.len() as i64 - before
+    }
+
+    /// `edit` through a dense buffer (any encoding in, the smallest out).
+    fn edit_dense(&mut self, add: &[u16], remove: &[u16]) {
+        let mut words = zeroed();
+        self.write_to(&mut words);
+        set_offsets(&mut words, add);
+        for &o in remove {
+            words[(o >> 6) as usize] &= !(1u64 << (o & 63));
+        }
+        *self = Container::from_words(&words);
+    }
+
     /// Adds one offset; returns whether it was absent. Used by incremental updates.
     pub fn insert(&mut self, offset: u16) -> bool {
         match self {
@@ -378,6 +453,42 @@ mod tests {
     fn container(offsets: &std::collections::BTreeSet<u16>) -> Container {
         let v: Vec<u16> = offsets.iter().copied().collect();
         Container::from_sorted(&v)
+    }
+
+    #[test]
+    fn batched_edits_match_single_edits() {
+        use rand::{Rng, SeedableRng};
+        let mut r = rand::rngs::SmallRng::seed_from_u64(5);
+        for n in [0usize, 1, 100, 4000, 4096, 5000, 60_000, 65_536] {
+            for _ in 0..4 {
+                let mut offs: Vec<u16> = (0..n).map(|_| r.random::<u16>()).collect();
+                if n == CHUNK_ROWS {
+                    offs = (0..=u16::MAX).collect();
+                }
+                offs.sort_unstable();
+                offs.dedup();
+                let start = Container::from_sorted(&offs);
+                let k = r.random_range(0..3000);
+                let mut add: Vec<u16> = (0..k).map(|_| r.random()).collect();
+                add.sort_unstable();
+                add.dedup();
+                let mut remove: Vec<u16> =
+                    (0..k).map(|_| r.random()).filter(|o| add.binary_search(o).is_err()).collect();
+                remove.sort_unstable();
+                remove.dedup();
+                let mut one = start.clone();
+                for &o in &add {
+                    one.insert(o);
+                }
+                for &o in &remove {
+                    one.remove(o);
+                }
+                let mut batched = start.clone();
+                let delta = batched.edit(&add, &remove);
+                assert_eq!(batched, one, "n {n}, {} adds, {} removes", add.len(), remove.len());
+                assert_eq!(delta, one.len() as i64 - start.len() as i64);
+            }
+        }
     }
 
     fn dense(set: &std::collections::BTreeSet<u16>) -> Box<Words> {

@@ -87,6 +87,19 @@ impl Postings {
         added
     }
 
+    /// Adds and removes offsets of chunk `c` (each sorted, disjoint) in one pass.
+    pub fn edit_chunk(&mut self, c: usize, add: &[u16], remove: &[u16]) {
+        if add.is_empty() && remove.is_empty() {
+            return;
+        }
+        let chunks = Arc::make_mut(&mut self.chunks);
+        if chunks.len() <= c {
+            chunks.resize(c + 1, Container::Empty);
+        }
+        let delta = chunks[c].edit(add, remove);
+        self.len = (self.len as i64 + delta) as u64;
+    }
+
     pub fn remove(&mut self, row: u32) -> bool {
         let c = (row >> 16) as usize;
         if !self.chunk(c).contains(row as u16) {
