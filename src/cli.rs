@@ -103,8 +103,10 @@ pub struct ServeArgs {
     /// lose up to that interval of acknowledged writes, a process crash loses nothing).
     #[arg(long, default_value = "always", value_parser = parse_sync, env = "SEGD_SYNC")]
     pub sync: SyncMode,
-    /// Snapshot (and cut the log) after this many logged writes.
-    #[arg(long, default_value_t = 100_000, env = "SEGD_SNAPSHOT_EVERY")]
+    /// Snapshot (and cut the log) after this many logged customer changes (customers
+    /// upserted or deleted; other writes count one each). Bounds the log replayed at
+    /// start-up; the snapshot is written in the background while writes go on.
+    #[arg(long, default_value_t = 2_000_000, env = "SEGD_SNAPSHOT_EVERY")]
     pub snapshot_every: u64,
     /// Most saved segments.
     #[arg(long, default_value_t = 1_000, env = "SEGD_MAX_SEGMENTS")]

@@ -49,7 +49,8 @@ pub enum DbError {
 pub struct DbOptions {
     pub data_dir: PathBuf,
     pub sync: SyncMode,
-    /// Take a snapshot (and cut the log) after this many logged mutations.
+    /// Take a snapshot (and cut the log) after this many logged customer changes (a
+    /// customer upserted or deleted; any other mutation counts one). Bounds start-up replay.
     pub snapshot_every: u64,
     pub max_segments: usize,
     pub event_capacity: usize,
@@ -62,7 +63,7 @@ impl Default for DbOptions {
         DbOptions {
             data_dir: PathBuf::from("segd-data"),
             sync: SyncMode::Always,
-            snapshot_every: 100_000,
+            snapshot_every: 2_000_000,
             max_segments: 1_000,
             event_capacity: 1_000_000,
             max_group: 1_024,
@@ -369,7 +370,9 @@ fn commit_loop(
     on_commit: impl Fn(u64),
 ) {
     let mut carry: Option<(Mutation, Done)> = None;
+    // Customer changes logged since the last snapshot was started.
     let mut since_snapshot = 0u64;
+    let mut snapshotter: Option<std::thread::JoinHandle<()>> = None;
     // Replaced versions still read by someone: freed here once the last reader is done, so
     // freeing what a write replaced never lands on a reader's thread.
     let mut retired: Vec<Arc<Engine>> = vec![];
@@ -380,7 +383,13 @@ fn commit_loop(
             Some(x) => x,
             None => match rx.recv() {
                 Ok(x) => x,
-                Err(_) => return,
+                Err(_) => {
+                    // Closing: a snapshot in progress finishes before the final one.
+                    if let Some(h) = snapshotter.take() {
+                        let _ = h.join();
+                    }
+                    return;
+                }
             },
         };
         let mut group = vec![first];
@@ -404,6 +413,7 @@ fn commit_loop(
         if valid.is_empty() {
             continue;
         }
+        let valid_changes: u64 = valid.iter().map(|(m, _)| m.changes()).sum();
         let payloads: Vec<Vec<u8>> =
             valid.iter().map(|(m, _)| serde_json::to_vec(m).expect("mutations serialise")).collect();
         let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
@@ -436,18 +446,31 @@ fn commit_loop(
         for ((_, done), r) in valid.into_iter().zip(results) {
             done(r.map_err(DbError::from));
         }
-        since_snapshot += seqs.len() as u64;
-        if since_snapshot >= opts.snapshot_every {
+        since_snapshot += valid_changes;
+        if since_snapshot >= opts.snapshot_every && snapshotter.as_ref().is_none_or(|h| h.is_finished()) {
             since_snapshot = 0;
-            let state = next;
-            match snapshot(&state, &snap_dir, state.sequence) {
-                Ok(()) => {
-                    snapshotted.store(state.sequence, Ordering::Release);
-                    if let Err(e) = wal.truncate_before(state.sequence + 1) {
-                        tracing::error!(error = %e, "log truncation after snapshot failed");
+            if let Some(h) = snapshotter.take() {
+                let _ = h.join();
+            }
+            // Written from the just-published version on a thread of its own: commits go
+            // on meanwhile (the version only keeps alive what later writes replace).
+            let (state, dir, wal, snapshotted) = (next, snap_dir.clone(), wal.clone(), snapshotted.clone());
+            let spawned = std::thread::Builder::new().name("segd-snapshot".into()).spawn(move || {
+                match snapshot(&state, &dir, state.sequence) {
+                    Ok(()) => {
+                        snapshotted.store(state.sequence, Ordering::Release);
+                        if let Err(e) = wal.truncate_before(state.sequence + 1) {
+                            tracing::error!(error = %e, "log truncation after snapshot failed");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "periodic snapshot failed; the log keeps everything")
                     }
                 }
-                Err(e) => tracing::error!(error = %e, "periodic snapshot failed; the log keeps everything"),
+            });
+            match spawned {
+                Ok(h) => snapshotter = Some(h),
+                Err(e) => tracing::error!(error = %e, "could not start the snapshot thread"),
             }
         }
     }

@@ -26,6 +26,16 @@ pub enum Mutation {
 }
 
 impl Mutation {
+    /// Customer changes this mutation logs (what `--snapshot-every` counts).
+    pub fn changes(&self) -> u64 {
+        match self {
+            Mutation::Upsert(b) => b.len() as u64,
+            Mutation::Delete(ids) => ids.len() as u64,
+            Mutation::EditMembers { customer_ids, .. } => customer_ids.len() as u64,
+            _ => 1,
+        }
+    }
+
     /// Whether a later mutation's validity can depend on this one having been applied
     /// (a new attribute, a new or deleted segment): a commit group ends after it.
     pub fn changes_schema(&self) -> bool {

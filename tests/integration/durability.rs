@@ -233,3 +233,44 @@ fn a_close_after_replay_snapshots_the_replayed_writes() {
     let db = open(dir.path()).unwrap();
     assert_eq!(fingerprint(&db), want);
 }
+
+/// Periodic snapshots are written in the background while commits go on; the log is cut
+/// behind them, and a restart from the newest one plus the rest of the log has everything.
+#[test]
+fn background_snapshots_cut_the_log_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = DbOptions { data_dir: dir.path().to_path_buf(), snapshot_every: 40, ..DbOptions::default() };
+    let importer = || {
+        let b = segd::gen::generate(5_000, 9);
+        Ok(Dataset::from_batches(segd::gen::schema(), b.into_iter().map(Ok), "customer_id")?)
+    };
+    let db = Db::open(opts.clone(), importer, |_| {}).unwrap();
+    write_some(&db);
+    for id in 100..400 {
+        db.commit(upsert(id, "age", CellValue::Int(77))).unwrap();
+    }
+    let want = fingerprint(&db);
+    // Wait for the snapshot thread, then check that a snapshot newer than the import exists.
+    let snaps = dir.path().join("snapshots");
+    let newest = || {
+        std::fs::read_dir(&snaps)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".manifest"))
+            .max()
+            .unwrap()
+    };
+    let t = std::time::Instant::now();
+    while newest() == "snap-00000000000000000000.manifest" && t.elapsed().as_secs() < 30 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_ne!(newest(), "snap-00000000000000000000.manifest", "a periodic snapshot was written");
+    // Let the snapshot thread finish cutting the log, then restart without a clean close:
+    // the state comes from the periodic snapshot plus the log after it.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let wal_files = std::fs::read_dir(dir.path().join("wal")).unwrap().count();
+    assert!(wal_files <= 2, "the log was cut behind the snapshot ({wal_files} files)");
+    drop(db);
+    let db = Db::open(opts, importer, |_| {}).unwrap();
+    assert_eq!(fingerprint(&db), want, "after a restart from a background snapshot");
+}
