@@ -268,6 +268,9 @@ impl Segments {
         sequence: u64,
     ) -> Vec<SegmentEvent> {
         debug_assert!(seqs.is_empty() || seqs.len() == changed.len());
+        if self.order.is_empty() {
+            return vec![];
+        }
         let generation = ds.binding_generation();
         // A value new to a dictionary may be one a plan's leaf named before it existed, and
         // in_segment binds other segments' members: re-bind those plans.

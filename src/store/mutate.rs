@@ -177,6 +177,9 @@ impl Dataset {
             self.ids.remove(id);
             out.push((id, row));
         }
+        if out.is_empty() {
+            return out;
+        }
         let rows: Vec<u32> = out.iter().map(|&(_, r)| r).collect();
         self.columns.par_iter_mut().zip(self.indexes.par_iter_mut()).zip(self.nulls.par_iter_mut()).for_each(
             |((col, index), nulls)| {
