@@ -37,8 +37,9 @@ pub fn shared_words(fill: u64) -> Arc<Words> {
 pub enum Container {
     #[default]
     Empty,
-    /// Sorted, distinct offsets; 1..=ARRAY_MAX of them.
-    Array(Box<[u16]>),
+    /// Sorted, distinct offsets; 1..=ARRAY_MAX of them. Shared like the dense form: a
+    /// version cloned for a write shares it, and an edit builds a new one.
+    Array(Arc<[u16]>),
     /// Dense words with their cached cardinality (ARRAY_MAX < card < CHUNK_ROWS).
     Bitmap(Arc<Words>, u32),
     /// All 65,536 offsets.
@@ -68,7 +69,7 @@ impl Container {
             n if n as usize <= ARRAY_MAX => {
                 let mut v = Vec::with_capacity(n as usize);
                 for_each_set(words, |o| v.push(o));
-                Container::Array(v.into_boxed_slice())
+                Container::Array(v.into())
             }
             n if n as usize == CHUNK_ROWS => Container::Full,
             n => Container::Bitmap(Arc::new(*words), n),
@@ -275,7 +276,7 @@ impl Container {
     pub fn insert(&mut self, offset: u16) -> bool {
         match self {
             Container::Empty => {
-                *self = Container::Array(Box::new([offset]));
+                *self = Container::Array(Arc::new([offset]));
                 true
             }
             Container::Full => false,
@@ -383,7 +384,7 @@ pub fn build_chunk(n: usize, visit: impl Fn(&mut dyn FnMut(u16, usize))) -> Vec<
         .map(|(p, k)| match p {
             _ if k == 0 => Container::Empty,
             _ if k as usize == CHUNK_ROWS => Container::Full,
-            Part::Arr(v) => Container::Array(v.into_boxed_slice()),
+            Part::Arr(v) => Container::Array(v.into()),
             Part::Dense(w) => Container::Bitmap(w, k),
         })
         .collect()
