@@ -7,6 +7,12 @@
 //! `watch_buffer` events. A consumer that leaves that buffer full for `slow_consumer`
 //! is ended with RESOURCE_EXHAUSTED ("consumer too slow") after the events already
 //! buffered.
+//!
+//! Events travel in batches (up to [`BATCH`] of what one read found): the response stream
+//! yields a batch's events back to back, so tonic packs them into one HTTP/2 DATA frame.
+//! Sent one per frame, a backlog becomes thousands of tiny frames, and a client that
+//! reads slowly is then disconnected by its own HTTP/2 library (h2 answers a flood of
+//! small unread DATA frames with GOAWAY ENHANCE_YOUR_CALM) instead of getting our status.
 
 use std::collections::HashSet;
 use std::pin::Pin;
@@ -27,6 +33,10 @@ use super::status::{status_of, ServiceError};
 
 /// Events read from the log per lock.
 const READ_MAX: usize = 4096;
+/// Most events per batch sent towards the client.
+const BATCH: usize = 256;
+
+type Batch = Vec<Result<pb::SegmentEvent, Status>>;
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SegmentEvent, Status>> + Send + 'static>>;
 
@@ -52,17 +62,47 @@ pub fn start(
         eng.events.lock().since(start, &ids, 0)?;
         start
     };
-    let (tx, rx) = mpsc::channel(st.config.watch_buffer.max(1));
+    // The buffer holds `watch_buffer` events, in batches.
+    let batch = BATCH.min(st.config.watch_buffer.max(1));
+    let (tx, rx) = mpsc::channel::<Batch>(st.config.watch_buffer.div_ceil(batch).max(1));
     // The terminal status travels separately, so it is never stuck behind a full buffer.
     let (end_tx, end_rx) = mpsc::channel(1);
     tokio::spawn(async move {
-        if let Err(e) = pump(&st, &ids, start, &tx).await {
+        if let Err(e) = pump(&st, &ids, start, batch, &tx).await {
             tracing::debug!(error = %e, "watch stream ended");
             drop(tx);
             let _ = end_tx.try_send(Err(status_of(e)));
         }
     });
-    Ok(Box::pin(ReceiverStream::new(rx).chain(ReceiverStream::new(end_rx))))
+    let events = Flatten { rx, current: Vec::new().into_iter() };
+    Ok(Box::pin(events.chain(ReceiverStream::new(end_rx))))
+}
+
+/// The events of each batch received, back to back (all ready at once, so tonic encodes
+/// them into one frame).
+struct Flatten {
+    rx: mpsc::Receiver<Batch>,
+    current: std::vec::IntoIter<Result<pb::SegmentEvent, Status>>,
+}
+
+impl Stream for Flatten {
+    type Item = Result<pb::SegmentEvent, Status>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        loop {
+            if let Some(e) = self.current.next() {
+                return std::task::Poll::Ready(Some(e));
+            }
+            match self.rx.poll_recv(cx) {
+                std::task::Poll::Ready(Some(batch)) => self.current = batch.into_iter(),
+                std::task::Poll::Ready(None) => return std::task::Poll::Ready(None),
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+            }
+        }
+    }
 }
 
 /// Delivers events from `seq` on until the client goes away (Ok) or the stream must end
@@ -71,7 +111,8 @@ async fn pump(
     st: &State,
     ids: &HashSet<String>,
     mut seq: u64,
-    tx: &mpsc::Sender<Result<pb::SegmentEvent, Status>>,
+    batch: usize,
+    tx: &mpsc::Sender<Batch>,
 ) -> Result<(), ServiceError> {
     let mut commits = st.commits.clone();
     let mut closing = st.closing.subscribe();
@@ -100,19 +141,27 @@ async fn pump(
             }
             continue;
         }
-        for e in events.into_iter().skip(skip) {
-            if e.sequence == seq {
-                skip += 1;
-            } else {
-                seq = e.sequence;
-                skip = 1;
+        let mut out: Batch = Vec::with_capacity(batch);
+        let mut fresh = events.into_iter().skip(skip).peekable();
+        while fresh.peek().is_some() {
+            out.clear();
+            // A client told to resume must get this whole batch again.
+            let resume = fresh.peek().map_or(seq, |e| e.sequence);
+            for e in fresh.by_ref().take(batch) {
+                if e.sequence == seq {
+                    skip += 1;
+                } else {
+                    seq = e.sequence;
+                    skip = 1;
+                }
+                out.push(Ok(convert::event_pb(e)));
             }
-            match tx.send_timeout(Ok(convert::event_pb(e)), st.config.slow_consumer).await {
+            match tx.send_timeout(std::mem::take(&mut out), st.config.slow_consumer).await {
                 Ok(()) => {}
                 Err(SendTimeoutError::Closed(_)) => return Ok(()),
                 Err(SendTimeoutError::Timeout(_)) => {
                     return Err(ServiceError::SlowConsumer(format!(
-                        "{} events were buffered unread for {:?}; resume with from_sequence {seq}",
+                        "{} events were buffered unread for {:?}; resume with from_sequence {resume}",
                         st.config.watch_buffer, st.config.slow_consumer
                     )))
                 }

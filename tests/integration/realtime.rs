@@ -471,7 +471,7 @@ async fn slow_watchers_are_ended() {
             Err(e) => break e,
         }
     };
-    assert_eq!(end.code(), Code::ResourceExhausted, "{}", end.message());
+    assert_eq!(end.code(), Code::ResourceExhausted, "{end:?} after {n} events");
     assert!(end.message().contains("consumer too slow"), "{}", end.message());
     assert!(n < 20_000, "{n}");
 }
