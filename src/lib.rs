@@ -21,8 +21,9 @@
 //!   their enter / leave events.
 //! - [`engine`]: the state machine: table + saved segments + recent events, changed only
 //!   by logged mutations applied in commit order.
-//! - [`db`]: durability around the engine: group-committed write-ahead log, snapshots,
-//!   start-up from snapshot + log replay.
+//! - [`db`]: durability and publication around the engine: group-committed write-ahead
+//!   log, copy-on-write versions published by pointer swap (readers never wait for a
+//!   write), background snapshots, start-up from snapshot + log replay.
 //!
 //! None of these modules knows about gRPC. Two do, and only they import tonic / prost:
 //! - [`grpc`]: the `segd.v1.SegmentService` adapter: generated proto types, conversions,
