@@ -80,7 +80,7 @@ pub struct Committed {
 
 /// Most customer updates replayed as one group at start-up (bounds the memory of decoded
 /// log records held at once).
-const REPLAY_GROUP: usize = 250_000;
+const REPLAY_GROUP: u64 = 250_000;
 
 type Done = Box<dyn FnOnce(Result<Committed, DbError>) + Send>;
 
@@ -163,7 +163,7 @@ impl Db {
         // Replayed in groups, as the committer applies them (consecutive upserts as one
         // batch): the same final state, with each chunk copied once per group.
         let mut pending: Vec<(u64, Mutation)> = vec![];
-        let mut pending_updates = 0;
+        let mut pending_updates = 0u64;
         let flush = |engine: &mut Engine, pending: &mut Vec<(u64, Mutation)>| {
             let items: Vec<(u64, &Mutation)> = pending.iter().map(|(s, m)| (*s, m)).collect();
             for ((seq, _), r) in items.iter().zip(engine.apply_group(&items)) {
@@ -184,10 +184,7 @@ impl Db {
             }
             let m: Mutation = serde_json::from_slice(&payload)
                 .map_err(|e| DbError::Corrupt(format!("log record {seq}: {e}")))?;
-            pending_updates += match &m {
-                Mutation::Upsert(b) => b.len(),
-                _ => 1,
-            };
+            pending_updates += m.changes();
             let ends_group = m.changes_schema();
             pending.push((seq, m));
             if ends_group || pending_updates >= REPLAY_GROUP {

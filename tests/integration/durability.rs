@@ -12,7 +12,13 @@ use segd::store::mutate::{CellValue, CustomerUpdate};
 use segd::store::Dataset;
 
 fn open(dir: &Path) -> Result<Db, DbError> {
-    let opts = DbOptions { data_dir: dir.to_path_buf(), snapshot_every: 1_000_000, ..DbOptions::default() };
+    open_every(dir, 1_000_000)
+}
+
+/// Opens `dir` (importing 5,000 generated customers when it is empty), snapshotting every
+/// `snapshot_every` customer changes.
+fn open_every(dir: &Path, snapshot_every: u64) -> Result<Db, DbError> {
+    let opts = DbOptions { data_dir: dir.to_path_buf(), snapshot_every, ..DbOptions::default() };
     Db::open(
         opts,
         || {
@@ -239,12 +245,7 @@ fn a_close_after_replay_snapshots_the_replayed_writes() {
 #[test]
 fn background_snapshots_cut_the_log_and_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = DbOptions { data_dir: dir.path().to_path_buf(), snapshot_every: 40, ..DbOptions::default() };
-    let importer = || {
-        let b = segd::gen::generate(5_000, 9);
-        Ok(Dataset::from_batches(segd::gen::schema(), b.into_iter().map(Ok), "customer_id")?)
-    };
-    let db = Db::open(opts.clone(), importer, |_| {}).unwrap();
+    let db = open_every(dir.path(), 40).unwrap();
     write_some(&db);
     for id in 100..400 {
         db.commit(upsert(id, "age", CellValue::Int(77))).unwrap();
@@ -271,7 +272,7 @@ fn background_snapshots_cut_the_log_and_lose_nothing() {
     let wal_files = std::fs::read_dir(dir.path().join("wal")).unwrap().count();
     assert!(wal_files <= 2, "the log was cut behind the snapshot ({wal_files} files)");
     drop(db);
-    let db = Db::open(opts, importer, |_| {}).unwrap();
+    let db = open_every(dir.path(), 40).unwrap();
     assert_eq!(fingerprint(&db), want, "after a restart from a background snapshot");
 }
 
