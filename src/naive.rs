@@ -181,13 +181,24 @@ fn is_temporal(dt: &DataType) -> bool {
     matches!(dt, DataType::Date32 | DataType::Timestamp(_, _))
 }
 
+/// 'YYYY-MM-DD' or 'YYYY-MM-DD[ T]HH:MM:SS[.f]' in the column's unit. A time of day on a
+/// date column is dropped, as DuckDB casts such a literal to DATE.
 fn parse_temporal(dt: &DataType, s: &str) -> Result<i128, String> {
-    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| format!("date {s}: {e}"))?;
-    let secs = d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp() as i128;
-    Ok(match dt {
-        DataType::Date32 => secs / 86_400,
-        DataType::Timestamp(TimeUnit::Millisecond, _) => secs * 1_000,
-        DataType::Timestamp(TimeUnit::Microsecond, _) => secs * 1_000_000,
+    use chrono::{NaiveDate, NaiveDateTime};
+    let t = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight"))
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f"))
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f"))
+        .map_err(|e| format!("date {s}: {e}"))?
+        .and_utc();
+    let nanos = t.timestamp() as i128 * 1_000_000_000 + t.timestamp_subsec_nanos() as i128;
+    let per: i128 = match dt {
+        DataType::Date32 => 86_400 * 1_000_000_000,
+        DataType::Timestamp(TimeUnit::Second, _) => 1_000_000_000,
+        DataType::Timestamp(TimeUnit::Millisecond, _) => 1_000_000,
+        DataType::Timestamp(TimeUnit::Microsecond, _) => 1_000,
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => 1,
         t => return Err(format!("temporal {t}")),
-    })
+    };
+    Ok(nanos.div_euclid(per))
 }

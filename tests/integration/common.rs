@@ -1,28 +1,30 @@
-//! Shared fixtures: the benchmark kit's files, found through the environment set by
-//! scripts/test.sh.
+//! Shared fixtures: the project's own oracle table under `tests/fixtures/` (see
+//! `tests/fixtures/README.md`), committed with the code so every clone runs the oracle tests.
 
 use std::path::PathBuf;
 
-/// The benchmark kit's `queries.json` and its generated table of `rows` rows, or None
-/// (with the reason printed) outside CI when they are absent. Under CI=true a missing
-/// input fails the test: an oracle test that silently skips proves nothing.
-pub fn bench_inputs(rows: usize) -> Option<(PathBuf, PathBuf)> {
-    let queries = std::env::var("SEGD_QUERIES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/queries.json"));
-    let data = std::env::var("SEGD_BENCH_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench-data"))
-        .join(format!("customers_{rows}.parquet"));
-    let missing: Vec<String> =
-        [&queries, &data].iter().filter(|p| !p.exists()).map(|p| p.display().to_string()).collect();
-    if missing.is_empty() {
-        return Some((queries, data));
+/// Rows of the fixture table, and the key of its `expected_count`.
+pub const FIXTURE_ROWS: usize = 50_000;
+
+/// `tests/fixtures/customers_50000.parquet` and `queries_50000.json` (DuckDB's counts over
+/// that table). Panics when either is missing: an oracle test that skips proves nothing.
+pub fn fixture() -> (PathBuf, PathBuf) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let data = dir.join(format!("customers_{FIXTURE_ROWS}.parquet"));
+    let queries = dir.join(format!("queries_{FIXTURE_ROWS}.json"));
+    for p in [&data, &queries] {
+        assert!(
+            p.is_file(),
+            "missing test fixture {} (it is committed; regenerate it with scripts/make-fixture.py)",
+            p.display()
+        );
     }
-    let why = format!("missing {} (run scripts/test.sh to generate)", missing.join(" and "));
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{why}");
-    }
-    eprintln!("skipping: {why}");
-    None
+    (data, queries)
+}
+
+/// The fixture's query file, parsed.
+pub fn fixture_queries() -> Vec<serde_json::Value> {
+    let (_, queries) = fixture();
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&queries).unwrap()).unwrap();
+    doc["queries"].as_array().expect("a 'queries' array").clone()
 }
