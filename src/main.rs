@@ -1,5 +1,6 @@
 //! The `segd` binary: `count`, `gen` (and `serve`, `loadgen`).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -17,8 +18,18 @@ mod loadgen;
 #[derive(Parser)]
 #[command(name = "segd", version, about = "Customer segments over Arrow columns and bitmap indexes")]
 struct Args {
+    /// Log lines on stderr as plain text (coloured only on a terminal) or as one JSON
+    /// object per line. The filter is SEGD_LOG (default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SEGD_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -52,7 +63,8 @@ enum Cmd {
     Serve(cli::ServeArgs),
     /// Load-test a running server (a ghz-like gRPC client); stops by itself.
     Loadgen(loadgen::LoadgenArgs),
-    /// Write a synthetic customer table (the benchmark kit's schema) as Parquet.
+    /// Write a synthetic customer table as Parquet: the benchmark kit's schema and
+    /// distributions, but not its values, so the kit's expected counts do not apply to it.
     Gen {
         #[arg(long, default_value_t = 1_000_000)]
         rows: usize,
@@ -64,15 +76,22 @@ enum Cmd {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SEGD_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    if let Err(e) = run(Args::parse()) {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    if let Err(e) = run(args) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_env("SEGD_LOG").unwrap_or_else(|_| "info".into()),
+    );
+    match format {
+        // Colour codes only for a person at a terminal: a file or a pipe gets plain text.
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
     }
 }
 
@@ -91,6 +110,11 @@ fn run(args: Args) -> Result<()> {
             let t = std::time::Instant::now();
             segd::gen::write_parquet(&out, rows, seed)?;
             eprintln!("wrote {} rows to {} in {:.1}s", rows, out.display(), t.elapsed().as_secs_f64());
+            eprintln!(
+                "note: segd's own generator: the benchmark kit's schema, not its values, so the \
+                 expected counts of ../shared/bench/queries.json do not apply to this table \
+                 (the kit's table comes from ../shared/bench/gen.py)"
+            );
             Ok(())
         }
     }

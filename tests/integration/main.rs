@@ -1,5 +1,6 @@
 //! All integration tests in one binary, so they link once (2 cores).
 
+mod cli;
 mod common;
 mod differential;
 mod durability;
