@@ -5,6 +5,7 @@ mod differential;
 mod durability;
 mod errors;
 mod grpc;
+mod legacy_fixture;
 mod loading;
 mod mutations;
 mod queries;
