@@ -5,7 +5,6 @@ mod differential;
 mod durability;
 mod errors;
 mod grpc;
-mod legacy_fixture;
 mod loading;
 mod mutations;
 mod queries;

@@ -197,6 +197,7 @@ fn a_group_applied_at_once_matches_one_by_one() {
                 id: format!("g{i}"),
                 description: String::new(),
                 definition: Definition::Sql(d.to_string()),
+                members: vec![],
             };
             e.apply(i as u64 + 1, &m).unwrap();
         }
