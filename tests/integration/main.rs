@@ -4,6 +4,7 @@ mod common;
 mod differential;
 mod durability;
 mod errors;
+mod golden;
 mod grpc;
 mod loading;
 mod mutations;
