@@ -170,8 +170,8 @@ impl Engine {
             Mutation::Upsert(batch) => self.data.check_upserts(batch)?,
             Mutation::Delete(_) => {}
             Mutation::AddAttribute { name, .. } => self.data.check_new_attribute(name)?,
-            Mutation::CreateSegment { id, definition, members, .. } => {
-                self.segments.check_create(&self.data, id, definition)?;
+            Mutation::CreateSegment { id, description, definition, members } => {
+                self.segments.check_create(&self.data, id, description, definition)?;
                 if !members.is_empty() && *definition != Definition::Static {
                     return Err(SegmentError::NotStatic(id.clone()).into());
                 }

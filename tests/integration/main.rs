@@ -1,5 +1,6 @@
 //! All integration tests in one binary, so they link once (2 cores).
 
+mod boundary;
 mod common;
 mod differential;
 mod durability;
@@ -10,3 +11,4 @@ mod loading;
 mod mutations;
 mod queries;
 mod realtime;
+mod validation;

@@ -124,7 +124,7 @@ fn a_bad_batch_changes_nothing() {
         CustomerUpdate { customer_id: 13, attributes: vec![("i8c".into(), CellValue::Int(1000))] },
     ];
     assert!(
-        matches!(ds.apply_upserts(&bad), Err(MutationError::TypeMismatch { attribute, .. }) if attribute == "i8c")
+        matches!(ds.apply_upserts(&bad), Err(MutationError::BadValue { attribute, .. }) if attribute == "i8c")
     );
     let unknown =
         vec![CustomerUpdate { customer_id: 10, attributes: vec![("nope".into(), CellValue::Int(1))] }];
