@@ -1,5 +1,6 @@
 //! Compiles proto/segd/v1/segd.proto into the tonic service and a file descriptor set
-//! (served by gRPC reflection).
+//! (served by gRPC reflection), and proto/segd/log/v1/log.proto (the on-disk record
+//! format) into plain prost messages.
 
 use std::path::PathBuf;
 
@@ -16,6 +17,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Undecodable requests are the caller's fault: INVALID_ARGUMENT, not INTERNAL.
         .codec_path("crate::grpc::codec::SegdCodec")
         .compile_protos(&["proto/segd/v1/segd.proto"], &["proto"])?;
+    // Storage schema: messages only, and not in the reflection descriptor set (it is not
+    // part of the API).
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(false)
+        .compile_protos(&["proto/segd/log/v1/log.proto"], &["proto"])?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

@@ -41,7 +41,12 @@ fn bench(c: &mut Criterion) {
     let mut engine = Engine::new(ds, 1000, 1_000_000);
     let t = Instant::now();
     for (i, (id, text)) in segd::gen::benchmark_segments().into_iter().enumerate() {
-        let m = Mutation::CreateSegment { id, description: String::new(), definition: Definition::Sql(text) };
+        let m = Mutation::CreateSegment {
+            id,
+            description: String::new(),
+            definition: Definition::Sql(text),
+            members: vec![],
+        };
         engine.apply(i as u64 + 1, &m).unwrap();
     }
     eprintln!("100 saved segments materialised in {:.2}s", t.elapsed().as_secs_f64());

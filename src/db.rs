@@ -22,9 +22,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
-use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, EngineError, Mutation, Outcome};
+use crate::persist::record::{self, SegmentMeta, SnapshotMeta};
 use crate::persist::{read_latest_snapshot, write_snapshot, PersistError, SyncMode, Wal, WalOptions};
 use crate::segments::Definition;
 use crate::store::{Dataset, StoreError};
@@ -97,22 +97,6 @@ pub struct Db {
     _lock: std::fs::File,
 }
 
-/// Saved-segment definitions and static members, stored beside the columns.
-#[derive(Serialize, Deserialize)]
-struct SnapshotExtra {
-    id_column: String,
-    segments: Vec<SegmentSnap>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SegmentSnap {
-    id: String,
-    description: String,
-    definition: Definition,
-    /// Static members: customer ids in roaring's portable (64-bit treemap) format.
-    members: Vec<u8>,
-}
-
 impl Db {
     /// Opens (or creates) the data dir. `import` is called only when it holds no snapshot.
     /// `on_commit(sequence)` runs after each applied group (wakes watchers).
@@ -124,16 +108,20 @@ impl Db {
         let t = Instant::now();
         let lock = lock_dir(&opts.data_dir)?;
         let snap_dir = opts.data_dir.join("snapshots");
-        let (wal, replay) =
+        let (wal, mut replay) =
             Wal::open(&opts.data_dir.join("wal"), WalOptions { sync: opts.sync, ..WalOptions::default() })?;
         if let Some(torn) = &replay.truncated {
             tracing::warn!(file = %torn.file.display(), offset = torn.offset, dropped = torn.dropped_bytes,
                 reason = %torn.reason, "write-ahead log tail was torn or corrupt and has been cut");
         }
         let wal = Arc::new(wal);
+        // Whether anything was read in an older record format: then a snapshot is written
+        // at once, so it is read only this once.
+        let mut legacy_read = false;
         let mut engine = match read_latest_snapshot(&snap_dir)? {
             Some(snap) => {
-                let extra: SnapshotExtra = serde_json::from_slice(&snap.extra)
+                legacy_read |= snap.format != record::FORMAT;
+                let extra = record::decode_snapshot_meta(snap.format, &snap.extra)
                     .map_err(|e| DbError::Corrupt(format!("snapshot {}: {e}", snap.manifest.display())))?;
                 let data = Dataset::from_batches(
                     snap.schema,
@@ -158,7 +146,7 @@ impl Db {
             }
         };
         // What the newest snapshot holds: a close after replaying the log must write a new one.
-        let snapshot_seq = engine.sequence;
+        let mut snapshot_seq = engine.sequence;
         let mut replayed = 0;
         // Replayed in groups, as the committer applies them (consecutive upserts as one
         // batch): the same final state, with each chunk copied once per group.
@@ -178,12 +166,15 @@ impl Db {
             }
             pending.clear();
         };
-        for (seq, payload) in replay.records {
+        // Taken out so each payload is freed once decoded.
+        for (seq, payload) in std::mem::take(&mut replay.records) {
             if seq <= engine.sequence {
                 continue;
             }
-            let m: Mutation = serde_json::from_slice(&payload)
-                .map_err(|e| DbError::Corrupt(format!("log record {seq}: {e}")))?;
+            let format = replay.format_of(seq);
+            legacy_read |= format != record::FORMAT;
+            let m = record::decode_mutation(format, &payload)
+                .map_err(|e| DbError::Corrupt(format!("log record {seq} (format {format}): {e}")))?;
             pending_updates += m.changes();
             let ends_group = m.changes_schema();
             pending.push((seq, m));
@@ -194,6 +185,16 @@ impl Db {
             replayed += 1;
         }
         flush(&mut engine, &mut pending);
+        if legacy_read {
+            snapshot(&engine, &snap_dir, engine.sequence)?;
+            wal.truncate_before(engine.sequence + 1)?;
+            snapshot_seq = engine.sequence;
+            tracing::info!(
+                sequence = engine.sequence,
+                "data dir upgraded to record format {}",
+                record::FORMAT
+            );
+        }
         release_free_memory();
         // Events are not kept across a restart: a watcher must not resume from before it.
         let seq = engine.sequence;
@@ -306,19 +307,16 @@ fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File, DbError> {
     Ok(file)
 }
 
-fn restore_segments(engine: &mut Engine, segments: Vec<SegmentSnap>) -> Result<(), DbError> {
+fn restore_segments(engine: &mut Engine, segments: Vec<SegmentMeta>) -> Result<(), DbError> {
     for s in segments {
         engine
             .segments
             .create(&engine.data, &s.id, &s.description, s.definition.clone())
             .map_err(|e| DbError::Corrupt(format!("saved segment '{}': {e}", s.id)))?;
-        if s.definition == Definition::Static {
-            let ids = roaring::RoaringTreemap::deserialize_from(&s.members[..])
-                .map_err(|e| DbError::Corrupt(format!("members of '{}': {e}", s.id)))?;
-            let ids: Vec<u64> = ids.iter().collect();
+        if !s.members.is_empty() {
             engine
                 .segments
-                .edit_members(&engine.data, &s.id, &ids, true, 0)
+                .edit_members(&engine.data, &s.id, &s.members, true, 0)
                 .map_err(|e| DbError::Corrupt(e.to_string()))?;
         }
     }
@@ -335,11 +333,10 @@ fn snapshot(engine: &Engine, dir: &std::path::Path, seq: u64) -> Result<(), DbEr
         .map(|s| {
             let mut members = vec![];
             if s.definition == Definition::Static {
-                let ids: roaring::RoaringTreemap =
-                    s.members.rows().into_iter().map(|r| data.id_of(r)).collect();
-                ids.serialize_into(&mut members).expect("writing to a Vec");
+                members = s.members.rows().into_iter().map(|r| data.id_of(r)).collect();
+                members.sort_unstable();
             }
-            SegmentSnap {
+            SegmentMeta {
                 id: s.id.clone(),
                 description: s.description.clone(),
                 definition: s.definition.clone(),
@@ -347,8 +344,8 @@ fn snapshot(engine: &Engine, dir: &std::path::Path, seq: u64) -> Result<(), DbEr
             }
         })
         .collect();
-    let extra = serde_json::to_vec(&SnapshotExtra { id_column: data.id_column().name.clone(), segments })
-        .expect("snapshot metadata serialises");
+    let extra =
+        record::encode_snapshot_meta(&SnapshotMeta { id_column: data.id_column().name.clone(), segments });
     let schema = data.export_schema();
     let batches = (0..data.n_chunks()).map(|c| data.export_chunk(&schema, c));
     write_snapshot(dir, seq, schema.clone(), batches, &extra)?;
@@ -411,10 +408,7 @@ fn commit_loop(
             continue;
         }
         let valid_changes: u64 = valid.iter().map(|(m, _)| m.changes()).sum();
-        let payloads: Vec<Vec<u8>> =
-            valid.iter().map(|(m, _)| serde_json::to_vec(m).expect("mutations serialise")).collect();
-        let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
-        let seqs = match wal.append_batch(&refs) {
+        let seqs = match wal.append_encoded(valid.iter().map(|(m, _)| m), record::encode_mutation) {
             Ok(s) => s,
             Err(e) => {
                 let msg = e.to_string();

@@ -19,10 +19,26 @@ use crate::store::Dataset;
 pub enum Mutation {
     Upsert(Vec<CustomerUpdate>),
     Delete(Vec<u64>),
-    AddAttribute { name: String, kind: NewAttribute },
-    CreateSegment { id: String, description: String, definition: Definition },
-    DeleteSegment { id: String },
-    EditMembers { id: String, customer_ids: Vec<u64>, add: bool },
+    AddAttribute {
+        name: String,
+        kind: NewAttribute,
+    },
+    /// A static definition may come with its first members, so a crash never leaves the
+    /// segment created but empty; a dynamic one takes none (its definition decides).
+    CreateSegment {
+        id: String,
+        description: String,
+        definition: Definition,
+        members: Vec<u64>,
+    },
+    DeleteSegment {
+        id: String,
+    },
+    EditMembers {
+        id: String,
+        customer_ids: Vec<u64>,
+        add: bool,
+    },
 }
 
 impl Mutation {
@@ -32,6 +48,7 @@ impl Mutation {
             Mutation::Upsert(b) => b.len() as u64,
             Mutation::Delete(ids) => ids.len() as u64,
             Mutation::EditMembers { customer_ids, .. } => customer_ids.len() as u64,
+            Mutation::CreateSegment { members, .. } => members.len().max(1) as u64,
             _ => 1,
         }
     }
@@ -153,8 +170,11 @@ impl Engine {
             Mutation::Upsert(batch) => self.data.check_upserts(batch)?,
             Mutation::Delete(_) => {}
             Mutation::AddAttribute { name, .. } => self.data.check_new_attribute(name)?,
-            Mutation::CreateSegment { id, definition, .. } => {
-                self.segments.check_create(&self.data, id, definition)?
+            Mutation::CreateSegment { id, description, definition, members } => {
+                self.segments.check_create(&self.data, id, description, definition)?;
+                if !members.is_empty() && *definition != Definition::Static {
+                    return Err(SegmentError::NotStatic(id.clone()).into());
+                }
             }
             Mutation::DeleteSegment { id } => self.segments.check_delete(id)?,
             Mutation::EditMembers { id, .. } => {
@@ -242,8 +262,15 @@ impl Engine {
                 self.data.add_attribute(name, *kind)?;
                 Outcome::AttributeAdded
             }
-            Mutation::CreateSegment { id, description, definition } => {
-                let count = self.segments.create(&self.data, id, description, definition.clone())?;
+            Mutation::CreateSegment { id, description, definition, members } => {
+                let mut count = self.segments.create(&self.data, id, description, definition.clone())?;
+                if !members.is_empty() {
+                    // A new segment has no dependents yet: only its own events.
+                    let (changed, events) =
+                        self.segments.edit_members(&self.data, id, members, true, sequence)?;
+                    self.events.lock().push(events);
+                    count = changed;
+                }
                 Outcome::SegmentCreated { count }
             }
             Mutation::DeleteSegment { id } => {

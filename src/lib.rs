@@ -16,7 +16,9 @@
 //!   invalidation hook for data changes.
 //! - [`metrics`]: Prometheus counters and histograms, and their HTTP endpoint.
 //! - [`persist`]: durability: a checksummed, group-committed write-ahead log and Arrow IPC
-//!   snapshots.
+//!   snapshots; [`persist::record`] is the versioned on-disk record format (the
+//!   `segd.log.v1` protobuf schema in proto/segd/log/v1, with explicit conversions) and
+//!   `persist::legacy` reads the first release's JSON records.
 //! - [`segments`]: saved segments, materialised and kept current on every write, with
 //!   their enter / leave events.
 //! - [`engine`]: the state machine: table + saved segments + recent events, changed only
@@ -25,7 +27,8 @@
 //!   log, copy-on-write versions published by pointer swap (readers never wait for a
 //!   write), background snapshots, start-up from snapshot + log replay.
 //!
-//! None of these modules knows about gRPC. Two do, and only they import tonic / prost:
+//! None of these modules knows about gRPC (only [`persist::record`] uses prost, for the
+//! storage schema, not for any API). Two do, and only they import tonic:
 //! - [`grpc`]: the `segd.v1.SegmentService` adapter: generated proto types, conversions,
 //!   the error-to-status mapping.
 //! - [`server`]: runs the gRPC service, health and reflection until shutdown.

@@ -50,6 +50,8 @@ pub enum SegmentError {
     Exists(String),
     #[error("bad segment id '{0}': 1-128 characters of letters, digits, '_', '-', '.'")]
     BadId(String),
+    #[error("segment '{id}': the description is {len} bytes, the limit is {limit}")]
+    DescriptionTooLong { id: String, len: usize, limit: usize },
     #[error("segment '{0}' is dynamic: its members follow its definition")]
     NotStatic(String),
     #[error("segment '{0}' is used by segment '{1}' (in_segment); delete that one first")]
@@ -133,8 +135,18 @@ impl Segments {
     }
 
     /// Whether `create` would succeed (no state change).
-    pub fn check_create(&self, ds: &Dataset, id: &str, def: &Definition) -> Result<(), SegmentError> {
+    pub fn check_create(
+        &self,
+        ds: &Dataset,
+        id: &str,
+        description: &str,
+        def: &Definition,
+    ) -> Result<(), SegmentError> {
         check_id(id)?;
+        let limit = crate::store::mutate::MAX_STR_BYTES;
+        if description.len() > limit {
+            return Err(SegmentError::DescriptionTooLong { id: id.into(), len: description.len(), limit });
+        }
         if self.map.contains_key(id) {
             return Err(SegmentError::Exists(id.into()));
         }
@@ -158,7 +170,7 @@ impl Segments {
         description: &str,
         def: Definition,
     ) -> Result<u64, SegmentError> {
-        self.check_create(ds, id, &def)?;
+        self.check_create(ds, id, description, &def)?;
         let plan = compile(ds, &def, &self.map)?;
         let members = Arc::new(match &plan {
             Some(p) => eval::materialize(ds, p),

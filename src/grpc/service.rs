@@ -583,19 +583,10 @@ impl SegmentService for SegmentSvc {
                     Definition::Static
                 }
             };
-            let id = segment_id.clone();
-            let c = st.commit(Mutation::CreateSegment { id: segment_id, description, definition }).await?;
+            let m = Mutation::CreateSegment { id: segment_id, description, definition, members };
+            let c = st.commit(m).await?;
             let Outcome::SegmentCreated { count } = c.outcome else { return Err(unexpected(c.outcome)) };
-            if members.is_empty() {
-                return Ok(pb::CreateSegmentResponse { sequence: c.sequence, count });
-            }
-            let c = st.commit(Mutation::EditMembers { id, customer_ids: members, add: true }).await?;
-            match c.outcome {
-                Outcome::MembersEdited { changed } => {
-                    Ok(pb::CreateSegmentResponse { sequence: c.sequence, count: changed })
-                }
-                o => Err(unexpected(o)),
-            }
+            Ok(pb::CreateSegmentResponse { sequence: c.sequence, count })
         })
         .await
     }

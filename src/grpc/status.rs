@@ -60,7 +60,8 @@ fn query_code(q: &QueryError) -> Code {
         | QueryError::Unsupported { .. }
         | QueryError::BadOperator { .. }
         | QueryError::Limit { .. }
-        | QueryError::BadTree(_) => Code::InvalidArgument,
+        | QueryError::BadTree(_)
+        | QueryError::NonFinite(_) => Code::InvalidArgument,
         QueryError::UnknownSegment(_) => Code::NotFound,
     }
 }
@@ -69,7 +70,7 @@ fn segment_code(s: &SegmentError) -> Code {
     match s {
         SegmentError::NotFound(_) => Code::NotFound,
         SegmentError::Exists(_) => Code::AlreadyExists,
-        SegmentError::BadId(_) => Code::InvalidArgument,
+        SegmentError::BadId(_) | SegmentError::DescriptionTooLong { .. } => Code::InvalidArgument,
         SegmentError::NotStatic(_) | SegmentError::InUse(..) => Code::FailedPrecondition,
         SegmentError::TooMany(_) => Code::ResourceExhausted,
         SegmentError::Query(q) => query_code(q),
@@ -81,7 +82,9 @@ fn mutation_code(m: &MutationError) -> Code {
         MutationError::UnknownAttribute { .. }
         | MutationError::TypeMismatch { .. }
         | MutationError::IdAttribute { .. }
-        | MutationError::BadAttributeName(_) => Code::InvalidArgument,
+        | MutationError::BadAttributeName(_)
+        | MutationError::BadValue { .. }
+        | MutationError::BadCustomerId { .. } => Code::InvalidArgument,
         MutationError::AttributeExists(_) => Code::AlreadyExists,
         MutationError::TooManyRows(_) => Code::ResourceExhausted,
     }

@@ -1,13 +1,18 @@
-//! Durability without a transport: a write-ahead log of opaque records and Arrow IPC
-//! snapshots, both plain files in a data directory. Nothing here knows about gRPC, tokio
-//! or the store; the service decides what a record or a snapshot's `extra` bytes mean.
+//! Durability without a transport: a write-ahead log of records and Arrow IPC snapshots,
+//! both plain files in a data directory. Nothing here knows about gRPC or tokio. The log
+//! and snapshot files carry opaque bytes; [`record`] alone defines what they hold (the
+//! versioned `segd.log.v1` protobuf schema) and converts them to and from mutations.
 //!
 //! # Write-ahead log ([`wal`])
-//! A directory of segment files `wal-<first seq, 20 digits>.log`, each a run of records:
+//! A directory of segment files `wal-<first seq, 20 digits>.log`, each a header naming
+//! its [record format](record) then a run of records:
 //!
 //! ```text
-//! [len u32 LE][crc32 u32 LE of seq+payload][seq u64 LE][payload: len bytes]
+//! ["SEGDWAL\0"][format u32 LE]
+//! [len u32 LE][crc32 u32 LE of seq+payload][seq u64 LE][payload: len bytes] ...
 //! ```
+//!
+//! (The first release wrote no header: such a segment holds format-1 records.)
 //!
 //! Guarantees:
 //! - Sequence numbers are assigned by the log, strictly increasing in file order, and
@@ -41,6 +46,8 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
+mod legacy;
+pub mod record;
 mod segment;
 pub mod snapshot;
 pub mod wal;

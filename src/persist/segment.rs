@@ -1,5 +1,9 @@
-//! The on-disk side of the write-ahead log: record encoding, segment file names, and the
-//! start-up scan that replays every segment and cuts a torn tail.
+//! The on-disk side of the write-ahead log: the segment header, record encoding, segment
+//! file names, and the start-up scan that replays every segment and cuts a torn tail.
+//!
+//! A segment starts with a [`FILE_HEADER`]-byte header, [`MAGIC`] then the record format
+//! version (u32 LE), so a reader knows how to decode its records before reading one. A
+//! segment without it was written by the first release (format 1, JSON records).
 //!
 //! A healthy log is contiguous: each segment is named by the seq of its first record,
 //! records run `n, n+1, ...` inside it, and the next segment is named by the seq after
@@ -9,11 +13,47 @@
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
+use super::record::{FORMAT, LEGACY_FORMAT};
 use super::wal::{Replay, TornTail};
 use super::{io_err, PersistError};
 
 /// `[len u32][crc32 u32][seq u64]` before each payload.
 pub(crate) const HEADER: usize = 16;
+
+/// The first bytes of every segment this version writes.
+pub(crate) const MAGIC: &[u8; 8] = b"SEGDWAL\0";
+/// [`MAGIC`] then the format version.
+pub(crate) const FILE_HEADER: usize = 12;
+
+/// The header of a new segment holding records of `format`.
+pub(crate) fn file_header(format: u32) -> [u8; FILE_HEADER] {
+    let mut h = [0; FILE_HEADER];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..].copy_from_slice(&format.to_le_bytes());
+    h
+}
+
+/// What a segment's first bytes say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// A header naming this format; records follow it.
+    Headed(u32),
+    /// The first release's layout: records from byte 0, format 1.
+    Bare,
+    /// Empty, or a header cut short by a crash while the segment was created: no records.
+    Unwritten,
+}
+
+pub(crate) fn layout(data: &[u8]) -> Layout {
+    if data.len() >= FILE_HEADER && data[..8] == MAGIC[..] {
+        Layout::Headed(u32::from_le_bytes(data[8..FILE_HEADER].try_into().unwrap()))
+    } else if data.len() < FILE_HEADER && data.iter().zip(file_header(0).iter()).take(8).all(|(a, b)| a == b)
+    {
+        Layout::Unwritten
+    } else {
+        Layout::Bare
+    }
+}
 
 pub(crate) fn file_name(first_seq: u64) -> String {
     format!("wal-{first_seq:020}.log")
@@ -41,18 +81,17 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, PersistError> {
     Ok(out)
 }
 
-/// Encodes a record whose seq is not known yet: the payload's CRC (the expensive part)
-/// is computed by the caller's thread, outside the log's lock; [`seal`] fills in the seq
-/// and folds it into the checksum once the order is fixed.
-pub(crate) fn encode_unsealed(payload: &[u8]) -> Result<(Vec<u8>, crc32fast::Hasher), PersistError> {
-    let len = u32::try_from(payload.len()).map_err(|_| PersistError::RecordTooLarge(payload.len()))?;
-    let mut rec = Vec::with_capacity(HEADER + payload.len());
-    rec.extend_from_slice(&len.to_le_bytes());
-    rec.extend_from_slice(&[0; 12]);
-    rec.extend_from_slice(payload);
+/// Fills in the length of a record laid out as `[header][payload]` in `rec` and returns
+/// the payload's CRC. The seq is not known yet: the CRC (the expensive part) is computed
+/// by the caller's thread, outside the log's lock; [`seal`] fills in the seq and folds it
+/// into the checksum once the order is fixed.
+pub(crate) fn prepare(rec: &mut [u8]) -> Result<crc32fast::Hasher, PersistError> {
+    let n = rec.len() - HEADER;
+    let len = u32::try_from(n).map_err(|_| PersistError::RecordTooLarge(n))?;
+    rec[0..4].copy_from_slice(&len.to_le_bytes());
     let mut crc = crc32fast::Hasher::new();
-    crc.update(payload);
-    Ok((rec, crc))
+    crc.update(&rec[HEADER..]);
+    Ok(crc)
 }
 
 pub(crate) fn seal(rec: &mut [u8], payload_crc: &crc32fast::Hasher, seq: u64) {
@@ -77,10 +116,9 @@ struct Scan {
     damage: Option<String>,
 }
 
-/// Appends the records of `data` to `out` while they are whole, checksummed and carry
-/// exactly the seq expected next.
-fn scan(data: &[u8], mut expected: u64, out: &mut Vec<(u64, Vec<u8>)>) -> Scan {
-    let mut off = 0;
+/// Appends the records of `data` from byte `off` to `out` while they are whole,
+/// checksummed and carry exactly the seq expected next.
+fn scan(data: &[u8], mut off: usize, mut expected: u64, out: &mut Vec<(u64, Vec<u8>)>) -> Scan {
     let damage = loop {
         let rest = &data[off..];
         if rest.is_empty() {
@@ -113,6 +151,8 @@ fn scan(data: &[u8], mut expected: u64, out: &mut Vec<(u64, Vec<u8>)>) -> Scan {
 /// next append gets.
 pub(crate) struct Recovered {
     pub segments: Vec<(u64, PathBuf)>,
+    /// The newest segment's layout (`Unwritten` when there is none).
+    pub last_layout: Layout,
     pub replay: Replay,
     pub next_seq: u64,
 }
@@ -124,6 +164,8 @@ pub(crate) struct Recovered {
 pub(crate) fn recover(dir: &Path) -> Result<Recovered, PersistError> {
     let segments = list(dir)?;
     let mut records = Vec::new();
+    let mut formats = Vec::new();
+    let mut last_layout = Layout::Unwritten;
     let mut truncated = None;
     let mut expected = segments.first().map_or(1, |s| s.0);
     for (i, (first, path)) in segments.iter().enumerate() {
@@ -138,7 +180,24 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, PersistError> {
             });
         }
         let data = fs::read(path).map_err(io_err("read", path))?;
-        let scan = scan(&data, expected, &mut records);
+        last_layout = layout(&data);
+        let (format, start) = match last_layout {
+            Layout::Headed(v) => (v, FILE_HEADER),
+            Layout::Bare => (LEGACY_FORMAT, 0),
+            Layout::Unwritten => continue,
+        };
+        if !(LEGACY_FORMAT..=FORMAT).contains(&format) {
+            return Err(PersistError::Corrupt {
+                file: path.clone(),
+                offset: 8,
+                reason: format!(
+                    "record format {format} is not one this version reads ({LEGACY_FORMAT} to {FORMAT}); \
+                     was it written by a newer segd?"
+                ),
+            });
+        }
+        formats.push((*first, format));
+        let scan = scan(&data, start, expected, &mut records);
         expected = scan.next_seq;
         let Some(reason) = scan.damage else { continue };
         if !is_last {
@@ -157,5 +216,10 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, PersistError> {
         );
         truncated = Some(TornTail { file: path.clone(), offset: scan.good_len, dropped_bytes, reason });
     }
-    Ok(Recovered { segments, replay: Replay { records, truncated }, next_seq: expected })
+    Ok(Recovered {
+        segments,
+        last_layout,
+        replay: Replay { records, formats, truncated },
+        next_seq: expected,
+    })
 }

@@ -5,7 +5,9 @@
 //! overwrites anything a committed manifest points to, even when a snapshot is redone at
 //! the same seq. The manifest (`snap-<seq>.manifest`) is written to a temporary name and
 //! renamed over: until that rename is durable the previous snapshot is the latest one.
-//! Manifest text: one line of JSON, then `crc32 <8 hex digits of that line>`.
+//! Manifest text: one line of JSON, then `crc32 <8 hex digits of that line>`. Its `format`
+//! is the [record format](super::record) of the `extra` bytes: 1 for the first release's
+//! JSON, 2 and later for `segd.log.v1` protobuf.
 //!
 //! One writer per directory at a time: pruning removes files no kept manifest names.
 
@@ -23,7 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{io_err, sync_dir, PersistError};
 
-const FORMAT: u32 = 1;
+use super::record::{FORMAT, LEGACY_FORMAT};
+
 /// Snapshots kept after a successful write: the newest, and one to fall back on when the
 /// newest is found incomplete (never when it is found corrupt: see [`read_latest_snapshot`]).
 const KEEP: usize = 2;
@@ -36,6 +39,8 @@ pub struct Snapshot {
     pub schema: SchemaRef,
     pub batches: Box<dyn Iterator<Item = Result<RecordBatch, PersistError>> + Send>,
     pub extra: Vec<u8>,
+    /// The record format `extra` is in.
+    pub format: u32,
     pub manifest: PathBuf,
 }
 
@@ -152,7 +157,7 @@ pub fn read_latest_snapshot(dir: &Path) -> Result<Option<Snapshot>, PersistError
             reason: format!("unreadable record batch: {e}"),
         })
     }));
-    Ok(Some(Snapshot { seq, schema, batches, extra, manifest: path }))
+    Ok(Some(Snapshot { seq, schema, batches, extra, format: m.format, manifest: path }))
 }
 
 fn read_manifest(path: &Path, seq: u64) -> Result<Manifest, String> {
@@ -163,8 +168,11 @@ fn read_manifest(path: &Path, seq: u64) -> Result<Manifest, String> {
         return Err("manifest checksum mismatch".into());
     }
     let m: Manifest = serde_json::from_str(body).map_err(|e| format!("manifest malformed: {e}"))?;
-    if m.format != FORMAT {
-        return Err(format!("manifest format {} is not the supported {FORMAT}", m.format));
+    if !(LEGACY_FORMAT..=FORMAT).contains(&m.format) {
+        return Err(format!(
+            "manifest format {} is not one this version reads ({LEGACY_FORMAT} to {FORMAT}); was it written by a newer segd?",
+            m.format
+        ));
     }
     if m.seq != seq {
         return Err(format!("manifest says seq {} but is named for {seq}", m.seq));

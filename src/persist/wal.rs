@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use super::segment::{self, encode_unsealed, seal};
+use super::record::FORMAT;
+use super::segment::{self, seal, Layout};
 use super::{io_err, sync_dir, PersistError};
 
 /// When an append is acknowledged relative to `fsync`.
@@ -51,8 +52,17 @@ impl Default for WalOptions {
 pub struct Replay {
     /// Every intact record, `(seq, payload)`, in seq order.
     pub records: Vec<(u64, Vec<u8>)>,
+    /// `(first seq, record format)` of each segment that held records, in seq order.
+    pub formats: Vec<(u64, u32)>,
     /// Set when the newest segment ended in a torn or corrupt record that was cut off.
     pub truncated: Option<TornTail>,
+}
+
+impl Replay {
+    /// The record format of record `seq` (see [`super::record`]).
+    pub fn format_of(&self, seq: u64) -> u32 {
+        self.formats.iter().rev().find(|(first, _)| *first <= seq).map_or(FORMAT, |&(_, f)| f)
+    }
 }
 
 /// A cut tail: `file` now ends at `offset`; the `dropped_bytes` after it were lost.
@@ -108,8 +118,17 @@ impl Wal {
         std::fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
         let rec = segment::recover(dir)?;
         let mut segments = rec.segments;
-        if segments.is_empty() {
-            // An empty segment named by the next seq is how the numbering survives a
+        if rec.last_layout != Layout::Headed(FORMAT) {
+            // Appends go to a segment of the current format: an older one (or one whose
+            // header a crash cut short) is left as it is, or replaced when it holds no
+            // record (it is named by the next seq, like the one that replaces it).
+            if let Some((first, path)) = segments.last() {
+                if *first == rec.next_seq {
+                    std::fs::remove_file(path).map_err(io_err("remove", path))?;
+                    segments.pop();
+                }
+            }
+            // An empty segment named by the next seq is also how the numbering survives a
             // restart when every record has been truncated away.
             segments.push(create_segment(dir, rec.next_seq)?);
         }
@@ -154,6 +173,25 @@ impl Wal {
         Ok(self.append_batch(&[payload])?[0])
     }
 
+    /// [`Wal::append_batch`] of `items`, each encoded by `encode` (which appends its
+    /// payload to the buffer it is given) straight into the group's one buffer, after
+    /// room for its record header: no payload is copied before it is queued.
+    pub fn append_encoded<T>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+        mut encode: impl FnMut(T, &mut Vec<u8>),
+    ) -> Result<Vec<u64>, PersistError> {
+        let mut buf = Vec::new();
+        let mut recs = Vec::new();
+        for item in items {
+            let start = buf.len();
+            buf.extend_from_slice(&[0; segment::HEADER]);
+            encode(item, &mut buf);
+            recs.push((start, segment::prepare(&mut buf[start..])?));
+        }
+        self.queue_records(&buf, &recs)
+    }
+
     /// Appends records with consecutive seqs in one commit. Each record is still its own
     /// unit of atomicity: a crash can keep a prefix of them, so a logical change that
     /// must be all-or-nothing belongs in one record.
@@ -161,15 +199,36 @@ impl Wal {
         if payloads.is_empty() {
             return Ok(Vec::new());
         }
-        let mut recs = payloads.iter().map(|p| encode_unsealed(p)).collect::<Result<Vec<_>, _>>()?;
+        let mut buf = Vec::with_capacity(payloads.iter().map(|p| segment::HEADER + p.len()).sum());
+        let mut recs = Vec::with_capacity(payloads.len());
+        for p in payloads {
+            let start = buf.len();
+            buf.extend_from_slice(&[0; segment::HEADER]);
+            buf.extend_from_slice(p);
+            recs.push((start, segment::prepare(&mut buf[start..])?));
+        }
+        self.queue_records(&buf, &recs)
+    }
+
+    /// Queues records laid out in `buf` (`(offset, payload CRC)` each, header not yet
+    /// sealed) and waits until they are durable.
+    fn queue_records(
+        &self,
+        buf: &[u8],
+        recs: &[(usize, crc32fast::Hasher)],
+    ) -> Result<Vec<u64>, PersistError> {
+        if recs.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut q = self.shared.queue.lock();
         if let Some(why) = &q.poisoned {
             return Err(PersistError::Poisoned(why.clone()));
         }
         let first = q.next_seq;
-        for (i, (rec, crc)) in recs.iter_mut().enumerate() {
-            seal(rec, crc, first + i as u64);
-            q.pending.extend_from_slice(rec);
+        let base = q.pending.len();
+        q.pending.extend_from_slice(buf);
+        for (i, (start, crc)) in recs.iter().enumerate() {
+            seal(&mut q.pending[base + start..], crc, first + i as u64);
         }
         q.next_seq += recs.len() as u64;
         let last = q.next_seq - 1;
@@ -197,7 +256,7 @@ impl Wal {
     pub fn truncate_before(&self, seq: u64) -> Result<usize, PersistError> {
         let shared = &self.shared;
         let mut log = shared.log.lock();
-        if log.len > 0 && log.written < seq {
+        if log.len > segment::FILE_HEADER as u64 && log.written < seq {
             // Start a new segment so the current one, wholly covered, can go too.
             let next = log.written + 1;
             log.rotate(&shared.dir, next).inspect_err(|e| shared.poison(e))?;
@@ -264,7 +323,7 @@ impl Shared {
     fn write(&self, batch: &[u8], upto: u64) -> Result<(), PersistError> {
         let mut guard = self.log.lock();
         let log = &mut *guard;
-        if log.len > 0 && log.len + batch.len() as u64 > self.opts.segment_bytes {
+        if log.len > segment::FILE_HEADER as u64 && log.len + batch.len() as u64 > self.opts.segment_bytes {
             log.rotate(&self.dir, log.written + 1)?;
         }
         let path = &log.segments.last().unwrap().1;
@@ -311,7 +370,7 @@ impl Log {
         self.dirty = false;
         let (seq, path) = create_segment(dir, first_seq)?;
         self.file = OpenOptions::new().append(true).open(&path).map_err(io_err("open", &path))?;
-        self.len = 0;
+        self.len = segment::FILE_HEADER as u64;
         self.segments.push((seq, path));
         Ok(())
     }
@@ -320,7 +379,10 @@ impl Log {
 fn create_segment(dir: &Path, first_seq: u64) -> Result<(u64, PathBuf), PersistError> {
     let path = dir.join(segment::file_name(first_seq));
     // create_new: a file already under this name would hold records we do not know of.
-    OpenOptions::new().write(true).create_new(true).open(&path).map_err(io_err("create", &path))?;
+    let mut file =
+        OpenOptions::new().write(true).create_new(true).open(&path).map_err(io_err("create", &path))?;
+    file.write_all(&segment::file_header(FORMAT)).map_err(io_err("write", &path))?;
+    file.sync_data().map_err(io_err("fsync", &path))?;
     sync_dir(dir)?;
     Ok((first_seq, path))
 }

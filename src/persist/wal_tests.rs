@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::persist::segment::{self, HEADER};
+use crate::persist::record::{FORMAT, LEGACY_FORMAT};
+use crate::persist::segment::{self, FILE_HEADER, HEADER};
 
 fn small(segment_bytes: u64) -> WalOptions {
     WalOptions { sync: SyncMode::Always, segment_bytes }
@@ -132,9 +133,11 @@ fn damage_outside_the_newest_segment_refuses_to_start() {
     assert!(segs.len() >= 3);
     let victim = segs[1].1.clone();
     let before = fs::read(&victim).unwrap();
-    flip_byte(&victim, 9); // the first record's seq
+    flip_byte(&victim, FILE_HEADER as u64 + 9); // the first record's seq
     match Wal::open(dir.path(), small(256)) {
-        Err(PersistError::Corrupt { file, offset, .. }) => assert_eq!((file, offset), (victim.clone(), 0)),
+        Err(PersistError::Corrupt { file, offset, .. }) => {
+            assert_eq!((file, offset), (victim.clone(), FILE_HEADER as u64))
+        }
         other => panic!("expected Corrupt, got {:?}", other.map(|(_, r)| r)),
     }
     assert_eq!(fs::read(&victim).unwrap().len(), before.len(), "a refused segment is not cut");
@@ -270,4 +273,83 @@ fn group_commit_throughput_report() {
             assert_eq!(wal.last_seq(), total);
         }
     }
+}
+
+/// A record as the first release laid it out (no segment header before the first).
+fn bare_record(seq: u64, payload: &[u8]) -> Vec<u8> {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&seq.to_le_bytes());
+    crc.update(payload);
+    let mut rec = (payload.len() as u32).to_le_bytes().to_vec();
+    rec.extend_from_slice(&crc.finalize().to_le_bytes());
+    rec.extend_from_slice(&seq.to_le_bytes());
+    rec.extend_from_slice(payload);
+    rec
+}
+
+#[test]
+fn segments_carry_their_format_and_a_first_release_log_is_read_then_left_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let bare: Vec<u8> = (5..=7).flat_map(|s| bare_record(s, &payload(s))).collect();
+    fs::write(dir.path().join(segment::file_name(5)), bare).unwrap();
+    let (wal, replay) = Wal::open(dir.path(), small(1 << 20)).unwrap();
+    expect_records(&replay, 5..=7);
+    assert_eq!(replay.formats, vec![(5, LEGACY_FORMAT)]);
+    assert_eq!((replay.format_of(5), replay.format_of(7)), (LEGACY_FORMAT, LEGACY_FORMAT));
+    // New records never go into the old segment.
+    assert_eq!(wal.append(&payload(8)).unwrap(), 8);
+    drop(wal);
+    let segs = segments(dir.path());
+    assert_eq!(segs.iter().map(|s| s.0).collect::<Vec<_>>(), vec![5, 8]);
+    let head = fs::read(&segs[1].1).unwrap();
+    assert_eq!(&head[..8], b"SEGDWAL\0");
+    assert_eq!(u32::from_le_bytes(head[8..12].try_into().unwrap()), FORMAT);
+    let (_, replay) = Wal::open(dir.path(), small(1 << 20)).unwrap();
+    expect_records(&replay, 5..=8);
+    assert_eq!(replay.formats, vec![(5, LEGACY_FORMAT), (8, FORMAT)]);
+    assert_eq!((replay.format_of(7), replay.format_of(8)), (LEGACY_FORMAT, FORMAT));
+}
+
+#[test]
+fn a_newer_format_is_refused_and_a_cut_header_is_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    log_of(dir.path(), 3);
+    let file = segments(dir.path())[0].1.clone();
+    let good = fs::read(&file).unwrap();
+    let mut newer = good.clone();
+    newer[8..12].copy_from_slice(&(FORMAT + 1).to_le_bytes());
+    fs::write(&file, &newer).unwrap();
+    let err = Wal::open(dir.path(), small(1 << 20)).err().expect("a newer format is refused");
+    assert!(err.to_string().contains(&format!("record format {}", FORMAT + 1)), "{err}");
+    fs::write(&file, &good).unwrap();
+
+    // A crash while a new segment's header was written leaves a few bytes of it.
+    let (wal, _) = Wal::open(dir.path(), small(1 << 20)).unwrap();
+    wal.truncate_before(4).unwrap();
+    drop(wal);
+    let segs = segments(dir.path());
+    assert_eq!(segs.iter().map(|s| s.0).collect::<Vec<_>>(), vec![4]);
+    fs::write(&segs[0].1, &b"SEGDW"[..]).unwrap();
+    let (wal, replay) = Wal::open(dir.path(), small(1 << 20)).unwrap();
+    assert!(replay.records.is_empty() && replay.truncated.is_none());
+    assert_eq!(wal.append(b"x").unwrap(), 4);
+    drop(wal);
+    let (_, replay) = Wal::open(dir.path(), small(1 << 20)).unwrap();
+    assert_eq!((replay.records, replay.formats), (vec![(4, b"x".to_vec())], vec![(4, FORMAT)]));
+}
+
+#[test]
+fn append_encoded_writes_what_append_batch_writes() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let payloads: Vec<Vec<u8>> = (1..=40).map(payload).collect();
+    let (wa, _) = Wal::open(a.path(), small(1 << 20)).unwrap();
+    let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    assert_eq!(wa.append_batch(&refs).unwrap(), (1..=40).collect::<Vec<_>>());
+    let (wb, _) = Wal::open(b.path(), small(1 << 20)).unwrap();
+    let seqs = wb.append_encoded(&payloads, |p, buf| buf.extend_from_slice(p)).unwrap();
+    assert_eq!(seqs, (1..=40).collect::<Vec<_>>());
+    drop((wa, wb));
+    let file = |d: &Path| fs::read(&segments(d)[0].1).unwrap();
+    assert_eq!(file(a.path()), file(b.path()));
+    expect_records(&Wal::open(b.path(), small(1 << 20)).unwrap().1, 1..=40);
 }

@@ -18,4 +18,6 @@ pub enum QueryError {
     UnknownSegment(String),
     #[error("invalid predicate tree: {0}")]
     BadTree(String),
+    #[error("number {0} is not finite: NaN and infinities are not allowed in a segment")]
+    NonFinite(f64),
 }

@@ -41,7 +41,11 @@ pub fn literal(v: &Value) -> Result<Literal, QueryError> {
         Value::Bool(b) => Literal::Bool(*b),
         Value::Number(n) => match n.as_i64() {
             Some(i) => Literal::Int(i),
-            None => Literal::Float(n.as_f64().ok_or_else(|| QueryError::BadTree(format!("number {n}")))?),
+            None => match n.as_f64() {
+                Some(x) if x.is_finite() => Literal::Float(x),
+                Some(x) => return Err(QueryError::NonFinite(x)),
+                None => return Err(QueryError::BadTree(format!("number {n}"))),
+            },
         },
         Value::String(s) => Literal::Str(s.clone()),
         other => return Err(QueryError::BadTree(format!("a value must be a scalar, got {other}"))),

@@ -43,7 +43,24 @@ pub fn compile_expr_in(
     plan::bind_in(ds, e, segs)
 }
 
+/// Rejects NaN and infinite literals: no column holds one, and a definition holding one
+/// could not be logged and read back as the same value in every format.
+fn check_finite(e: &Expr) -> Result<(), QueryError> {
+    let lit = |l: &Literal| match l {
+        Literal::Float(x) if !x.is_finite() => Err(QueryError::NonFinite(*x)),
+        Literal::Null | Literal::Bool(_) | Literal::Int(_) | Literal::Float(_) | Literal::Str(_) => Ok(()),
+    };
+    match e {
+        Expr::And(v) | Expr::Or(v) => v.iter().try_for_each(check_finite),
+        Expr::Not(e) => check_finite(e),
+        Expr::Cmp { value, .. } | Expr::Contains { value, .. } | Expr::Const(value) => lit(value),
+        Expr::In { values, .. } => values.iter().try_for_each(lit),
+        Expr::IsNull { .. } | Expr::Column(_) | Expr::InSegment(_) => Ok(()),
+    }
+}
+
 fn check_limits(e: &Expr, limits: &Limits) -> Result<(), QueryError> {
+    check_finite(e)?;
     if e.depth() > limits.max_depth {
         return Err(QueryError::Limit { what: "predicate depth", got: e.depth(), limit: limits.max_depth });
     }

@@ -309,15 +309,18 @@ pub fn temporal(t: Temporal, s: &str) -> Option<i64> {
         .or_else(|| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").ok())
         .or_else(|| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").ok())?;
     let utc = dt.and_utc();
-    Some(match t {
-        Temporal::Date32 => utc.timestamp().div_euclid(86_400),
-        Temporal::Date64 => utc.timestamp_millis(),
+    // Checked: a far date in nanoseconds overflows i64, and must be refused, not wrapped.
+    match t {
+        Temporal::Date32 => Some(utc.timestamp().div_euclid(86_400)),
+        Temporal::Date64 => Some(utc.timestamp_millis()),
         Temporal::Timestamp(u) => {
             let per = unit_per_second(u);
-            utc.timestamp() * per + utc.timestamp_subsec_nanos() as i64 / (1_000_000_000 / per)
+            utc.timestamp()
+                .checked_mul(per)?
+                .checked_add(utc.timestamp_subsec_nanos() as i64 / (1_000_000_000 / per))
         }
-        Temporal::None => return None,
-    })
+        Temporal::None => None,
+    }
 }
 
 fn spec_of<K: Copy>(op: CmpOp, v: K) -> RangeSpec<K> {

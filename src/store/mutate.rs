@@ -51,7 +51,22 @@ pub enum MutationError {
     BadAttributeName(String),
     #[error("the table is full ({0} rows)")]
     TooManyRows(usize),
+    /// A value of the right kind that the column cannot hold exactly (out of range,
+    /// non-finite, too long, not a date): storing it would change it, or it could not be
+    /// logged and read back as itself.
+    #[error("customer {customer_id}: attribute '{attribute}' cannot take {value}: {reason}")]
+    BadValue { customer_id: u64, attribute: String, value: String, reason: String },
+    #[error("customer id {customer_id} is out of range: the id column '{column}' ({kind}) holds {range}")]
+    BadCustomerId { customer_id: u64, column: String, kind: String, range: String },
 }
+
+/// Longest string value, in bytes: a string attribute, one item of a list, a segment's
+/// description.
+pub const MAX_STR_BYTES: usize = 64 * 1024;
+/// Most items in one list value.
+pub const MAX_LIST_ITEMS: usize = 1_000;
+/// Integers up to this magnitude are exactly representable in a float column (2^53).
+pub const MAX_EXACT_FLOAT_INT: u64 = 1 << 53;
 
 /// The kinds an attribute can be added with at run time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,9 +81,20 @@ pub enum NewAttribute {
 }
 
 impl Dataset {
-    /// Checks a batch against the schema without changing anything.
+    /// Checks a batch against the schema without changing anything: every value must be
+    /// of its column's kind and be stored exactly as given (see [`MutationError::BadValue`]).
     pub fn check_upserts(&self, batch: &[CustomerUpdate]) -> Result<(), MutationError> {
+        let id_col = &self.columns[self.id_col];
+        let id_range = int_range(&id_col.source_type);
         for u in batch {
+            if !id_range.contains(&(u.customer_id as i128)) {
+                return Err(MutationError::BadCustomerId {
+                    customer_id: u.customer_id,
+                    column: id_col.name.clone(),
+                    kind: id_col.source_type.to_string(),
+                    range: format!("{}..={}", id_range.start(), id_range.end()),
+                });
+            }
             for (name, v) in &u.attributes {
                 let Some(ci) = self.column_index(name) else {
                     return Err(MutationError::UnknownAttribute {
@@ -84,13 +110,24 @@ impl Dataset {
                     });
                 }
                 let col = &self.columns[ci];
-                if !fits(col, v) {
-                    return Err(MutationError::TypeMismatch {
-                        customer_id: u.customer_id,
-                        attribute: name.clone(),
-                        kind: format!("{} ({})", col.kind.name(), col.source_type),
-                        value: format!("{v:?}"),
-                    });
+                match fit(col, v) {
+                    Ok(()) => {}
+                    Err(Unfit::Kind) => {
+                        return Err(MutationError::TypeMismatch {
+                            customer_id: u.customer_id,
+                            attribute: name.clone(),
+                            kind: format!("{} ({})", col.kind.name(), col.source_type),
+                            value: shown(v),
+                        })
+                    }
+                    Err(Unfit::Value(reason)) => {
+                        return Err(MutationError::BadValue {
+                            customer_id: u.customer_id,
+                            attribute: name.clone(),
+                            value: shown(v),
+                            reason,
+                        })
+                    }
                 }
             }
         }
@@ -279,22 +316,100 @@ impl Dataset {
     }
 }
 
-/// Whether a value can be stored in a column (type and range).
-fn fits(col: &Column, v: &CellValue) -> bool {
-    match (col.kind, v) {
-        (_, CellValue::Null) => true,
-        (Kind::Bool, CellValue::Bool(_))
-        | (Kind::Str, CellValue::Str(_))
-        | (Kind::StrList, CellValue::List(_)) => true,
-        (Kind::Float, CellValue::Int(_) | CellValue::Float(_)) => true,
-        (Kind::Int(Temporal::None), CellValue::Int(i)) => int_range(&col.source_type).contains(&(*i as i128)),
-        (Kind::Int(Temporal::None), CellValue::Float(f)) => {
-            f.fract() == 0.0 && int_range(&col.source_type).contains(&(*f as i128))
+/// Why a value does not fit a column.
+enum Unfit {
+    /// Not of the column's kind.
+    Kind,
+    /// Of its kind, but not storable exactly; the reason names the limit.
+    Value(String),
+}
+
+/// Whether a value can be stored in a column exactly as given (kind, range, finiteness,
+/// length, a parseable date).
+fn fit(col: &Column, v: &CellValue) -> Result<(), Unfit> {
+    let in_range = |i: i128| {
+        let r = int_range(&col.source_type);
+        if r.contains(&i) {
+            Ok(())
+        } else {
+            Err(Unfit::Value(format!("out of range for {} ({}..={})", col.source_type, r.start(), r.end())))
         }
-        (Kind::Int(_), CellValue::Int(i)) => int_range(&col.source_type).contains(&(*i as i128)),
-        (Kind::Int(t), CellValue::Str(s)) => crate::query::plan::temporal(t, s).is_some(),
-        _ => false,
+    };
+    let f32_col = col.source_type == DataType::Float32;
+    let non_finite = || Unfit::Value("not a finite number (NaN and infinities cannot be stored)".into());
+    match (col.kind, v) {
+        (_, CellValue::Null) | (Kind::Bool, CellValue::Bool(_)) => Ok(()),
+        (Kind::Str, CellValue::Str(s)) => check_str(s),
+        (Kind::StrList, CellValue::List(items)) => {
+            if items.len() > MAX_LIST_ITEMS {
+                return Err(Unfit::Value(format!(
+                    "{} items is over the limit of {MAX_LIST_ITEMS} per list",
+                    items.len()
+                )));
+            }
+            items.iter().try_for_each(|s| check_str(s))
+        }
+        (Kind::Float, CellValue::Float(f)) if !f.is_finite() => Err(non_finite()),
+        (Kind::Float, CellValue::Float(f)) if f32_col && (*f as f32) as f64 != *f => {
+            Err(Unfit::Value("not exactly representable in a 32-bit float column".into()))
+        }
+        (Kind::Float, CellValue::Float(_)) => Ok(()),
+        (Kind::Float, CellValue::Int(i)) => {
+            let max = if f32_col { 1 << 24 } else { MAX_EXACT_FLOAT_INT };
+            if i.unsigned_abs() <= max {
+                Ok(())
+            } else {
+                Err(Unfit::Value(format!(
+                    "beyond ±{max}, a {} column cannot hold this integer exactly",
+                    col.source_type
+                )))
+            }
+        }
+        (Kind::Int(Temporal::None), CellValue::Float(f)) => {
+            if !f.is_finite() {
+                Err(non_finite())
+            } else if f.fract() != 0.0 {
+                Err(Unfit::Value("not a whole number, and the column holds integers".into()))
+            } else {
+                in_range(*f as i128)
+            }
+        }
+        (Kind::Int(_), CellValue::Int(i)) => in_range(*i as i128),
+        (
+            Kind::Int(t @ (Temporal::Date32 | Temporal::Date64 | Temporal::Timestamp(_))),
+            CellValue::Str(s),
+        ) => match crate::query::plan::temporal(t, s) {
+            Some(i) => in_range(i as i128),
+            None => Err(Unfit::Value(
+                "not a valid date or time in range (YYYY-MM-DD, or YYYY-MM-DD HH:MM:SS[.fraction])".into(),
+            )),
+        },
+        (Kind::Bool | Kind::Str | Kind::StrList | Kind::Float | Kind::Int(_), _) => Err(Unfit::Kind),
     }
+}
+
+fn check_str(s: &str) -> Result<(), Unfit> {
+    if s.len() > MAX_STR_BYTES {
+        return Err(Unfit::Value(format!("{} bytes is over the limit of {MAX_STR_BYTES} bytes", s.len())));
+    }
+    Ok(())
+}
+
+/// A value for an error message: long strings and lists are cut (the message must stay
+/// readable and small).
+fn shown(v: &CellValue) -> String {
+    const MAX: usize = 80;
+    let full = match v {
+        CellValue::List(items) if items.len() > 8 => {
+            format!("List({:?}, ... {} items)", &items[..8], items.len())
+        }
+        _ => format!("{v:?}"),
+    };
+    if full.chars().count() <= MAX {
+        return full;
+    }
+    let cut: String = full.chars().take(MAX).collect();
+    format!("{cut}... ({} bytes)", full.len())
 }
 
 /// A value in the column's own representation (dates parsed, integral floats as ints).
@@ -325,19 +440,24 @@ fn int_range(dt: &DataType) -> std::ops::RangeInclusive<i128> {
 /// Applies one column's cells of a batch (`(row, value)` in batch order; the last write of
 /// a row wins). Rows `old_rows..rows` are new: NULL wherever the batch did not write them.
 fn apply_column(mut cm: ColumnMut<'_>, mut cells: Vec<(u32, CellValue)>, old_rows: usize, rows: usize) {
-    cells.extend((old_rows..rows).map(|r| (r as u32, CellValue::Null)));
-    // Stable: for one row, the NULL filler sorts last, after the batch's own writes.
+    // Stable: for one row, the batch's writes stay in batch order, so the last one wins
+    // (an explicit NULL included).
     cells.sort_by_key(|&(r, _)| r);
-    let mut last: Vec<(u32, CellValue)> = Vec::with_capacity(cells.len());
+    let mut last: Vec<(u32, CellValue)> = Vec::with_capacity(cells.len() + (rows - old_rows));
     for (r, v) in cells {
         match last.last_mut() {
-            Some((lr, lv)) if *lr == r => {
-                // A filler never replaces a write of the batch.
-                if !(v == CellValue::Null && r as usize >= old_rows) {
-                    *lv = v;
-                }
-            }
+            Some((lr, lv)) if *lr == r => *lv = v,
             _ => last.push((r, v)),
+        }
+    }
+    // New rows the batch did not write in this column are NULL in it.
+    let split = last.partition_point(|&(r, _)| (r as usize) < old_rows);
+    let written: Vec<(u32, CellValue)> = last.drain(split..).collect();
+    let mut written = written.into_iter().peekable();
+    for r in old_rows as u32..rows as u32 {
+        match written.next_if(|(wr, _)| *wr == r) {
+            Some(cell) => last.push(cell),
+            None => last.push((r, CellValue::Null)),
         }
     }
     for (row, v) in &last {

@@ -44,15 +44,20 @@ fn write_some(db: &Db) {
         id: "de_gold".into(),
         description: "German gold".into(),
         definition: Definition::Sql("country = 'DE' AND tier = 'GOLD'".into()),
+        members: vec![],
     })
     .unwrap();
-    db.commit(Mutation::CreateSegment {
-        id: "vips".into(),
-        description: String::new(),
-        definition: Definition::Static,
-    })
-    .unwrap();
-    db.commit(Mutation::EditMembers { id: "vips".into(), customer_ids: vec![1, 2, 3, 999_999], add: true })
+    // A static segment is created with its first members in one logged mutation.
+    let c = db
+        .commit(Mutation::CreateSegment {
+            id: "vips".into(),
+            description: String::new(),
+            definition: Definition::Static,
+            members: vec![1, 2, 999_999],
+        })
+        .unwrap();
+    assert_eq!(c.outcome, Outcome::SegmentCreated { count: 2 }, "999999 is not a customer");
+    db.commit(Mutation::EditMembers { id: "vips".into(), customer_ids: vec![3, 999_999], add: true })
         .unwrap();
     for id in 1..=50 {
         db.commit(upsert(id, "tier", CellValue::Str("GOLD".into()))).unwrap();
@@ -117,6 +122,16 @@ fn rejected_mutations_are_not_logged() {
     assert!(db.commit(upsert(1, "age", CellValue::Str("old".into()))).is_err());
     assert!(db.commit(upsert(1, "nope", CellValue::Int(1))).is_err());
     assert!(db.commit(Mutation::DeleteSegment { id: "missing".into() }).is_err());
+    let dynamic_with_members = Mutation::CreateSegment {
+        id: "dyn".into(),
+        description: String::new(),
+        definition: Definition::Sql("age > 30".into()),
+        members: vec![1],
+    };
+    assert!(matches!(
+        db.commit(dynamic_with_members),
+        Err(DbError::Rejected(segd::engine::EngineError::Segment(segd::segments::SegmentError::NotStatic(id)))) if id == "dyn"
+    ));
     assert_eq!(fingerprint(&db), before);
     drop(db);
     let db = open(dir.path()).unwrap();
@@ -176,6 +191,7 @@ fn saved_segments_can_reference_saved_segments() {
         id: id.into(),
         description: String::new(),
         definition: Definition::Sql(text.into()),
+        members: vec![],
     };
     db.commit(create("gold", "tier = 'GOLD'")).unwrap();
     db.commit(create("gold_de", "in_segment('gold') AND country = 'DE'")).unwrap();
@@ -231,11 +247,8 @@ fn a_close_after_replay_snapshots_the_replayed_writes() {
     // Replay, then a clean close: the replayed writes must now be in a snapshot and the
     // log cut, so the next start replays nothing.
     open(dir.path()).unwrap().close().unwrap();
-    let wal_bytes: u64 = std::fs::read_dir(dir.path().join("wal"))
-        .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
-        .sum();
-    assert_eq!(wal_bytes, 0, "log cut after the close's snapshot");
+    let (_, replay) = segd::persist::Wal::open(&dir.path().join("wal"), Default::default()).unwrap();
+    assert_eq!(replay.records, vec![], "log cut after the close's snapshot");
     let db = open(dir.path()).unwrap();
     assert_eq!(fingerprint(&db), want);
 }

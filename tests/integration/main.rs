@@ -1,12 +1,15 @@
 //! All integration tests in one binary, so they link once (2 cores).
 
+mod boundary;
 mod cli;
 mod common;
 mod differential;
 mod durability;
 mod errors;
+mod golden;
 mod grpc;
 mod loading;
 mod mutations;
 mod queries;
 mod realtime;
+mod validation;

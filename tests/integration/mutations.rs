@@ -124,7 +124,7 @@ fn a_bad_batch_changes_nothing() {
         CustomerUpdate { customer_id: 13, attributes: vec![("i8c".into(), CellValue::Int(1000))] },
     ];
     assert!(
-        matches!(ds.apply_upserts(&bad), Err(MutationError::TypeMismatch { attribute, .. }) if attribute == "i8c")
+        matches!(ds.apply_upserts(&bad), Err(MutationError::BadValue { attribute, .. }) if attribute == "i8c")
     );
     let unknown =
         vec![CustomerUpdate { customer_id: 10, attributes: vec![("nope".into(), CellValue::Int(1))] }];
@@ -197,6 +197,7 @@ fn a_group_applied_at_once_matches_one_by_one() {
                 id: format!("g{i}"),
                 description: String::new(),
                 definition: Definition::Sql(d.to_string()),
+                members: vec![],
             };
             e.apply(i as u64 + 1, &m).unwrap();
         }
