@@ -1,0 +1,33 @@
+//! Next-best-offer decisions: an offer catalogue, arbitration with an explanation for every
+//! offer, contact history with caps, budgets and suppression, adaptive propensities, and
+//! exact reach funnels from the bitmaps.
+//!
+//! The module sits above [`crate::store`], [`crate::index`] and [`crate::query`] and below
+//! the engine: it decides and applies, the engine logs. Its state ([`Catalogue`],
+//! [`ContactState`]) changes only by applying records in commit order:
+//! - [`offer`]: offers, the contact policy, validation.
+//! - [`facts`]: what a decision reads about a customer ([`CustomerFacts`]), from a table or
+//!   from maps.
+//! - [`arbitrate`]: [`decide`]: stages, scores, ranking, the decision record to log.
+//! - [`history`]: applying decisions and outcomes: caps, budgets, suppression, models.
+//! - [`hash`]: stable hold-out / control-group draws and sampling seeds.
+
+pub mod arbitrate;
+pub mod facts;
+pub mod hash;
+pub mod history;
+pub mod offer;
+
+pub use arbitrate::{
+    decide, Context, DecideError, Decision, DecisionRecord, DropReason, Dropped, ModelKey, Ranked, Request,
+    Stage,
+};
+pub use facts::{CustomerFacts, DatasetFacts, FactsError, MapFacts};
+pub use history::{Applied, ContactConfig, ContactState, HistoryError, OutcomeApplied, OutcomeKind};
+pub use offer::{
+    Catalogue, Channel, ContactPolicy, ContextWeights, Limit, Offer, OfferError, Propensity, SegmentRef,
+    Suppression, Value,
+};
+
+#[cfg(test)]
+mod tests;
