@@ -10,13 +10,17 @@
 //!   from maps.
 //! - [`arbitrate`]: [`decide`]: stages, scores, ranking, the decision record to log.
 //! - [`history`]: applying decisions and outcomes: caps, budgets, suppression, models.
+//! - [`reach`]: the exact funnel of an offer over the whole base.
+//! - [`campaign`]: decisions for every member of a segment.
 //! - [`hash`]: stable hold-out / control-group draws and sampling seeds.
 
 pub mod arbitrate;
+pub mod campaign;
 pub mod facts;
 pub mod hash;
 pub mod history;
 pub mod offer;
+pub mod reach;
 
 pub use arbitrate::{
     decide, Context, DecideError, Decision, DecisionRecord, DropReason, Dropped, ModelKey, Ranked, Request,
@@ -29,5 +33,7 @@ pub use offer::{
     Suppression, Value,
 };
 
+#[cfg(test)]
+mod table_tests;
 #[cfg(test)]
 mod tests;
