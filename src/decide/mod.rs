@@ -12,6 +12,7 @@
 //! - [`history`]: applying decisions and outcomes: caps, budgets, suppression, models.
 //! - [`reach`]: the exact funnel of an offer over the whole base.
 //! - [`campaign`]: decisions for every member of a segment.
+//! - [`record`]: protobuf record forms of all of the above, for the log and snapshots.
 //! - [`hash`]: stable hold-out / control-group draws and sampling seeds.
 
 pub mod arbitrate;
@@ -21,6 +22,7 @@ pub mod hash;
 pub mod history;
 pub mod offer;
 pub mod reach;
+pub mod record;
 
 pub use arbitrate::{
     decide, Context, DecideError, Decision, DecisionRecord, DropReason, Dropped, ModelKey, Ranked, Request,
