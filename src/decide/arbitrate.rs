@@ -12,10 +12,11 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Beta, Distribution};
 
+use super::catalogue::Catalogue;
 use super::facts::{CustomerFacts, FactsError};
 use super::hash;
 use super::history::{Applied, ContactState};
-use super::offer::{Catalogue, Channel, Offer, Propensity, SegmentRef, Value, MAX_TEXT};
+use super::offer::{Channel, Offer, Propensity, Rule, SegmentRef, Value, MAX_TEXT};
 
 /// Most offers one decision presents.
 pub const MAX_RESULTS: usize = 25;
@@ -307,14 +308,13 @@ fn stages(
     if !o.channels.contains(&ctx.channel) {
         return Ok(Err(DropReason::WrongChannel { channel: ctx.channel }));
     }
-    let rules = [
-        (&o.eligibility, DropReason::NotEligible),
-        (&o.applicability, DropReason::NotApplicable),
-        (&o.suitability, DropReason::NotSuitable),
-    ];
-    for (seg, reason) in rules {
-        if !matches!(seg, SegmentRef::All) && !facts.in_segment(customer, seg)? {
-            return Ok(Err(reason));
+    for (rule, seg) in o.rules() {
+        if !matches!(seg, SegmentRef::All) && !facts.passes(customer, o, rule)? {
+            return Ok(Err(match rule {
+                Rule::Eligibility => DropReason::NotEligible,
+                Rule::Applicability => DropReason::NotApplicable,
+                Rule::Suitability => DropReason::NotSuitable,
+            }));
         }
     }
     if control_group {
@@ -364,7 +364,7 @@ fn score(
         Propensity::Adaptive { alpha, beta, per_segment } => {
             let mut key = ModelKey::Offer;
             for s in per_segment {
-                if facts.in_segment(customer, &SegmentRef::Saved(s.clone()))? {
+                if facts.in_saved(customer, s)? {
                     key = ModelKey::Segment(s.clone());
                     break;
                 }

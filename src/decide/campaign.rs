@@ -5,9 +5,9 @@
 //! exactly as for single decisions (a budget of 1,000 keeps the first 1,000 presentations).
 
 use super::arbitrate::{decide, Context, DecideError, Decision, Request};
+use super::catalogue::Catalogue;
 use super::facts::CustomerFacts;
 use super::history::ContactState;
-use super::offer::Catalogue;
 use crate::index::Postings;
 use crate::store::Dataset;
 

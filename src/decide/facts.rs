@@ -4,7 +4,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::offer::{Catalogue, Propensity, SegmentRef, Value};
+use std::sync::Arc;
+
+use super::catalogue::Catalogue;
+use super::offer::{Offer, Propensity, Rule, SegmentRef, Value};
+use crate::index::Postings;
 use crate::query::{self, eval, plan::Segments, Limits, Plan, QueryError};
 use crate::store::column::{ColumnData, Kind, Temporal};
 use crate::store::Dataset;
@@ -13,7 +17,7 @@ use crate::store::Dataset;
 pub enum FactsError {
     #[error("unknown customer id {0}")]
     UnknownCustomer(u64),
-    #[error("segment {0} was not resolved for this catalogue")]
+    #[error("{0} was not resolved for this catalogue (facts are built per catalogue version)")]
     Unresolved(String),
     #[error("offer '{offer}': {field}: attribute '{attribute}' is not a numeric column{found}")]
     NotNumeric { offer: String, field: String, attribute: String, found: String },
@@ -25,8 +29,10 @@ pub enum FactsError {
 pub trait CustomerFacts {
     /// Whether the customer is held at all.
     fn known(&self, customer_id: u64) -> bool;
-    /// Whether the customer is in the segment.
-    fn in_segment(&self, customer_id: u64, seg: &SegmentRef) -> Result<bool, FactsError>;
+    /// Whether the customer passes one segment rule of an offer.
+    fn passes(&self, customer_id: u64, offer: &Offer, rule: Rule) -> Result<bool, FactsError>;
+    /// Whether the customer is in a saved segment (per-segment adaptive models).
+    fn in_saved(&self, customer_id: u64, segment_id: &str) -> Result<bool, FactsError>;
     /// A numeric attribute's value; None when NULL (or NaN).
     fn number(&self, customer_id: u64, attribute: &str) -> Result<Option<f64>, FactsError>;
 }
@@ -42,48 +48,48 @@ pub fn segment_key(seg: &SegmentRef) -> String {
     }
 }
 
-/// Every segment a catalogue refers to, with the offer and field that names it.
-pub fn catalogue_segments(cat: &Catalogue) -> Vec<(String, &'static str, SegmentRef)> {
-    let mut out = vec![];
-    for o in cat.offers() {
-        for (rule, seg) in o.rules() {
-            out.push((o.id.clone(), rule.field(), seg.clone()));
-        }
-        if let Propensity::Adaptive { per_segment, .. } = &o.propensity {
-            for s in per_segment {
-                out.push((o.id.clone(), "propensity.per_segment", SegmentRef::Saved(s.clone())));
-            }
-        }
-    }
-    out
-}
-
-/// Facts from a customer table: segments compiled once against it (build one per
-/// published version and catalogue, not per decision), numbers read from the columns.
+/// Facts from a customer table: each offer's rules compiled once against it (build one per
+/// published version and catalogue, not per decision: a decision then only walks plans),
+/// numbers read from the columns.
 pub struct DatasetFacts<'a> {
     ds: &'a Dataset,
-    plans: HashMap<String, Plan>,
+    /// Offer id -> its eligibility, applicability and suitability plans.
+    rules: HashMap<String, [Plan; 3]>,
+    /// Saved segments of per-segment adaptive models.
+    saved: HashMap<String, Arc<Postings>>,
 }
 
 impl<'a> DatasetFacts<'a> {
-    /// Compiles every segment of the catalogue (resolving `in_segment` and saved segment
-    /// ids through `segs`) and checks every value / propensity attribute is numeric.
+    /// Compiles every rule of the catalogue (resolving `in_segment` and saved segment ids
+    /// through `segs`) and checks every value / propensity attribute is numeric.
     pub fn new(
         ds: &'a Dataset,
         cat: &Catalogue,
         segs: Segments<'_>,
         limits: &Limits,
     ) -> Result<Self, FactsError> {
-        let mut plans = HashMap::new();
-        for (offer, field, seg) in catalogue_segments(cat) {
-            let key = segment_key(&seg);
-            if plans.contains_key(&key) {
-                continue;
-            }
-            let err = |source| FactsError::Segment { offer: offer.clone(), field: field.into(), source };
-            plans.insert(key, compile(ds, &seg, segs, limits).map_err(err)?);
-        }
+        let mut rules = HashMap::with_capacity(cat.len());
+        let mut saved = HashMap::new();
         for o in cat.offers() {
+            let compiled = o.rules().map(|(rule, seg)| {
+                compile(ds, seg, segs, limits).map_err(|source| FactsError::Segment {
+                    offer: o.id.clone(),
+                    field: rule.field().into(),
+                    source,
+                })
+            });
+            let [e, a, s] = compiled;
+            rules.insert(o.id.clone(), [e?, a?, s?]);
+            if let Propensity::Adaptive { per_segment, .. } = &o.propensity {
+                for id in per_segment {
+                    let members = segs(id).ok_or_else(|| FactsError::Segment {
+                        offer: o.id.clone(),
+                        field: "propensity.per_segment".into(),
+                        source: QueryError::UnknownSegment(id.clone()),
+                    })?;
+                    saved.insert(id.clone(), members);
+                }
+            }
             if let Value::Attribute { name, .. } = &o.value {
                 numeric_column(ds, name)
                     .map_err(|found| not_numeric(&o.id, "value.attribute", name, found))?;
@@ -93,17 +99,11 @@ impl<'a> DatasetFacts<'a> {
                     .map_err(|found| not_numeric(&o.id, "propensity.attribute", name, found))?;
             }
         }
-        Ok(DatasetFacts { ds, plans })
+        Ok(DatasetFacts { ds, rules, saved })
     }
 
     pub fn dataset(&self) -> &Dataset {
         self.ds
-    }
-
-    /// The compiled plan of a segment of the catalogue.
-    pub fn plan(&self, seg: &SegmentRef) -> Result<&Plan, FactsError> {
-        let key = segment_key(seg);
-        self.plans.get(&key).ok_or(FactsError::Unresolved(key))
     }
 
     fn row(&self, customer_id: u64) -> Result<u32, FactsError> {
@@ -163,9 +163,22 @@ impl CustomerFacts for DatasetFacts<'_> {
         self.ds.row_of(customer_id).is_some()
     }
 
-    fn in_segment(&self, customer_id: u64, seg: &SegmentRef) -> Result<bool, FactsError> {
+    fn passes(&self, customer_id: u64, offer: &Offer, rule: Rule) -> Result<bool, FactsError> {
         let row = self.row(customer_id)?;
-        Ok(eval::matches_row(self.ds, &self.plan(seg)?.root, row))
+        let plans = self
+            .rules
+            .get(&offer.id)
+            .ok_or_else(|| FactsError::Unresolved(format!("offer '{}'", offer.id)))?;
+        Ok(eval::matches_row(self.ds, &plans[rule.index()].root, row))
+    }
+
+    fn in_saved(&self, customer_id: u64, segment_id: &str) -> Result<bool, FactsError> {
+        let row = self.row(customer_id)?;
+        let members = self
+            .saved
+            .get(segment_id)
+            .ok_or_else(|| FactsError::Unresolved(format!("saved segment '{segment_id}'")))?;
+        Ok(members.contains(row))
     }
 
     fn number(&self, customer_id: u64, attribute: &str) -> Result<Option<f64>, FactsError> {
@@ -200,18 +213,28 @@ impl MapFacts {
     }
 }
 
+impl MapFacts {
+    fn customer(&self, customer_id: u64) -> Result<&MapCustomer, FactsError> {
+        self.customers.get(&customer_id).ok_or(FactsError::UnknownCustomer(customer_id))
+    }
+}
+
 impl CustomerFacts for MapFacts {
     fn known(&self, customer_id: u64) -> bool {
         self.customers.contains_key(&customer_id)
     }
 
-    fn in_segment(&self, customer_id: u64, seg: &SegmentRef) -> Result<bool, FactsError> {
-        let c = self.customers.get(&customer_id).ok_or(FactsError::UnknownCustomer(customer_id))?;
+    fn passes(&self, customer_id: u64, offer: &Offer, rule: Rule) -> Result<bool, FactsError> {
+        let c = self.customer(customer_id)?;
+        let seg = offer.rules()[rule.index()].1;
         Ok(matches!(seg, SegmentRef::All) || c.segments.contains(&segment_key(seg)))
     }
 
+    fn in_saved(&self, customer_id: u64, segment_id: &str) -> Result<bool, FactsError> {
+        Ok(self.customer(customer_id)?.segments.contains(&segment_key(&SegmentRef::Saved(segment_id.into()))))
+    }
+
     fn number(&self, customer_id: u64, attribute: &str) -> Result<Option<f64>, FactsError> {
-        let c = self.customers.get(&customer_id).ok_or(FactsError::UnknownCustomer(customer_id))?;
-        Ok(c.numbers.get(attribute).copied().filter(|x| !x.is_nan()))
+        Ok(self.customer(customer_id)?.numbers.get(attribute).copied().filter(|x| !x.is_nan()))
     }
 }

@@ -5,11 +5,13 @@
 //! The module sits above [`crate::store`], [`crate::index`] and [`crate::query`] and below
 //! the engine: it decides and applies, the engine logs. Its state ([`Catalogue`],
 //! [`ContactState`]) changes only by applying records in commit order:
-//! - [`offer`]: offers, the contact policy, validation.
+//! - [`offer`]: what an offer is, and its validation.
+//! - [`catalogue`]: the offers and the contact policy they share.
 //! - [`facts`]: what a decision reads about a customer ([`CustomerFacts`]), from a table or
 //!   from maps.
 //! - [`arbitrate`]: [`decide`]: stages, scores, ranking, the decision record to log.
 //! - [`history`]: applying decisions and outcomes: caps, budgets, suppression, models.
+//! - [`limits`]: caps, contact limits, suppression and budgets as questions on that state.
 //! - [`reach`]: the exact funnel of an offer over the whole base.
 //! - [`campaign`]: decisions for every member of a segment.
 //! - [`record`]: protobuf record forms of all of the above, for the log and snapshots.
@@ -17,9 +19,11 @@
 
 pub mod arbitrate;
 pub mod campaign;
+pub mod catalogue;
 pub mod facts;
 pub mod hash;
 pub mod history;
+pub mod limits;
 pub mod offer;
 pub mod reach;
 pub mod record;
@@ -28,12 +32,14 @@ pub use arbitrate::{
     decide, Context, DecideError, Decision, DecisionRecord, DropReason, Dropped, ModelKey, Ranked, Request,
     Stage,
 };
+pub use campaign::{decide_for_segment, Blast};
+pub use catalogue::{Catalogue, ContactPolicy};
 pub use facts::{CustomerFacts, DatasetFacts, FactsError, MapFacts};
 pub use history::{Applied, ContactConfig, ContactState, HistoryError, OutcomeApplied, OutcomeKind};
 pub use offer::{
-    Catalogue, Channel, ContactPolicy, ContextWeights, Limit, Offer, OfferError, Propensity, SegmentRef,
-    Suppression, Value,
+    Channel, ContextWeights, Limit, Offer, OfferError, Propensity, SegmentRef, Suppression, Value,
 };
+pub use reach::{reach_estimate, Funnel};
 
 #[cfg(test)]
 mod table_tests;

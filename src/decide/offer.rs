@@ -1,10 +1,8 @@
-//! The offer catalogue: what an offer is, who may get it, how it is scored and limited, and
-//! the contact policy every offer shares. Validation is of an offer whole, before it is
+//! What an offer is: who may get it, how it is scored and limited. Validation is of an offer whole, before it is
 //! logged, with errors naming the offer id and the field.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 
 use crate::query::Expr;
 
@@ -332,6 +330,15 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// Position in [`Offer::rules`].
+    pub fn index(self) -> usize {
+        match self {
+            Rule::Eligibility => 0,
+            Rule::Applicability => 1,
+            Rule::Suitability => 2,
+        }
+    }
+
     pub fn field(self) -> &'static str {
         match self {
             Rule::Eligibility => "eligibility",
@@ -417,98 +424,6 @@ pub(crate) fn check_limit(l: &Limit) -> Result<(), (&'static str, String)> {
         return Err(("max", "0: omit the limit to forbid nothing, or allow at least 1".into()));
     }
     duration(l.window_ms).map_err(|p| ("window_ms", p))
-}
-
-/// Limits shared by every offer: contact frequency per channel and the control group.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ContactPolicy {
-    /// Contacts (impressions of any offer) per customer on a channel.
-    pub channel_limits: BTreeMap<Channel, Limit>,
-    /// Percentage of customers (stable per customer) who get no offer at all: [0, 100].
-    pub control_pct: f64,
-}
-
-impl Default for ContactPolicy {
-    /// The industry default: at most one email and one SMS per customer per 7 days, no
-    /// control group.
-    fn default() -> Self {
-        let week = Limit { max: 1, window_ms: 7 * 86_400_000 };
-        ContactPolicy {
-            channel_limits: [(Channel::Email, week), (Channel::Sms, week)].into_iter().collect(),
-            control_pct: 0.0,
-        }
-    }
-}
-
-impl ContactPolicy {
-    pub fn validate(&self) -> Result<(), OfferError> {
-        for (c, l) in &self.channel_limits {
-            check_limit(l).map_err(|(f, problem)| OfferError::Policy {
-                field: format!("channel_limits.{c}.{f}"),
-                problem,
-            })?;
-        }
-        percentage(self.control_pct)
-            .map_err(|problem| OfferError::Policy { field: "control_pct".into(), problem })
-    }
-}
-
-/// Most offers a catalogue holds.
-pub const MAX_OFFERS: usize = 10_000;
-
-/// The offers and the contact policy: state of the engine, changed by logged mutations.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Catalogue {
-    offers: BTreeMap<String, Arc<Offer>>,
-    policy: ContactPolicy,
-}
-
-impl Catalogue {
-    pub fn new(policy: ContactPolicy) -> Result<Catalogue, OfferError> {
-        policy.validate()?;
-        Ok(Catalogue { offers: BTreeMap::new(), policy })
-    }
-
-    /// Adds or replaces an offer (validated whole).
-    pub fn put(&mut self, offer: Offer) -> Result<(), OfferError> {
-        offer.validate()?;
-        if !self.offers.contains_key(&offer.id) && self.offers.len() >= MAX_OFFERS {
-            return Err(OfferError::TooMany(MAX_OFFERS));
-        }
-        self.offers.insert(offer.id.clone(), Arc::new(offer));
-        Ok(())
-    }
-
-    pub fn delete(&mut self, id: &str) -> Result<Arc<Offer>, OfferError> {
-        self.offers.remove(id).ok_or_else(|| OfferError::NotFound(id.into()))
-    }
-
-    pub fn get(&self, id: &str) -> Option<&Arc<Offer>> {
-        self.offers.get(id)
-    }
-
-    /// Offers in id order (the order explanations list them in).
-    pub fn offers(&self) -> impl Iterator<Item = &Arc<Offer>> {
-        self.offers.values()
-    }
-
-    pub fn len(&self) -> usize {
-        self.offers.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.offers.is_empty()
-    }
-
-    pub fn policy(&self) -> &ContactPolicy {
-        &self.policy
-    }
-
-    pub fn set_policy(&mut self, policy: ContactPolicy) -> Result<(), OfferError> {
-        policy.validate()?;
-        self.policy = policy;
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -608,16 +523,5 @@ mod tests {
         let mut o = Offer::new("o1", &[Channel::Web]);
         (o.start_ms, o.end_ms) = (Some(100), Some(200));
         assert!(!o.in_window(99) && o.in_window(100) && o.in_window(199) && !o.in_window(200));
-    }
-
-    #[test]
-    fn policy_errors_name_the_field() {
-        let mut p = ContactPolicy { control_pct: 101.0, ..Default::default() };
-        assert!(matches!(p.validate(), Err(OfferError::Policy { field, .. }) if field == "control_pct"));
-        p.control_pct = 5.0;
-        p.channel_limits.insert(Channel::Push, Limit { max: 0, window_ms: 10 });
-        assert!(
-            matches!(p.validate(), Err(OfferError::Policy { field, .. }) if field == "channel_limits.push.max")
-        );
     }
 }

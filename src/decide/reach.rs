@@ -9,10 +9,11 @@
 use rayon::prelude::*;
 
 use super::arbitrate::Context;
+use super::catalogue::ContactPolicy;
 use super::facts::{compile, FactsError};
 use super::hash;
 use super::history::ContactState;
-use super::offer::{ContactPolicy, Offer};
+use super::offer::Offer;
 use crate::query::plan::{Node, Plan, Segments};
 use crate::query::{eval, Limits};
 use crate::store::Dataset;

@@ -11,6 +11,7 @@ use arrow_array::RecordBatch;
 
 use super::arbitrate::{decide, Context, Request, Stage};
 use super::campaign::{decide_for_segment, Blast};
+use super::catalogue::*;
 use super::facts::{DatasetFacts, MapFacts};
 use super::history::{ContactConfig, ContactState, OutcomeKind};
 use super::offer::*;

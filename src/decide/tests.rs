@@ -6,6 +6,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use proptest::prelude::*;
 
 use super::arbitrate::{decide, Context, DecisionRecord, DropReason, ModelKey, Ranked, Request};
+use super::catalogue::*;
 use super::facts::MapFacts;
 use super::history::{ContactConfig, ContactState, OutcomeApplied, OutcomeKind};
 use super::offer::*;

@@ -5,12 +5,15 @@
 //!
 //! - [`offer`]: offers, the contact policy and the catalogue (a `PutOffer` / `SetPolicy`
 //!   mutation and the catalogue snapshot section).
+//! - [`expr`]: segment predicate trees.
 //! - [`state`]: the decision taken, outcomes, and the contact-state snapshot section.
 
+pub mod expr;
 pub mod offer;
 pub mod state;
 
-pub use offer::{CatalogueRecord, ContactPolicyRecord, ExprRecord, OfferRecord};
+pub use expr::ExprRecord;
+pub use offer::{CatalogueRecord, ContactPolicyRecord, OfferRecord};
 pub use state::{ContactStateRecord, DecisionTakenRecord, OutcomeRecord};
 
 /// A record that cannot be turned back into state.

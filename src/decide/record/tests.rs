@@ -6,6 +6,7 @@ use prost::Message;
 
 use super::*;
 use crate::decide::arbitrate::{decide, Context, DecisionRecord, Request};
+use crate::decide::catalogue::*;
 use crate::decide::facts::MapFacts;
 use crate::decide::history::{ContactConfig, ContactState, OutcomeKind};
 use crate::decide::offer::*;
@@ -100,7 +101,7 @@ fn expressions_roundtrip() {
         assert_eq!(Expr::try_from(roundtrip(&ExprRecord::from(&e))).unwrap(), e, "{text}");
     }
     let bad = ExprRecord {
-        node: Some(offer::ExprNode::Cmp(offer::CmpRecord { col: "a".into(), op: 9, value: None })),
+        node: Some(expr::ExprNode::Cmp(expr::CmpRecord { col: "a".into(), op: 9, value: None })),
     };
     assert_eq!(Expr::try_from(bad), Err(RecordError::Unknown { field: "cmp.op", value: "9".into() }));
 }
