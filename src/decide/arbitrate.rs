@@ -372,7 +372,7 @@ fn score(
             let n = state.model(&o.id, &key);
             let p = thompson(
                 alpha + n.successes as f64,
-                beta + (n.trials - n.successes) as f64,
+                beta + n.trials.saturating_sub(n.successes) as f64,
                 req.decision_id,
                 &o.id,
             );

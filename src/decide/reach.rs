@@ -66,25 +66,31 @@ pub fn reach_estimate(
     let suitable = eval::materialize(ds, &prefix(3));
     f.suitable = suitable.len;
     // Per-customer hashes: a customer passes when outside the control group and the hold-out.
+    // Without either, nobody is hashed.
+    let hashing = policy.control_pct > 0.0 || offer.holdout_pct > 0.0;
     let passes = |id: u64| -> (bool, bool) {
-        let control = hash::in_control(id, policy.control_pct);
+        let control = policy.control_pct > 0.0 && hash::in_control(id, policy.control_pct);
         let held = offer.holdout_pct > 0.0 && hash::held_out(id, &offer.id, offer.holdout_pct);
         (!control, !control && !held)
     };
-    let (not_control, not_held_out) = suitable
-        .chunks
-        .par_iter()
-        .enumerate()
-        .map(|(c, cont)| {
-            let (mut a, mut b) = (0u64, 0u64);
-            cont.for_each(|o| {
-                let (x, y) = passes(ds.id_of(((c as u32) << 16) | o as u32));
-                a += x as u64;
-                b += y as u64;
-            });
-            (a, b)
-        })
-        .reduce(|| (0, 0), |x, y| (x.0 + y.0, x.1 + y.1));
+    let (not_control, not_held_out) = if !hashing {
+        (suitable.len, suitable.len)
+    } else {
+        suitable
+            .chunks
+            .par_iter()
+            .enumerate()
+            .map(|(c, cont)| {
+                let (mut a, mut b) = (0u64, 0u64);
+                cont.for_each(|o| {
+                    let (x, y) = passes(ds.id_of(((c as u32) << 16) | o as u32));
+                    a += x as u64;
+                    b += y as u64;
+                });
+                (a, b)
+            })
+            .reduce(|| (0, 0), |x, y| (x.0 + y.0, x.1 + y.1))
+    };
     f.not_control = not_control;
     f.not_held_out = not_held_out;
     if offer.budget.is_some_and(|b| state.budget_used(&offer.id) >= b) {
