@@ -87,6 +87,15 @@ impl Catalogue {
         self.offers.is_empty()
     }
 
+    /// Offers that read the saved segment (see [`Offer::segment_refs`]).
+    pub fn offers_using_segment(&self, segment_id: &str) -> Vec<String> {
+        self.offers
+            .values()
+            .filter(|o| o.segment_refs().iter().any(|s| s == segment_id))
+            .map(|o| o.id.clone())
+            .collect()
+    }
+
     pub fn policy(&self) -> &ContactPolicy {
         &self.policy
     }

@@ -21,6 +21,8 @@ pub enum FactsError {
     Unresolved(String),
     #[error("offer '{offer}': {field}: attribute '{attribute}' is not a numeric column{found}")]
     NotNumeric { offer: String, field: String, attribute: String, found: String },
+    #[error("attribute '{attribute}' is not a numeric column{found}")]
+    NotNumericAttribute { attribute: String, found: String },
     #[error("offer '{offer}': {field}: {source}")]
     Segment { offer: String, field: String, source: QueryError },
 }
@@ -59,9 +61,47 @@ pub struct DatasetFacts<'a> {
     saved: HashMap<String, Arc<Postings>>,
 }
 
+/// One offer resolved against a table: its three rule plans and the members of the saved
+/// segments of its per-segment models.
+pub struct Resolved {
+    pub rules: [Plan; 3],
+    pub saved: Vec<(String, Arc<Postings>)>,
+}
+
+/// Resolves an offer against a table: compiles its rules (resolving `in_segment` and saved
+/// segment ids through `segs`), finds its model segments, and checks its value /
+/// propensity attributes are numeric columns. What `PutOffer` checks before logging.
+pub fn resolve(ds: &Dataset, o: &Offer, segs: Segments<'_>, limits: &Limits) -> Result<Resolved, FactsError> {
+    let [e, a, s] = o.rules().map(|(rule, seg)| {
+        compile(ds, seg, segs, limits).map_err(|source| FactsError::Segment {
+            offer: o.id.clone(),
+            field: rule.field().into(),
+            source,
+        })
+    });
+    let rules = [e?, a?, s?];
+    let mut saved = vec![];
+    if let Propensity::Adaptive { per_segment, .. } = &o.propensity {
+        for id in per_segment {
+            let members = segs(id).ok_or_else(|| FactsError::Segment {
+                offer: o.id.clone(),
+                field: "propensity.per_segment".into(),
+                source: QueryError::UnknownSegment(id.clone()),
+            })?;
+            saved.push((id.clone(), members));
+        }
+    }
+    if let Value::Attribute { name, .. } = &o.value {
+        numeric_column(ds, name).map_err(|found| not_numeric(&o.id, "value.attribute", name, found))?;
+    }
+    if let Propensity::Attribute(name) = &o.propensity {
+        numeric_column(ds, name).map_err(|found| not_numeric(&o.id, "propensity.attribute", name, found))?;
+    }
+    Ok(Resolved { rules, saved })
+}
+
 impl<'a> DatasetFacts<'a> {
-    /// Compiles every rule of the catalogue (resolving `in_segment` and saved segment ids
-    /// through `segs`) and checks every value / propensity attribute is numeric.
+    /// Resolves every offer of the catalogue ([`resolve`]).
     pub fn new(
         ds: &'a Dataset,
         cat: &Catalogue,
@@ -71,33 +111,9 @@ impl<'a> DatasetFacts<'a> {
         let mut rules = HashMap::with_capacity(cat.len());
         let mut saved = HashMap::new();
         for o in cat.offers() {
-            let compiled = o.rules().map(|(rule, seg)| {
-                compile(ds, seg, segs, limits).map_err(|source| FactsError::Segment {
-                    offer: o.id.clone(),
-                    field: rule.field().into(),
-                    source,
-                })
-            });
-            let [e, a, s] = compiled;
-            rules.insert(o.id.clone(), [e?, a?, s?]);
-            if let Propensity::Adaptive { per_segment, .. } = &o.propensity {
-                for id in per_segment {
-                    let members = segs(id).ok_or_else(|| FactsError::Segment {
-                        offer: o.id.clone(),
-                        field: "propensity.per_segment".into(),
-                        source: QueryError::UnknownSegment(id.clone()),
-                    })?;
-                    saved.insert(id.clone(), members);
-                }
-            }
-            if let Value::Attribute { name, .. } = &o.value {
-                numeric_column(ds, name)
-                    .map_err(|found| not_numeric(&o.id, "value.attribute", name, found))?;
-            }
-            if let Propensity::Attribute(name) = &o.propensity {
-                numeric_column(ds, name)
-                    .map_err(|found| not_numeric(&o.id, "propensity.attribute", name, found))?;
-            }
+            let r = resolve(ds, o, segs, limits)?;
+            rules.insert(o.id.clone(), r.rules);
+            saved.extend(r.saved);
         }
         Ok(DatasetFacts { ds, rules, saved })
     }
@@ -184,7 +200,7 @@ impl CustomerFacts for DatasetFacts<'_> {
     fn number(&self, customer_id: u64, attribute: &str) -> Result<Option<f64>, FactsError> {
         let row = self.row(customer_id)?;
         let col = numeric_column(self.ds, attribute)
-            .map_err(|found| not_numeric("?", "attribute", attribute, found))?;
+            .map_err(|found| FactsError::NotNumericAttribute { attribute: attribute.into(), found })?;
         Ok(number_at(self.ds, col, row))
     }
 }

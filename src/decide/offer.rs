@@ -212,6 +212,32 @@ impl Offer {
         ]
     }
 
+    /// Saved segments the offer reads: saved-segment rules, `in_segment(...)` in its rule
+    /// texts and trees, and the segments of per-segment models. A saved segment an offer
+    /// reads must not be deleted (as with `in_segment` between saved segments).
+    pub fn segment_refs(&self) -> Vec<String> {
+        let mut out = vec![];
+        for (_, seg) in self.rules() {
+            match seg {
+                SegmentRef::All => {}
+                SegmentRef::Saved(id) => out.push(id.clone()),
+                SegmentRef::Predicate(e) => out.extend(e.segment_refs()),
+                // A text that does not parse reads nothing (and is refused when resolved).
+                SegmentRef::Where(t) => {
+                    if let Ok(e) = crate::query::sql::parse(t, &crate::query::Limits::default()) {
+                        out.extend(e.segment_refs());
+                    }
+                }
+            }
+        }
+        if let Propensity::Adaptive { per_segment, .. } = &self.propensity {
+            out.extend(per_segment.iter().cloned());
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Checks every field; the first problem is reported with the offer id and field.
     pub fn validate(&self) -> Result<(), OfferError> {
         let err = |field: &str, problem: String| OfferError::Invalid {
@@ -516,6 +542,19 @@ mod tests {
         assert_eq!(Channel::parse("sms"), Ok(Channel::Sms));
         let e = Channel::parse("fax").unwrap_err().to_string();
         assert!(e.contains("'fax'") && e.contains("email, sms"), "{e}");
+    }
+
+    #[test]
+    fn segment_refs_come_from_every_rule_and_model() {
+        let mut o = Offer::new("o1", &[Channel::Web]);
+        o.eligibility = SegmentRef::Saved("a".into());
+        o.applicability = SegmentRef::Where("in_segment('b') AND NOT in_segment('a') AND age > 3".into());
+        o.suitability = SegmentRef::Predicate(crate::query::Expr::Not(Box::new(
+            crate::query::Expr::InSegment("c".into()),
+        )));
+        o.propensity =
+            Propensity::Adaptive { alpha: 1.0, beta: 1.0, per_segment: vec!["d".into(), "a".into()] };
+        assert_eq!(o.segment_refs(), ["a", "b", "c", "d"]);
     }
 
     #[test]

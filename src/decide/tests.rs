@@ -217,6 +217,43 @@ fn control_group_contact_limit_fallback_and_deleted() {
 }
 
 #[test]
+fn history_must_cover_every_window() {
+    let config = ContactConfig { history_ms: 10 * DAY, decision_retention_ms: DAY };
+    config.validate().unwrap();
+    let mut o = Offer::new("o", &[Channel::Web]);
+    o.cap = Some(Limit { max: 1, window_ms: 11 * DAY });
+    let e = config.check_offer(&o).unwrap_err();
+    assert!(
+        matches!(&e, OfferError::Invalid { offer, field, .. } if offer == "o" && field == "cap.window_ms"),
+        "{e}"
+    );
+    o.cap = None;
+    o.suppression =
+        Some(Suppression { after: 1, within_ms: 4 * DAY, pause_ms: 5 * DAY, ignore_after_ms: Some(2 * DAY) });
+    assert!(
+        matches!(config.check_offer(&o), Err(OfferError::Invalid { field, .. }) if field == "suppression")
+    );
+    o.suppression =
+        Some(Suppression { after: 1, within_ms: 4 * DAY, pause_ms: 5 * DAY, ignore_after_ms: Some(DAY) });
+    config.check_offer(&o).unwrap();
+    config.check_policy(&ContactPolicy::default()).unwrap();
+    let p = ContactPolicy {
+        channel_limits: [(Channel::Sms, Limit { max: 1, window_ms: 30 * DAY })].into(),
+        control_pct: 0.0,
+    };
+    assert!(
+        matches!(config.check_policy(&p), Err(OfferError::Policy { field, .. }) if field == "channel_limits.sms.window_ms")
+    );
+    let bad = ContactConfig { history_ms: 0, decision_retention_ms: DAY };
+    assert!(matches!(bad.validate(), Err(OfferError::Policy { field, .. }) if field == "history_ms"));
+    // The catalogue names the offers that read a saved segment.
+    let mut a = Offer::new("reads", &[Channel::Web]);
+    a.suitability = SegmentRef::Where("in_segment('gold')".into());
+    let cat = catalogue(no_limits(), vec![a, Offer::new("other", &[Channel::Web])]);
+    assert_eq!(cat.offers_using_segment("gold"), ["reads"]);
+}
+
+#[test]
 fn holdout_share_is_binomial_and_stable() {
     let (n, pct) = (100_000u64, 10.0);
     let held: HashSet<u64> = (1..=n).filter(|&id| super::hash::held_out(id, "spring", pct)).collect();
