@@ -23,8 +23,19 @@ impl ContactState {
     }
 
     /// Acceptances plus open reservations.
-    pub fn budget_used(&self, offer_id: &str) -> u64 {
-        self.offers.get(offer_id).map_or(0, |s| s.accepted + s.reserved)
+    /// Acceptances plus reservations still open at `now`: a decision that has expired by
+    /// `now` holds nothing, even before a later record moves the clock past it (so a
+    /// decision taken at `now` sees what its apply will see).
+    pub fn budget_used(&self, offer_id: &str, now_ms: i64) -> u64 {
+        let Some(s) = self.offers.get(offer_id) else { return 0 };
+        let lapsed = self
+            .expiry
+            .range(..=(now_ms, u64::MAX))
+            .filter_map(|(_, id)| self.decisions.get(id))
+            .flat_map(|d| &d.offers)
+            .filter(|t| t.reserved && t.ranked.offer_id == offer_id)
+            .count() as u64;
+        s.accepted + s.reserved - lapsed
     }
 
     pub fn model(&self, offer_id: &str, key: &ModelKey) -> BetaCounts {
@@ -97,7 +108,7 @@ impl ContactState {
     /// Whether the offer's budget, cap or suppression rules it out for the customer now.
     pub fn offer_limit(&self, offer: &Offer, customer_id: u64, now_ms: i64) -> Option<DropReason> {
         if let Some(budget) = offer.budget {
-            let used = self.budget_used(&offer.id);
+            let used = self.budget_used(&offer.id, now_ms);
             if used >= budget {
                 return Some(DropReason::BudgetSpent { used, budget });
             }

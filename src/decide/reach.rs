@@ -93,7 +93,7 @@ pub fn reach_estimate(
     };
     f.not_control = not_control;
     f.not_held_out = not_held_out;
-    if offer.budget.is_some_and(|b| state.budget_used(&offer.id) >= b) {
+    if offer.budget.is_some_and(|b| state.budget_used(&offer.id, ctx.now_ms) >= b) {
         return Ok(f);
     }
     f.within_budget = f.not_held_out;

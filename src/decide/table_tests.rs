@@ -130,8 +130,8 @@ fn reach_funnel_equals_the_row_by_row_oracle() {
     let mut plain = o.clone();
     plain.holdout_pct = 0.0;
     let mut spent = o.clone();
-    spent.budget = Some(st.budget_used("spring"));
-    assert!(st.budget_used("spring") > 0);
+    spent.budget = Some(st.budget_used("spring", now));
+    assert!(st.budget_used("spring", now) > 0);
     let no_control = ContactPolicy { control_pct: 0.0, ..policy.clone() };
     for (o, policy) in [(&o, &policy), (&plain, &no_control), (&spent, &policy)] {
         for (channel, at) in [

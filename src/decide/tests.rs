@@ -217,6 +217,45 @@ fn control_group_contact_limit_fallback_and_deleted() {
 }
 
 #[test]
+fn expiry_releases_reservations_and_impressions_can_come_later() {
+    let mut o = Offer::new("b", &[Channel::Web]);
+    (o.budget, o.cap) = (Some(1), Some(Limit { max: 1, window_ms: DAY }));
+    let cat = catalogue(no_limits(), vec![o]);
+    let facts = MapFacts::default().with(1, &[], &[]).with(2, &[], &[]);
+    let config = ContactConfig { history_ms: 10 * DAY, decision_retention_ms: HOUR };
+    let mut st = ContactState::new(config).unwrap();
+    let take = |st: &mut ContactState, id: u64, customer: u64, now: i64, impression: bool| {
+        let mut r = req(id, customer, ctx(Channel::Web, now), 1);
+        r.counts_as_impression = impression;
+        let mut d = decide(&cat, st, &facts, &r).unwrap();
+        d.settle(st.apply_decision(&cat, &d.record).unwrap());
+        d
+    };
+    // Presented without counting an impression: the budget unit is reserved, no cap used.
+    let d = take(&mut st, 1, 1, 0, false);
+    assert_eq!(d.presented.len(), 1);
+    assert_eq!((st.budget_used("b", 0), st.impressions(1, "b", 0, DAY)), (1, 0));
+    assert_eq!(st.decision(1).unwrap().offers[0].ranked, d.presented[0]);
+    let d = take(&mut st, 2, 2, 10, true);
+    assert_eq!(d.dropped[0].reason, DropReason::BudgetSpent { used: 1, budget: 1 });
+    // The decision expires unanswered: its unit comes back, its outcomes are refused.
+    let d = take(&mut st, 3, 2, HOUR, true);
+    assert_eq!(d.presented[0].offer_id, "b");
+    assert!(st.decision(1).is_none());
+    assert_eq!(
+        st.record_outcome(1, "b", OutcomeKind::Accept, HOUR),
+        Err(super::HistoryError::UnknownDecision(1))
+    );
+    // Customer 2's impression counted at once: capped for a day; then accepted, spent.
+    assert_eq!(st.impressions(2, "b", HOUR, DAY), 1);
+    st.record_outcome(3, "b", OutcomeKind::Accept, HOUR + 5).unwrap();
+    let s = st.stats("b").unwrap();
+    assert_eq!((s.accepted, s.reserved), (1, 0));
+    let d = take(&mut st, 4, 1, 2 * HOUR, true);
+    assert_eq!(d.dropped[0].reason, DropReason::BudgetSpent { used: 1, budget: 1 });
+}
+
+#[test]
 fn history_must_cover_every_window() {
     let config = ContactConfig { history_ms: 10 * DAY, decision_retention_ms: DAY };
     config.validate().unwrap();
@@ -328,7 +367,7 @@ fn caps_and_budgets_hold_under_concurrent_decisions() {
         .map(|d| (d.record.decision_id, d.presented.iter().any(|r| r.offer_id == "budgeted")))
         .collect();
     assert_eq!(kept.iter().filter(|k| k.1).count(), 5);
-    assert_eq!(st.budget_used("budgeted"), 5);
+    assert_eq!(st.budget_used("budgeted", 5000), 5);
     for (id, _) in kept.iter().filter(|k| k.1) {
         st.record_outcome(*id, "budgeted", OutcomeKind::Accept, 5000).unwrap();
     }
