@@ -17,6 +17,7 @@ use std::sync::Arc;
 use super::arbitrate::{Context, DecisionRecord, DropReason, Dropped, ModelKey, Ranked};
 use super::catalogue::{Catalogue, ContactPolicy};
 use super::offer::{Channel, Offer, OfferError, MAX_WINDOW_MS};
+use super::shards::Sharded;
 
 /// A customer's response to an offer of a decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -75,9 +76,11 @@ pub struct ContactConfig {
 }
 
 impl Default for ContactConfig {
-    /// 90 days of history, decisions kept 7 days.
+    /// 90 days of history, decisions kept 1 day. Retained decisions cost memory in
+    /// proportion to rate × retention (about 300 bytes each with a few offers: 1 day at
+    /// 1,000 decisions/s is ~26 GB), so the retention is the knob to size.
     fn default() -> Self {
-        ContactConfig { history_ms: 90 * 86_400_000, decision_retention_ms: 7 * 86_400_000 }
+        ContactConfig { history_ms: 90 * 86_400_000, decision_retention_ms: 86_400_000 }
     }
 }
 
@@ -221,16 +224,20 @@ pub enum HistoryError {
     AfterExpiry { decision: u64, at_ms: i64, expires_ms: i64 },
 }
 
-/// The decision state.
+/// The decision state. Cloning it for a copy-on-write version shares the per-customer and
+/// per-decision maps shard by shard; the expiry index is still copied whole (see the
+/// module's integration notes).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ContactState {
     pub config: ContactConfig,
     /// Latest record time applied: expiry and history pruning follow it, not the wall clock.
     pub clock_ms: i64,
-    pub decisions: HashMap<u64, StoredDecision>,
+    /// Retained decisions by id.
+    pub decisions: Sharded<StoredDecision>,
     /// (expires at, decision id), to release decisions in order.
     pub expiry: BTreeSet<(i64, u64)>,
-    pub customers: HashMap<u64, Vec<Contact>>,
+    /// Each customer's contacts within the history kept, in apply order.
+    pub customers: Sharded<Vec<Contact>>,
     pub offers: HashMap<String, OfferStats>,
 }
 
@@ -252,7 +259,7 @@ impl ContactState {
                 break;
             }
             self.expiry.pop_first();
-            if let Some(d) = self.decisions.remove(&id) {
+            if let Some(d) = self.decisions.remove(id) {
                 for t in d.offers.iter().filter(|t| t.reserved) {
                     if let Some(s) = self.offers.get_mut(&t.ranked.offer_id) {
                         s.reserved -= 1;
@@ -265,7 +272,7 @@ impl ContactState {
     /// Adds a contact to a customer, forgetting contacts older than the history kept.
     fn push_contact(&mut self, customer_id: u64, c: Contact) {
         let horizon = self.clock_ms.saturating_sub(self.config.history_ms);
-        let v = self.customers.entry(customer_id).or_default();
+        let v = self.customers.get_or_default(customer_id);
         v.retain(|x| x.at_ms > horizon);
         v.push(c);
     }
@@ -273,7 +280,7 @@ impl ContactState {
     /// Checks a record before it is logged: only what cannot change between now and its
     /// apply (a duplicate id). Limits are re-checked at apply, in commit order.
     pub fn check_decision(&self, rec: &DecisionRecord) -> Result<(), HistoryError> {
-        if self.decisions.contains_key(&rec.decision_id) {
+        if self.decisions.contains_key(rec.decision_id) {
             return Err(HistoryError::DuplicateDecision(rec.decision_id));
         }
         Ok(())
@@ -385,7 +392,7 @@ impl ContactState {
 
     /// Checks an outcome before it is logged.
     pub fn check_outcome(&self, decision_id: u64, offer_id: &str, at_ms: i64) -> Result<(), HistoryError> {
-        let d = self.decisions.get(&decision_id).ok_or(HistoryError::UnknownDecision(decision_id))?;
+        let d = self.decisions.get(decision_id).ok_or(HistoryError::UnknownDecision(decision_id))?;
         if !d.offers.iter().any(|t| t.ranked.offer_id == offer_id) {
             return Err(HistoryError::NotPresented { decision: decision_id, offer: offer_id.into() });
         }
@@ -415,13 +422,13 @@ impl ContactState {
         at_ms: i64,
     ) -> Result<OutcomeApplied, HistoryError> {
         self.check_outcome(decision_id, offer_id, at_ms)?;
-        let d = &self.decisions[&decision_id];
+        let d = self.decisions.get(decision_id).expect("checked");
         let i = d.offers.iter().position(|t| t.ranked.offer_id == offer_id).expect("checked");
         if d.offers[i].outcomes & kind.bit() != 0 {
             return Ok(OutcomeApplied::Duplicate);
         }
         self.advance(at_ms);
-        let mut d = self.decisions.remove(&decision_id).expect("not expired: checked");
+        let mut d = self.decisions.remove(decision_id).expect("not expired: checked");
         d.offers[i].outcomes |= kind.bit();
         self.show(&mut d, i, at_ms);
         let t = &mut d.offers[i];
@@ -448,7 +455,7 @@ impl ContactState {
         }
         let customer = d.customer_id;
         if kind.positive() {
-            if let Some(c) = self.customers.get_mut(&customer).and_then(|v| {
+            if let Some(c) = self.customers.get_mut(customer).and_then(|v| {
                 v.iter_mut().find(|c| {
                     c.decision_id == decision_id
                         && &*c.offer_id == offer_id

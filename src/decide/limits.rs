@@ -11,11 +11,11 @@ use super::offer::{Channel, Offer, Suppression};
 impl ContactState {
     /// A retained decision.
     pub fn decision(&self, decision_id: u64) -> Option<&StoredDecision> {
-        self.decisions.get(&decision_id)
+        self.decisions.get(decision_id)
     }
 
     pub fn contacts(&self, customer_id: u64) -> &[Contact] {
-        self.customers.get(&customer_id).map_or(&[], |v| v.as_slice())
+        self.customers.get(customer_id).map_or(&[], |v| v.as_slice())
     }
 
     pub fn stats(&self, offer_id: &str) -> Option<&OfferStats> {
@@ -31,7 +31,7 @@ impl ContactState {
         let lapsed = self
             .expiry
             .range(..=(now_ms, u64::MAX))
-            .filter_map(|(_, id)| self.decisions.get(id))
+            .filter_map(|(_, id)| self.decisions.get(*id))
             .flat_map(|d| &d.offers)
             .filter(|t| t.reserved && t.ranked.offer_id == offer_id)
             .count() as u64;

@@ -100,7 +100,7 @@ pub fn reach_estimate(
     // Only customers with a history can be capped, contact-limited or suppressed.
     let (mut capped, mut limited, mut suppressed) = (0, 0, 0);
     let now = ctx.now_ms;
-    for &id in state.customers.keys() {
+    for (id, _) in state.customers.iter() {
         let live = ds.row_of(id).is_some_and(|row| suitable.contains(row));
         if !live || !passes(id).1 {
             continue;

@@ -102,7 +102,8 @@ fn reach_funnel_equals_the_row_by_row_oracle() {
     // A history for a tenth of the customers: contacted on email two days ago (shown
     // "spring", so capped, or only "other", so merely over the contact limit), or shown
     // "spring" ten days ago and rejected it (suppressed, no longer capped or limited).
-    let mut st = ContactState::new(ContactConfig::default()).unwrap();
+    let config = ContactConfig { decision_retention_ms: 30 * DAY, ..ContactConfig::default() };
+    let mut st = ContactState::new(config).unwrap();
     let now = 100 * DAY;
     for id in (1..=6_000u64).step_by(10) {
         let rejects = id % 30 == 11;

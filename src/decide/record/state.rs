@@ -311,10 +311,10 @@ impl From<&ContactState> for ContactStateRecord {
     fn from(s: &ContactState) -> Self {
         let ContactState { config, clock_ms, decisions, expiry: _, customers, offers } = s;
         let ContactConfig { history_ms, decision_retention_ms } = *config;
-        let mut ds: Vec<&StoredDecision> = decisions.values().collect();
+        let mut ds: Vec<&StoredDecision> = decisions.iter().map(|(_, d)| d).collect();
         ds.sort_by_key(|d| d.decision_id);
-        let mut cs: Vec<(&u64, &Vec<Contact>)> = customers.iter().collect();
-        cs.sort_by_key(|c| *c.0);
+        let mut cs: Vec<(u64, &Vec<Contact>)> = customers.iter().collect();
+        cs.sort_by_key(|c| c.0);
         let mut os: Vec<(&String, &OfferStats)> = offers.iter().collect();
         os.sort_by_key(|o| o.0);
         ContactStateRecord {
@@ -325,7 +325,7 @@ impl From<&ContactState> for ContactStateRecord {
             customers: cs
                 .into_iter()
                 .map(|(id, v)| CustomerContactsRecord {
-                    customer_id: *id,
+                    customer_id: id,
                     contacts: v.iter().map(contact_record).collect(),
                 })
                 .collect(),
