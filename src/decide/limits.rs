@@ -14,6 +14,13 @@ impl ContactState {
         self.decisions.get(decision_id)
     }
 
+    /// A decision as `GetDecision` at `now` sees it: None once its retention has ended,
+    /// even before a later record moves the clock past it.
+    pub fn decision_at(&self, decision_id: u64, now_ms: i64) -> Option<&StoredDecision> {
+        let d = self.decisions.get(decision_id)?;
+        (now_ms < d.context.now_ms.saturating_add(self.config.decision_retention_ms)).then_some(d)
+    }
+
     pub fn contacts(&self, customer_id: u64) -> &[Contact] {
         self.customers.get(customer_id).map_or(&[], |v| v.as_slice())
     }

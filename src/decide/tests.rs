@@ -256,6 +256,32 @@ fn expiry_releases_reservations_and_impressions_can_come_later() {
 }
 
 #[test]
+fn bad_requests_are_named_errors() {
+    use super::{DecideError, FactsError};
+    let cat = catalogue(no_limits(), vec![Offer::new("a", &[Channel::Web])]);
+    let facts = MapFacts::default().with(1, &[], &[]);
+    let st = state();
+    let call = |r: Request| decide(&cat, &st, &facts, &r).unwrap_err();
+    assert_eq!(call(req(1, 1, ctx(Channel::Web, 0), 0)), DecideError::MaxResults(0));
+    assert_eq!(call(req(1, 1, ctx(Channel::Web, 0), 26)), DecideError::MaxResults(26));
+    assert_eq!(call(req(1, 2, ctx(Channel::Web, 0), 1)), DecideError::Facts(FactsError::UnknownCustomer(2)));
+    let mut long = ctx(Channel::Web, 0);
+    long.intent = "x".repeat(MAX_TEXT + 1);
+    assert_eq!(call(req(1, 1, long, 1)), DecideError::ContextTooLong { field: "intent" });
+    assert_eq!(DecideError::MaxResults(26).to_string(), "max_results 26 is not in 1..=25");
+}
+
+#[test]
+fn a_decision_is_fetched_until_its_retention_ends() {
+    let cat = catalogue(no_limits(), vec![Offer::new("a", &[Channel::Web])]);
+    let mut st = ContactState::new(ContactConfig { history_ms: DAY, decision_retention_ms: HOUR }).unwrap();
+    present(&mut st, &cat, 5, 1, &["a"], ctx(Channel::Web, 1000));
+    let d = st.decision_at(5, 1000 + HOUR - 1).unwrap();
+    assert_eq!((d.customer_id, d.offers[0].ranked.offer_id.as_str()), (1, "a"));
+    assert!(st.decision_at(5, 1000 + HOUR).is_none());
+}
+
+#[test]
 fn history_must_cover_every_window() {
     let config = ContactConfig { history_ms: 10 * DAY, decision_retention_ms: DAY };
     config.validate().unwrap();
