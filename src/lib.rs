@@ -23,6 +23,9 @@
 //!   their enter / leave events.
 //! - [`engine`]: the state machine: table + saved segments + recent events, changed only
 //!   by logged mutations applied in commit order.
+//! - [`decide`]: next-best-offer decisions: the offer catalogue and contact policy,
+//!   arbitration with an explanation per offer, contact history (caps, budgets,
+//!   suppression, adaptive models), reach funnels, and their protobuf record forms.
 //! - [`db`]: durability and publication around the engine: group-committed write-ahead
 //!   log, copy-on-write versions published by pointer swap (readers never wait for a
 //!   write), background snapshots, start-up from snapshot + log replay.
@@ -35,6 +38,7 @@
 
 pub mod analytics;
 pub mod db;
+pub mod decide;
 pub mod engine;
 pub mod gen;
 pub mod grpc;

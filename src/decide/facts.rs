@@ -1,0 +1,256 @@
+//! What a decision needs to know about one customer: segment membership and numeric
+//! attributes. The engine answers from its indexes ([`DatasetFacts`]); tests answer from a
+//! map ([`MapFacts`]).
+
+use std::collections::{HashMap, HashSet};
+
+use std::sync::Arc;
+
+use super::catalogue::Catalogue;
+use super::offer::{Offer, Propensity, Rule, SegmentRef, Value};
+use crate::index::Postings;
+use crate::query::{self, eval, plan::Segments, Limits, Plan, QueryError};
+use crate::store::column::{ColumnData, Kind, Temporal};
+use crate::store::Dataset;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FactsError {
+    #[error("unknown customer id {0}")]
+    UnknownCustomer(u64),
+    #[error("{0} was not resolved for this catalogue (facts are built per catalogue version)")]
+    Unresolved(String),
+    #[error("offer '{offer}': {field}: attribute '{attribute}' is not a numeric column{found}")]
+    NotNumeric { offer: String, field: String, attribute: String, found: String },
+    #[error("attribute '{attribute}' is not a numeric column{found}")]
+    NotNumericAttribute { attribute: String, found: String },
+    #[error("offer '{offer}': {field}: {source}")]
+    Segment { offer: String, field: String, source: QueryError },
+}
+
+/// Facts about customers, as of one version of the state.
+pub trait CustomerFacts {
+    /// Whether the customer is held at all.
+    fn known(&self, customer_id: u64) -> bool;
+    /// Whether the customer passes one segment rule of an offer.
+    fn passes(&self, customer_id: u64, offer: &Offer, rule: Rule) -> Result<bool, FactsError>;
+    /// Whether the customer is in a saved segment (per-segment adaptive models).
+    fn in_saved(&self, customer_id: u64, segment_id: &str) -> Result<bool, FactsError>;
+    /// A numeric attribute's value; None when NULL (or NaN).
+    fn number(&self, customer_id: u64, attribute: &str) -> Result<Option<f64>, FactsError>;
+}
+
+/// A stable key of a segment reference, for caches of resolved segments.
+pub fn segment_key(seg: &SegmentRef) -> String {
+    match seg {
+        SegmentRef::All => "all".into(),
+        SegmentRef::Where(t) => format!("where:{t}"),
+        // serde_json of the tree is deterministic (struct fields in order, Vec order kept).
+        SegmentRef::Predicate(e) => format!("tree:{}", serde_json::to_string(e).expect("Expr serializes")),
+        SegmentRef::Saved(id) => format!("saved:{id}"),
+    }
+}
+
+/// Facts from a customer table: each offer's rules compiled once against it (build one per
+/// published version and catalogue, not per decision: a decision then only walks plans),
+/// numbers read from the columns.
+pub struct DatasetFacts<'a> {
+    ds: &'a Dataset,
+    /// Offer id -> its eligibility, applicability and suitability plans.
+    rules: HashMap<String, [Plan; 3]>,
+    /// Saved segments of per-segment adaptive models.
+    saved: HashMap<String, Arc<Postings>>,
+}
+
+/// One offer resolved against a table: its three rule plans and the members of the saved
+/// segments of its per-segment models.
+pub struct Resolved {
+    pub rules: [Plan; 3],
+    pub saved: Vec<(String, Arc<Postings>)>,
+}
+
+/// Resolves an offer against a table: compiles its rules (resolving `in_segment` and saved
+/// segment ids through `segs`), finds its model segments, and checks its value /
+/// propensity attributes are numeric columns. What `PutOffer` checks before logging.
+pub fn resolve(ds: &Dataset, o: &Offer, segs: Segments<'_>, limits: &Limits) -> Result<Resolved, FactsError> {
+    let [e, a, s] = o.rules().map(|(rule, seg)| {
+        compile(ds, seg, segs, limits).map_err(|source| FactsError::Segment {
+            offer: o.id.clone(),
+            field: rule.field().into(),
+            source,
+        })
+    });
+    let rules = [e?, a?, s?];
+    let mut saved = vec![];
+    if let Propensity::Adaptive { per_segment, .. } = &o.propensity {
+        for id in per_segment {
+            let members = segs(id).ok_or_else(|| FactsError::Segment {
+                offer: o.id.clone(),
+                field: "propensity.per_segment".into(),
+                source: QueryError::UnknownSegment(id.clone()),
+            })?;
+            saved.push((id.clone(), members));
+        }
+    }
+    if let Value::Attribute { name, .. } = &o.value {
+        numeric_column(ds, name).map_err(|found| not_numeric(&o.id, "value.attribute", name, found))?;
+    }
+    if let Propensity::Attribute(name) = &o.propensity {
+        numeric_column(ds, name).map_err(|found| not_numeric(&o.id, "propensity.attribute", name, found))?;
+    }
+    Ok(Resolved { rules, saved })
+}
+
+impl<'a> DatasetFacts<'a> {
+    /// Resolves every offer of the catalogue ([`resolve`]).
+    pub fn new(
+        ds: &'a Dataset,
+        cat: &Catalogue,
+        segs: Segments<'_>,
+        limits: &Limits,
+    ) -> Result<Self, FactsError> {
+        let mut rules = HashMap::with_capacity(cat.len());
+        let mut saved = HashMap::new();
+        for o in cat.offers() {
+            let r = resolve(ds, o, segs, limits)?;
+            rules.insert(o.id.clone(), r.rules);
+            saved.extend(r.saved);
+        }
+        Ok(DatasetFacts { ds, rules, saved })
+    }
+
+    pub fn dataset(&self) -> &Dataset {
+        self.ds
+    }
+
+    fn row(&self, customer_id: u64) -> Result<u32, FactsError> {
+        self.ds.row_of(customer_id).ok_or(FactsError::UnknownCustomer(customer_id))
+    }
+}
+
+fn not_numeric(offer: &str, field: &str, attribute: &str, found: String) -> FactsError {
+    FactsError::NotNumeric { offer: offer.into(), field: field.into(), attribute: attribute.into(), found }
+}
+
+/// Compiles one segment reference to a plan over `ds`.
+pub fn compile(
+    ds: &Dataset,
+    seg: &SegmentRef,
+    segs: Segments<'_>,
+    limits: &Limits,
+) -> Result<Plan, QueryError> {
+    match seg {
+        SegmentRef::All => {
+            query::compile_expr_in(ds, &query::Expr::Const(query::Literal::Bool(true)), limits, segs)
+        }
+        SegmentRef::Where(text) => query::compile_sql_in(ds, text, limits, segs),
+        SegmentRef::Predicate(e) => query::compile_expr_in(ds, e, limits, segs),
+        SegmentRef::Saved(id) => {
+            query::compile_expr_in(ds, &query::Expr::InSegment(id.clone()), limits, segs)
+        }
+    }
+}
+
+/// The column index of a plain numeric attribute (int or float, not a date).
+fn numeric_column(ds: &Dataset, name: &str) -> Result<usize, String> {
+    let ci = ds.column_index(name).ok_or_else(|| " (no such column)".to_string())?;
+    match ds.columns[ci].kind {
+        Kind::Int(Temporal::None) | Kind::Float => Ok(ci),
+        k => Err(format!(" (it is {})", k.name())),
+    }
+}
+
+/// A numeric cell; None when NULL or NaN.
+pub fn number_at(ds: &Dataset, col: usize, row: u32) -> Option<f64> {
+    let column = &ds.columns[col];
+    if column.is_null(row) {
+        return None;
+    }
+    let (c, o) = crate::store::column::split(row);
+    let x = match &column.data {
+        ColumnData::Int(_) => column.ints(c).get(o) as f64,
+        ColumnData::Float(_) => column.floats(c).get(o),
+        _ => return None,
+    };
+    (!x.is_nan()).then_some(x)
+}
+
+impl CustomerFacts for DatasetFacts<'_> {
+    fn known(&self, customer_id: u64) -> bool {
+        self.ds.row_of(customer_id).is_some()
+    }
+
+    fn passes(&self, customer_id: u64, offer: &Offer, rule: Rule) -> Result<bool, FactsError> {
+        let row = self.row(customer_id)?;
+        let plans = self
+            .rules
+            .get(&offer.id)
+            .ok_or_else(|| FactsError::Unresolved(format!("offer '{}'", offer.id)))?;
+        Ok(eval::matches_row(self.ds, &plans[rule.index()].root, row))
+    }
+
+    fn in_saved(&self, customer_id: u64, segment_id: &str) -> Result<bool, FactsError> {
+        let row = self.row(customer_id)?;
+        let members = self
+            .saved
+            .get(segment_id)
+            .ok_or_else(|| FactsError::Unresolved(format!("saved segment '{segment_id}'")))?;
+        Ok(members.contains(row))
+    }
+
+    fn number(&self, customer_id: u64, attribute: &str) -> Result<Option<f64>, FactsError> {
+        let row = self.row(customer_id)?;
+        let col = numeric_column(self.ds, attribute)
+            .map_err(|found| FactsError::NotNumericAttribute { attribute: attribute.into(), found })?;
+        Ok(number_at(self.ds, col, row))
+    }
+}
+
+/// Facts held in maps: a customer's segments (by [`segment_key`]) and numbers.
+#[derive(Clone, Debug, Default)]
+pub struct MapFacts {
+    pub customers: HashMap<u64, MapCustomer>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct MapCustomer {
+    pub segments: HashSet<String>,
+    pub numbers: HashMap<String, f64>,
+}
+
+impl MapFacts {
+    /// Adds a customer in the given segments, with the given numbers.
+    pub fn with(mut self, id: u64, segments: &[&SegmentRef], numbers: &[(&str, f64)]) -> Self {
+        let c = MapCustomer {
+            segments: segments.iter().map(|s| segment_key(s)).collect(),
+            numbers: numbers.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        };
+        self.customers.insert(id, c);
+        self
+    }
+}
+
+impl MapFacts {
+    fn customer(&self, customer_id: u64) -> Result<&MapCustomer, FactsError> {
+        self.customers.get(&customer_id).ok_or(FactsError::UnknownCustomer(customer_id))
+    }
+}
+
+impl CustomerFacts for MapFacts {
+    fn known(&self, customer_id: u64) -> bool {
+        self.customers.contains_key(&customer_id)
+    }
+
+    fn passes(&self, customer_id: u64, offer: &Offer, rule: Rule) -> Result<bool, FactsError> {
+        let c = self.customer(customer_id)?;
+        let seg = offer.rules()[rule.index()].1;
+        Ok(matches!(seg, SegmentRef::All) || c.segments.contains(&segment_key(seg)))
+    }
+
+    fn in_saved(&self, customer_id: u64, segment_id: &str) -> Result<bool, FactsError> {
+        Ok(self.customer(customer_id)?.segments.contains(&segment_key(&SegmentRef::Saved(segment_id.into()))))
+    }
+
+    fn number(&self, customer_id: u64, attribute: &str) -> Result<Option<f64>, FactsError> {
+        Ok(self.customer(customer_id)?.numbers.get(attribute).copied().filter(|x| !x.is_nan()))
+    }
+}

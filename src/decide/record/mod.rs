@@ -1,0 +1,40 @@
+//! Record forms of the decision state, for the write-ahead log and snapshots: protobuf
+//! messages of their own (field numbers are the compatibility contract), never the
+//! in-memory types. Conversions are explicit and destructure every field, so a new field
+//! breaks the build until someone decides how it is recorded.
+//!
+//! - [`offer`]: offers, the contact policy and the catalogue (a `PutOffer` / `SetPolicy`
+//!   mutation and the catalogue snapshot section).
+//! - [`expr`]: segment predicate trees.
+//! - [`state`]: the decision taken, outcomes, and the contact-state snapshot section.
+
+pub mod expr;
+pub mod offer;
+pub mod state;
+
+pub use expr::ExprRecord;
+pub use offer::{CatalogueRecord, ContactPolicyRecord, OfferRecord};
+pub use state::{ContactStateRecord, DecisionTakenRecord, OutcomeRecord};
+
+/// A record that cannot be turned back into state.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RecordError {
+    #[error("record field {0} is missing")]
+    Missing(&'static str),
+    #[error("record field {field}: unknown value {value}")]
+    Unknown { field: &'static str, value: String },
+    #[error(transparent)]
+    Offer(#[from] super::offer::OfferError),
+}
+
+/// `Some` field or a [`RecordError::Missing`].
+pub(crate) fn need<T>(v: Option<T>, field: &'static str) -> Result<T, RecordError> {
+    v.ok_or(RecordError::Missing(field))
+}
+
+pub(crate) fn channel(s: &str, field: &'static str) -> Result<super::offer::Channel, RecordError> {
+    super::offer::Channel::parse(s).map_err(|_| RecordError::Unknown { field, value: s.into() })
+}
+
+#[cfg(test)]
+mod tests;
