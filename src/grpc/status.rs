@@ -112,6 +112,10 @@ fn db_code(d: &DbError) -> Code {
         },
         DbError::Corrupt(_) => Code::DataLoss,
         DbError::Closed => Code::Unavailable,
+        // A bug in apply: the caller's write is logged but its outcome is unknown.
+        DbError::ApplyFailed(_) | DbError::Replay { .. } => Code::Internal,
+        // Writes stopped after such a bug; health says NOT_SERVING, reads go on.
+        DbError::Poisoned(_) => Code::Unavailable,
     }
 }
 

@@ -9,3 +9,4 @@ mod loading;
 mod mutations;
 mod queries;
 mod realtime;
+mod write_faults;
