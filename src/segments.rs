@@ -411,3 +411,7 @@ fn chunk_flips(
     }
     out
 }
+
+#[cfg(test)]
+#[path = "segments_tests.rs"]
+mod tests;
