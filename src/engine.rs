@@ -293,7 +293,9 @@ impl Engine {
     /// nothing.
     fn apply_upsert_run(&mut self, batches: &[&[CustomerUpdate]], seqs: &[u64]) -> Result<(), MutationError> {
         let t0 = std::time::Instant::now();
-        let layers = layers(batches);
+        // Layers exist for the events; without saved segments there are none to derive,
+        // and one pass gives the same table.
+        let layers = if self.segments.is_empty() { vec![Layer::Whole] } else { layers(batches) };
         let mut events: Vec<((u64, u32, u32), SegmentEvent)> = vec![];
         let mut rows_written = 0;
         for (j, layer) in layers.iter().enumerate() {
