@@ -313,3 +313,55 @@ fn an_undecodable_record_is_named_and_can_be_skipped() {
     assert_eq!(cell(&db, 1, "age"), Some(CellValue::Int(33)));
     assert_eq!(seq_of(&db.commit(upsert(1, "age", CellValue::Int(34)))), 3);
 }
+
+/// A watcher never sees an event of a sequence that reads cannot see yet: whenever the
+/// event log holds an event of sequence N, the published version is at N or later.
+#[test]
+fn events_are_never_ahead_of_the_published_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::default();
+    let db = Arc::new(open(dir.path(), DbOptions::default(), &gate).unwrap());
+    db.commit(Mutation::CreateSegment {
+        id: "old".into(),
+        description: String::new(),
+        definition: Definition::Sql("age >= 50".into()),
+    })
+    .unwrap();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (db, done) = (db.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut checked = 0;
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                let log = db.read().events.clone();
+                let newest =
+                    log.lock().since(1, &HashSet::new(), usize::MAX).unwrap().last().map(|e| e.sequence);
+                if let Some(n) = newest {
+                    let published = db.read().sequence;
+                    assert!(
+                        published >= n,
+                        "event of sequence {n} visible while reads answer from {published}"
+                    );
+                    checked += 1;
+                }
+            }
+            checked
+        })
+    };
+    // Every write moves 200 customers in or out of the segment.
+    let (tx, rx) = mpsc::channel();
+    for i in 0..300u64 {
+        let age = if i % 2 == 0 { 70 } else { 20 };
+        let batch = (1..=200).map(|id| CustomerUpdate {
+            customer_id: id,
+            attributes: vec![("age".into(), CellValue::Int(age))],
+        });
+        let tx = tx.clone();
+        db.submit(Mutation::Upsert(batch.collect()), move |r| tx.send(r.map(|_| ())).unwrap());
+    }
+    for _ in 0..300 {
+        rx.recv().unwrap().unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Release);
+    assert!(watcher.join().unwrap() > 0);
+}
