@@ -139,6 +139,11 @@ pub struct ServeArgs {
     /// Most saved segments.
     #[arg(long, default_value_t = 1_000, env = "SEGD_MAX_SEGMENTS")]
     pub max_segments: usize,
+    /// A logged record not to apply at start-up (repeatable): the escape hatch when start-up
+    /// stops at a record that fails to replay, naming its sequence. Each skipped record is
+    /// logged; a snapshot is written at once, so the flag is needed only once.
+    #[arg(long = "skip-sequence", value_name = "SEQ", env = "SEGD_SKIP_SEQUENCE", value_delimiter = ',')]
+    pub skip_sequence: Vec<u64>,
     /// Segment events (enter / leave) kept for WatchSegments resumes.
     #[arg(long, default_value_t = 1_000_000, env = "SEGD_EVENT_RETENTION")]
     pub event_retention: usize,
@@ -218,6 +223,7 @@ impl ServeArgs {
             snapshot_every: self.snapshot_every,
             max_segments: self.max_segments,
             event_capacity: self.event_retention,
+            skip_sequences: self.skip_sequence.clone(),
             ..DbOptions::default()
         }
     }

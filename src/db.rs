@@ -11,9 +11,18 @@
 //! and a reader never waits for a write: it holds the version it started with, and the
 //! swap holds the lock only to replace one `Arc`.
 //!
+//! Events: the group's segment events are appended to the event log only after its version
+//! is published, so a watcher never sees an event of a sequence a read cannot see yet.
+//!
+//! Failure: a group that fails to apply after it was logged (a panic, or a checked
+//! mutation that does not apply) is dropped with its clone; its callers get
+//! [`DbError::ApplyFailed`], later writes [`DbError::Poisoned`], [`Db::health`] turns, reads
+//! go on from the published version (see `guard`).
+//!
 //! Start-up: the newest snapshot (Arrow IPC columns + saved segments), then every logged
 //! mutation after it. An empty data dir is bulk-loaded from the caller's import (Parquet
-//! or the demo) and snapshotted at once.
+//! or the demo) and snapshotted at once. A record that fails to replay stops start-up
+//! with [`DbError::Replay`] naming it; [`DbOptions::skip_sequences`] skips it.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +31,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
+
+mod guard;
+mod replay;
+
+pub use guard::Fault;
+use guard::{apply_guarded, locate};
+use replay::{replay_log, ReplayError};
 
 use crate::engine::{Engine, EngineError, Mutation, Outcome};
 use crate::persist::record::{self, SegmentMeta, SnapshotMeta};
@@ -43,6 +59,29 @@ pub enum DbError {
     Closed,
     #[error("data dir {0} is in use by another segd process (lock held on its LOCK file)")]
     Locked(String),
+    /// Applying the caller's commit group failed after it was logged (a bug): the group is
+    /// not visible, and whether it takes effect after a restart depends on the record
+    /// that failed (see [`DbError::Replay`]). The database refuses writes from now on.
+    #[error(
+        "internal error: {0}; the write is logged but not applied, reads stay at sequence \
+         {published}, and this server refuses writes until it is restarted",
+        published = .0.published
+    )]
+    ApplyFailed(Arc<Fault>),
+    /// A write after an apply failure.
+    #[error(
+        "writes are refused since {0}; reads still answer from sequence {published}; restart segd",
+        published = .0.published
+    )]
+    Poisoned(Arc<Fault>),
+    /// Start-up: a logged record does not apply (or decode). Nothing after it can be
+    /// applied as it was live, so start-up stops rather than crash-loop or guess.
+    #[error(
+        "log record {sequence} ({mutation}) cannot be replayed: {reason}. Start-up stopped. \
+         To drop that record, restart with `segd serve --skip-sequence {sequence}`: it is \
+         logged (warn) and skipped, and a snapshot taken at once makes the skip permanent"
+    )]
+    Replay { sequence: u64, mutation: String, reason: String },
 }
 
 #[derive(Clone, Debug)]
@@ -56,6 +95,12 @@ pub struct DbOptions {
     pub event_capacity: usize,
     /// Most mutations committed in one group.
     pub max_group: usize,
+    /// Logged records not to apply at start-up (`--skip-sequence`): the operator's escape
+    /// hatch for a record that fails to replay. Each skipped record is logged.
+    pub skip_sequences: Vec<u64>,
+    /// Test hook: applying the record of this sequence panics, live and at replay.
+    #[doc(hidden)]
+    pub fail_apply_at: Option<u64>,
 }
 
 impl Default for DbOptions {
@@ -67,6 +112,8 @@ impl Default for DbOptions {
             max_segments: 1_000,
             event_capacity: 1_000_000,
             max_group: 1_024,
+            skip_sequences: vec![],
+            fail_apply_at: None,
         }
     }
 }
@@ -93,6 +140,8 @@ pub struct Db {
     opts: DbOptions,
     /// Sequence of the newest snapshot: a close with nothing newer writes none.
     snapshotted: Arc<AtomicU64>,
+    /// Set once, when applying a logged group fails: writes are refused from then on.
+    fault: Arc<tokio::sync::watch::Sender<Option<Arc<Fault>>>>,
     /// Held for the Db's life: an exclusive lock on the data dir.
     _lock: std::fs::File,
 }
@@ -108,7 +157,7 @@ impl Db {
         let t = Instant::now();
         let lock = lock_dir(&opts.data_dir)?;
         let snap_dir = opts.data_dir.join("snapshots");
-        let (wal, mut replay) =
+        let (wal, replay) =
             Wal::open(&opts.data_dir.join("wal"), WalOptions { sync: opts.sync, ..WalOptions::default() })?;
         if let Some(torn) = &replay.truncated {
             tracing::warn!(file = %torn.file.display(), offset = torn.offset, dropped = torn.dropped_bytes,
@@ -118,20 +167,9 @@ impl Db {
         // Whether anything was read in an older record format: then a snapshot is written
         // at once, so it is read only this once.
         let mut legacy_read = false;
-        let mut engine = match read_latest_snapshot(&snap_dir)? {
-            Some(snap) => {
-                legacy_read |= snap.format != record::FORMAT;
-                let extra = record::decode_snapshot_meta(snap.format, &snap.extra)
-                    .map_err(|e| DbError::Corrupt(format!("snapshot {}: {e}", snap.manifest.display())))?;
-                let data = Dataset::from_batches(
-                    snap.schema,
-                    snap.batches.map(|b| b.map_err(|e| StoreError::Arrow(e.to_string()))),
-                    &extra.id_column,
-                )?;
-                let mut engine = Engine::new(data, opts.max_segments, opts.event_capacity);
-                restore_segments(&mut engine, extra.segments)?;
-                engine.sequence = snap.seq;
-                tracing::info!(sequence = snap.seq, "snapshot loaded");
+        let mut engine = match load_snapshot(&snap_dir, &opts)? {
+            Some((engine, format)) => {
+                legacy_read |= format != record::FORMAT;
                 engine
             }
             None => {
@@ -147,58 +185,58 @@ impl Db {
         };
         // What the newest snapshot holds: a close after replaying the log must write a new one.
         let mut snapshot_seq = engine.sequence;
-        let mut replayed = 0;
-        // Replayed in groups, as the committer applies them (consecutive upserts as one
-        // batch): the same final state, with each chunk copied once per group.
-        let mut pending: Vec<(u64, Mutation)> = vec![];
-        let mut pending_updates = 0u64;
-        let flush = |engine: &mut Engine, pending: &mut Vec<(u64, Mutation)>| {
-            let items: Vec<(u64, &Mutation)> = pending.iter().map(|(s, m)| (*s, m)).collect();
-            for ((seq, _), r) in items.iter().zip(engine.apply_group(&items)) {
-                // Only checked mutations are logged, so this succeeds as it did live; a
-                // failure here is reported, and skipped the same way every time.
-                if let Err(e) = r {
-                    tracing::error!(seq, error = %e, "logged mutation failed on replay");
-                }
+        let (replayed, skipped) = match replay_log(&mut engine, &replay, &opts, None) {
+            Ok(r) => r,
+            Err(ReplayError::Db(e)) => return Err(e),
+            Err(ReplayError::Failed { first, last, mutation, reason }) => {
+                // Which record of the group: replay again from the snapshot, that group one
+                // record at a time (the happy path keeps no copy to roll back to).
+                drop(engine);
+                let again = match load_snapshot(&snap_dir, &opts)? {
+                    Some((mut engine, _)) => replay_log(&mut engine, &replay, &opts, Some(first)),
+                    None => Err(ReplayError::Failed { first, last, mutation, reason: reason.clone() }),
+                };
+                let err = match again {
+                    Err(ReplayError::Db(e)) => e,
+                    Err(ReplayError::Failed { first, mutation, reason, .. }) => {
+                        DbError::Replay { sequence: first, mutation, reason }
+                    }
+                    Ok(_) => DbError::Replay {
+                        sequence: first,
+                        mutation: format!("the group {first}..={last}"),
+                        reason: format!("{reason} (no record of it failed when replayed alone)"),
+                    },
+                };
+                tracing::error!(error = %err, "start-up stopped");
+                return Err(err);
             }
-            if let Some((seq, _)) = pending.last() {
-                engine.sequence = *seq;
-            }
-            pending.clear();
         };
-        // Taken out so each payload is freed once decoded.
-        for (seq, payload) in std::mem::take(&mut replay.records) {
-            if seq <= engine.sequence {
-                continue;
+        for seq in &opts.skip_sequences {
+            if !skipped.contains(seq) {
+                tracing::warn!(
+                    sequence = seq,
+                    snapshot = snapshot_seq,
+                    last = replay.records.last().map_or(0, |r| r.0),
+                    "--skip-sequence: no such record after the snapshot; nothing skipped"
+                );
             }
-            let format = replay.format_of(seq);
-            legacy_read |= format != record::FORMAT;
-            let m = record::decode_mutation(format, &payload)
-                .map_err(|e| DbError::Corrupt(format!("log record {seq} (format {format}): {e}")))?;
-            pending_updates += m.changes();
-            let ends_group = m.changes_schema();
-            pending.push((seq, m));
-            if ends_group || pending_updates >= REPLAY_GROUP {
-                flush(&mut engine, &mut pending);
-                pending_updates = 0;
-            }
-            replayed += 1;
         }
-        flush(&mut engine, &mut pending);
-        if legacy_read {
+        legacy_read |= replay.records.iter().any(|(seq, _)| *seq > snapshot_seq && replay.format_of(*seq) != record::FORMAT);
+        if !skipped.is_empty() || legacy_read {
+            // Make a skip permanent (the skipped records are cut with the log, so a later
+            // restart neither needs the flag nor replays them), and read an older record
+            // format only this once.
             snapshot(&engine, &snap_dir, engine.sequence)?;
             wal.truncate_before(engine.sequence + 1)?;
             snapshot_seq = engine.sequence;
-            tracing::info!(
-                sequence = engine.sequence,
-                "data dir upgraded to record format {}",
-                record::FORMAT
-            );
+            if legacy_read {
+                tracing::info!(sequence = engine.sequence, "data dir upgraded to record format {}", record::FORMAT);
+            }
         }
         release_free_memory();
-        // Events are not kept across a restart: a watcher must not resume from before it.
-        let seq = engine.sequence;
-        engine.events.lock().forget_through(seq);
+        // Events before the snapshot are not kept across a restart: a watcher must not
+        // resume from before it. Replayed ones are kept: they are a function of the log.
+        engine.events.lock().forget_through(snapshot_seq);
         tracing::info!(
             sequence = engine.sequence,
             replayed,
@@ -208,16 +246,24 @@ impl Db {
         let snapshotted = Arc::new(AtomicU64::new(snapshot_seq));
         let engine = Arc::new(RwLock::new(Arc::new(engine)));
         let (tx, rx) = mpsc::channel::<(Mutation, Done)>();
+        let fault = Arc::new(tokio::sync::watch::Sender::new(None));
         let committer = {
-            let (engine, wal, opts, snap_dir, snapshotted) =
-                (engine.clone(), wal.clone(), opts.clone(), snap_dir.clone(), snapshotted.clone());
+            let c = Committer {
+                engine: engine.clone(),
+                wal: wal.clone(),
+                opts: opts.clone(),
+                snap_dir: snap_dir.clone(),
+                snapshotted: snapshotted.clone(),
+                fault: fault.clone(),
+            };
             std::thread::Builder::new()
                 .name("segd-commit".into())
-                .spawn(move || commit_loop(rx, engine, wal, opts, snap_dir, snapshotted, on_commit))
+                .spawn(move || commit_loop(rx, c, on_commit))
                 .expect("spawn committer")
         };
         Ok(Db {
             engine,
+            fault,
             queue: Mutex::new(Some(tx)),
             committer: Mutex::new(Some(committer)),
             wal,
@@ -231,6 +277,18 @@ impl Db {
     /// keeps only what later writes replaced alive.
     pub fn read(&self) -> Arc<Engine> {
         self.engine.read().clone()
+    }
+
+    /// Why writes are refused, once applying a logged group has failed (None while healthy).
+    pub fn fault(&self) -> Option<Arc<Fault>> {
+        self.fault.borrow().clone()
+    }
+
+    /// The health signal: `None` while writes are taken, then the [`Fault`] that stopped
+    /// them (it never goes back: only a restart clears it). The server reports
+    /// NOT_SERVING on its health service when it turns.
+    pub fn health(&self) -> tokio::sync::watch::Receiver<Option<Arc<Fault>>> {
+        self.fault.subscribe()
     }
 
     /// Queues a mutation; `done` is called once it is durable and applied, or rejected.
@@ -271,6 +329,25 @@ impl Db {
         self.wal.truncate_before(seq + 1)?;
         Ok(())
     }
+}
+
+/// The newest snapshot as an engine, or None when the data dir has none.
+/// The newest snapshot as an engine, with the record format its metadata was in.
+fn load_snapshot(snap_dir: &std::path::Path, opts: &DbOptions) -> Result<Option<(Engine, u32)>, DbError> {
+    let Some(snap) = read_latest_snapshot(snap_dir)? else { return Ok(None) };
+    let format = snap.format;
+    let extra = record::decode_snapshot_meta(format, &snap.extra)
+        .map_err(|e| DbError::Corrupt(format!("snapshot {}: {e}", snap.manifest.display())))?;
+    let data = Dataset::from_batches(
+        snap.schema,
+        snap.batches.map(|b| b.map_err(|e| StoreError::Arrow(e.to_string()))),
+        &extra.id_column,
+    )?;
+    let mut engine = Engine::new(data, opts.max_segments, opts.event_capacity);
+    restore_segments(&mut engine, extra.segments)?;
+    engine.sequence = snap.seq;
+    tracing::info!(sequence = snap.seq, "snapshot loaded");
+    Ok(Some((engine, format)))
 }
 
 /// Hands freed heap back to the OS. A load or snapshot frees ~1 GB of transient buffers
@@ -354,15 +431,18 @@ fn snapshot(engine: &Engine, dir: &std::path::Path, seq: u64) -> Result<(), DbEr
     Ok(())
 }
 
-fn commit_loop(
-    rx: mpsc::Receiver<(Mutation, Done)>,
+/// What the committer thread works with.
+struct Committer {
     engine: Arc<RwLock<Arc<Engine>>>,
     wal: Arc<Wal>,
     opts: DbOptions,
     snap_dir: PathBuf,
     snapshotted: Arc<AtomicU64>,
-    on_commit: impl Fn(u64),
-) {
+    fault: Arc<tokio::sync::watch::Sender<Option<Arc<Fault>>>>,
+}
+
+fn commit_loop(rx: mpsc::Receiver<(Mutation, Done)>, c: Committer, on_commit: impl Fn(u64)) {
+    let Committer { engine, wal, opts, snap_dir, snapshotted, fault } = c;
     let mut carry: Option<(Mutation, Done)> = None;
     // Customer changes logged since the last snapshot was started.
     let mut since_snapshot = 0u64;
@@ -393,6 +473,12 @@ fn commit_loop(
                 Err(_) => break,
             }
         }
+        if let Some(f) = fault.borrow().clone() {
+            for (_, done) in group {
+                done(Err(DbError::Poisoned(f.clone())));
+            }
+            continue;
+        }
         let mut valid: Vec<(Mutation, Done)> = Vec::with_capacity(group.len());
         let published = engine.read().clone();
         {
@@ -420,22 +506,44 @@ fn commit_loop(
         };
         let mut next = Engine::clone(&published);
         let items: Vec<(u64, &Mutation)> = seqs.iter().copied().zip(valid.iter().map(|(m, _)| m)).collect();
-        let results: Vec<_> = next
-            .apply_group(&items)
-            .into_iter()
-            .zip(&seqs)
-            .map(|(r, &seq)| r.map(|outcome| Committed { sequence: seq, outcome }))
-            .collect();
+        let outcomes = match apply_guarded(&mut next, &items, opts.fail_apply_at) {
+            Ok(outcomes) => outcomes,
+            Err(reason) => {
+                // The group is logged but cannot be applied: drop the half-applied clone
+                // (the published version is untouched), name the record, refuse writes.
+                drop(next);
+                let f = Arc::new(locate(&published, &items, reason, opts.fail_apply_at));
+                tracing::error!(
+                    sequence = f.sequence,
+                    mutation = %f.mutation,
+                    reason = %f.reason,
+                    group = format!("{}..={}", items[0].0, items[items.len() - 1].0),
+                    published = f.published,
+                    "applying a logged commit group failed: writes are refused from now on, reads \
+                     go on from the published version; a restart replays the log and stops at \
+                     this record if it fails again (see --skip-sequence)"
+                );
+                fault.send_replace(Some(f.clone()));
+                for (_, done) in valid {
+                    done(Err(DbError::ApplyFailed(f.clone())));
+                }
+                continue;
+            }
+        };
+        let events = next.take_events();
         let next = Arc::new(next);
         let replaced = std::mem::replace(&mut *engine.write(), next.clone());
         drop(published);
         retired.push(replaced);
+        // Only now, with the version that holds them readable: a watcher never sees an
+        // event of a sequence a read cannot see yet.
+        next.publish_events(events);
         let last = *seqs.last().expect("non-empty group");
         // Wake watchers and invalidate caches before anyone is told the write is done, so
         // an acknowledged write is never followed by a stale answer.
         on_commit(last);
-        for ((_, done), r) in valid.into_iter().zip(results) {
-            done(r.map_err(DbError::from));
+        for (((_, done), outcome), &sequence) in valid.into_iter().zip(outcomes).zip(&seqs) {
+            done(Ok(Committed { sequence, outcome }));
         }
         since_snapshot += valid_changes;
         if since_snapshot >= opts.snapshot_every && snapshotter.as_ref().is_none_or(|h| h.is_finished()) {
@@ -466,3 +574,6 @@ fn commit_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,7 +3,7 @@
 //! durably before they are applied is [`crate::db`]'s job; this module is the state machine
 //! that both the live path and log replay drive, so they cannot disagree.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -49,17 +49,57 @@ impl Mutation {
             Mutation::Delete(ids) => ids.len() as u64,
             Mutation::EditMembers { customer_ids, .. } => customer_ids.len() as u64,
             Mutation::CreateSegment { members, .. } => members.len().max(1) as u64,
-            _ => 1,
+            Mutation::AddAttribute { .. } | Mutation::DeleteSegment { .. } => 1,
         }
     }
 
     /// Whether a later mutation's validity can depend on this one having been applied
-    /// (a new attribute, a new or deleted segment): a commit group ends after it.
+    /// (a new attribute, a new or deleted segment): a commit group ends after it, because
+    /// every mutation of a group is checked against the state before the group.
     pub fn changes_schema(&self) -> bool {
-        matches!(
-            self,
-            Mutation::AddAttribute { .. } | Mutation::CreateSegment { .. } | Mutation::DeleteSegment { .. }
-        )
+        match self {
+            Mutation::AddAttribute { .. }
+            | Mutation::CreateSegment { .. }
+            | Mutation::DeleteSegment { .. } => true,
+            // Their checks read only the schema and the saved segments, which these leave alone.
+            Mutation::Upsert(_) | Mutation::Delete(_) | Mutation::EditMembers { .. } => false,
+        }
+    }
+
+    /// A one-line description for logs and start-up errors: the kind, the object and the
+    /// size, never the whole payload (an upsert can hold 100,000 customers).
+    pub fn summary(&self) -> String {
+        /// The first few ids, so an operator can find the request.
+        fn some_ids(ids: impl ExactSizeIterator<Item = u64>) -> String {
+            let n = ids.len();
+            let shown: Vec<String> = ids.take(5).map(|i| i.to_string()).collect();
+            let more = if n > shown.len() { ", ..." } else { "" };
+            format!("[{}{more}]", shown.join(", "))
+        }
+        match self {
+            Mutation::Upsert(b) => {
+                format!("upsert of {} customers {}", b.len(), some_ids(b.iter().map(|u| u.customer_id)))
+            }
+            Mutation::Delete(ids) => {
+                format!("delete of {} customers {}", ids.len(), some_ids(ids.iter().copied()))
+            }
+            Mutation::AddAttribute { name, kind } => format!("add attribute '{name}' ({kind:?})"),
+            Mutation::CreateSegment { id, definition, .. } => {
+                let kind = match definition {
+                    Definition::Sql(_) => "where",
+                    Definition::Tree(_) => "predicate",
+                    Definition::Static => "static",
+                };
+                format!("create segment '{id}' ({kind})")
+            }
+            Mutation::DeleteSegment { id } => format!("delete segment '{id}'"),
+            Mutation::EditMembers { id, customer_ids, add } => format!(
+                "{} {} members of segment '{id}' {}",
+                if *add { "add" } else { "remove" },
+                customer_ids.len(),
+                some_ids(customer_ids.iter().copied())
+            ),
+        }
     }
 }
 
@@ -144,14 +184,34 @@ impl EventLog {
 /// One version of the state. Cloning it is cheap and shares everything (see
 /// [`Dataset`]): the committer applies a group to a clone of the published version and
 /// publishes the result, so readers never wait for a write.
-#[derive(Clone)]
+///
+/// Events: applying a mutation derives its segment events from that mutation alone (see
+/// [`Engine::apply_group`]) and holds them in the version being built; whoever publishes
+/// the version moves them into the shared [`EventLog`] with [`Engine::publish_events`]
+/// once the version is visible, so a watcher never sees an event of a sequence that reads
+/// cannot see yet.
 pub struct Engine {
     pub data: Dataset,
     pub segments: Segments,
-    /// Shared by every version: events are appended as commits are applied.
+    /// Shared by every version: the events of published versions.
     pub events: Arc<Mutex<EventLog>>,
     /// Sequence of the last mutation applied.
     pub sequence: u64,
+    /// Events of mutations applied to this version and not yet published, in log order.
+    unpublished: Vec<SegmentEvent>,
+}
+
+impl Clone for Engine {
+    /// A clone starts with no unpublished events: they belong to the version that made them.
+    fn clone(&self) -> Self {
+        Engine {
+            data: self.data.clone(),
+            segments: self.segments.clone(),
+            events: self.events.clone(),
+            sequence: self.sequence,
+            unpublished: vec![],
+        }
+    }
 }
 
 impl Engine {
@@ -161,6 +221,21 @@ impl Engine {
             segments: Segments::new(max_segments),
             events: Arc::new(Mutex::new(EventLog::new(event_capacity))),
             sequence: 0,
+            unpublished: vec![],
+        }
+    }
+
+    /// Takes the events of the mutations applied since the last call, in log order (for a
+    /// caller that publishes them itself, or drops them).
+    pub fn take_events(&mut self) -> Vec<SegmentEvent> {
+        std::mem::take(&mut self.unpublished)
+    }
+
+    /// Appends `events` (from [`Engine::take_events`] of a version now published) to the
+    /// shared event log, where watchers read them.
+    pub fn publish_events(&self, events: Vec<SegmentEvent>) {
+        if !events.is_empty() {
+            self.events.lock().push(events);
         }
     }
 
@@ -186,13 +261,19 @@ impl Engine {
         Ok(())
     }
 
-    /// Applies a commit group in order, as [`Engine::apply`] would one by one, but with
-    /// each run of consecutive upserts applied as one batch: every written chunk and
-    /// container is copied once per run instead of once per request, and saved segments
-    /// re-check each changed row once. The final state is the same; a customer changed by
-    /// several upserts of one run gets one event per segment for the net change, carrying
-    /// the sequence of the last upsert that changed it (no reader can see the states in
-    /// between: a group is published whole).
+    /// Applies a commit group in order, with the same final state and the same events as
+    /// [`Engine::apply`] one by one, but with each run of consecutive upserts applied in
+    /// batches: every written chunk and container is copied once per batch instead of
+    /// once per request, and saved segments re-check each changed row once per batch.
+    ///
+    /// Events are a function of the log alone, whatever the grouping: each mutation gets
+    /// the ENTERED / LEFT events of its own change, with its own sequence, ordered by
+    /// sequence, then segment (creation order), then row. A run is therefore applied in
+    /// layers: layer 0 holds each customer's first write within the run, layer 1 the
+    /// second, and so on. After layer `j` every row it wrote holds exactly the value its
+    /// `j`-th writer left, so re-checking those rows gives that writer's events. Writes
+    /// to distinct customers (the usual group) make one layer; a customer written by `k`
+    /// requests of a run costs `k` layers, each touching only the rows written again.
     pub fn apply_group(&mut self, items: &[(u64, &Mutation)]) -> Vec<Result<Outcome, EngineError>> {
         let mut out = Vec::with_capacity(items.len());
         let mut i = 0;
@@ -209,30 +290,13 @@ impl Engine {
                 .iter()
                 .map(|(_, m)| match m {
                     Mutation::Upsert(b) => b.as_slice(),
-                    _ => unreachable!("a run of upserts"),
+                    other => unreachable!("a run of upserts holds {}", other.summary()),
                 })
                 .collect();
-            let t0 = std::time::Instant::now();
-            match self.data.apply_upsert_batches(&batches) {
-                Ok(changed) => {
-                    let t1 = t0.elapsed();
-                    let rows: Vec<u32> = changed.iter().map(|&(r, _)| r).collect();
-                    let seqs: Vec<u64> = changed.iter().map(|&(_, b)| run[b].0).collect();
-                    let last = run[run.len() - 1].0;
-                    let events = self.segments.on_write(&self.data, &rows, &seqs, &[], last);
-                    let t2 = t0.elapsed();
-                    let ne = events.len();
-                    self.events.lock().push(events);
-                    tracing::debug!(
-                        batches = run.len(),
-                        rows = rows.len(),
-                        events = ne,
-                        columns_ms = t1.as_secs_f64() * 1e3,
-                        segments_ms = (t2 - t1).as_secs_f64() * 1e3,
-                        "upserts applied"
-                    );
-                    self.sequence = last;
-                    out.extend(batches.iter().map(|b| Ok(Outcome::Upserted { applied: b.len() as u32 })));
+            let seqs: Vec<u64> = run.iter().map(|&(s, _)| s).collect();
+            match self.apply_upsert_run(&batches, &seqs) {
+                Ok(()) => {
+                    out.extend(batches.iter().map(|b| Ok(Outcome::Upserted { applied: b.len() as u32 })))
                 }
                 // Nothing changed: apply one by one so each gets its own answer.
                 Err(_) => out.extend(run.iter().map(|(seq, m)| self.apply(*seq, m))),
@@ -242,20 +306,65 @@ impl Engine {
         out
     }
 
-    /// Applies `m` as commit `sequence`, keeping saved segments current and logging their
-    /// enter / leave events.
+    /// Applies consecutive upserts `batches` (with sequences `seqs`) in layers (see
+    /// [`Engine::apply_group`]). Err only when the first layer is refused, which changes
+    /// nothing.
+    fn apply_upsert_run(&mut self, batches: &[&[CustomerUpdate]], seqs: &[u64]) -> Result<(), MutationError> {
+        let t0 = std::time::Instant::now();
+        // Layers exist for the events; without saved segments there are none to derive,
+        // and one pass gives the same table.
+        let layers = if self.segments.is_empty() { vec![Layer::Whole] } else { layers(batches) };
+        let mut events: Vec<((u64, u32, u32), SegmentEvent)> = vec![];
+        let mut rows_written = 0;
+        for (j, layer) in layers.iter().enumerate() {
+            let refs: Vec<&[CustomerUpdate]> = match layer {
+                Layer::Whole => batches.to_vec(),
+                Layer::Part(parts) => parts.iter().map(|p| p.as_slice()).collect(),
+            };
+            let changed = match self.data.apply_upsert_batches(&refs) {
+                Ok(c) => c,
+                Err(e) if j == 0 => return Err(e),
+                // Later layers write a subset of what layer 0's check accepted, to rows
+                // that already exist: a refusal here is a bug, and the committer treats
+                // a panic in apply as one.
+                Err(e) => panic!("upsert layer {j} refused after layer 0 was applied: {e}"),
+            };
+            rows_written += changed.len();
+            let rows: Vec<u32> = changed.iter().map(|&(r, _)| r).collect();
+            let row_seqs: Vec<u64> = changed.iter().map(|&(_, b)| seqs[b]).collect();
+            events.extend(self.segments.on_write_keyed(&self.data, &rows, &row_seqs, &[], seqs[0]));
+        }
+        if layers.len() > 1 {
+            // Each layer is in order; a mutation's events can come from several layers.
+            events.sort_by_key(|&(k, _)| k);
+        }
+        tracing::debug!(
+            batches = batches.len(),
+            layers = layers.len(),
+            rows = rows_written,
+            events = events.len(),
+            ms = t0.elapsed().as_secs_f64() * 1e3,
+            "upserts applied"
+        );
+        self.unpublished.extend(events.into_iter().map(|(_, e)| e));
+        self.sequence = *seqs.last().expect("a run is not empty");
+        Ok(())
+    }
+
+    /// Applies `m` as commit `sequence`, keeping saved segments current and recording their
+    /// enter / leave events (published with the version, see [`Engine::publish_events`]).
     pub fn apply(&mut self, sequence: u64, m: &Mutation) -> Result<Outcome, EngineError> {
         let outcome = match m {
             Mutation::Upsert(batch) => {
                 let changed = self.data.apply_upserts(batch)?;
                 let events = self.segments.on_write(&self.data, &changed, &[], &[], sequence);
-                self.events.lock().push(events);
+                self.unpublished.extend(events);
                 Outcome::Upserted { applied: batch.len() as u32 }
             }
             Mutation::Delete(ids) => {
                 let deleted = self.data.delete_customers(ids);
                 let events = self.segments.on_write(&self.data, &[], &[], &deleted, sequence);
-                self.events.lock().push(events);
+                self.unpublished.extend(events);
                 Outcome::Deleted { deleted: deleted.len() as u32 }
             }
             Mutation::AddAttribute { name, kind } => {
@@ -278,14 +387,16 @@ impl Engine {
                 Outcome::SegmentDeleted
             }
             Mutation::EditMembers { id, customer_ids, add } => {
-                let (changed, mut events) =
+                let (changed, events) =
                     self.segments.edit_members(&self.data, id, customer_ids, *add, sequence)?;
-                // Segments reading this one through in_segment follow its edited rows.
+                // Segments reading this one through in_segment follow its edited rows
+                // (created after it, so their events come after its own).
                 let mut rows: Vec<u32> =
                     events.iter().filter_map(|e| self.data.row_of(e.customer_id)).collect();
                 rows.sort_unstable();
-                events.extend(self.segments.on_write(&self.data, &rows, &[], &[], sequence));
-                self.events.lock().push(events);
+                self.unpublished.extend(events);
+                let follow = self.segments.on_write(&self.data, &rows, &[], &[], sequence);
+                self.unpublished.extend(follow);
                 Outcome::MembersEdited { changed }
             }
         };
@@ -293,3 +404,54 @@ impl Engine {
         Ok(outcome)
     }
 }
+
+/// The updates of one layer of a run of upserts (see [`Engine::apply_group`]).
+enum Layer {
+    /// Every batch whole: no customer is written by two batches of the run.
+    Whole,
+    /// One part per batch of the run (possibly empty).
+    Part(Vec<Vec<CustomerUpdate>>),
+}
+
+/// Splits a run of upsert batches into layers: an update goes to layer `j` when `j`
+/// earlier batches of the run wrote its customer (updates of one customer within one
+/// batch stay together: they are one mutation's write). New customers first appear in
+/// layer 0 in the run's order, so they get the rows sequential apply would give them.
+fn layers(batches: &[&[CustomerUpdate]]) -> Vec<Layer> {
+    // Per customer: (index of the last batch that wrote it, batches that wrote it).
+    let mut seen: HashMap<u64, (usize, usize)> = HashMap::new();
+    let mut deepest = 0;
+    let mut layer_of: Vec<Vec<usize>> = Vec::with_capacity(batches.len());
+    for (b, batch) in batches.iter().enumerate() {
+        let mut of = Vec::with_capacity(batch.len());
+        for u in batch.iter() {
+            let e = seen.entry(u.customer_id).or_insert((b, 0));
+            if e.0 != b {
+                *e = (b, e.1 + 1);
+            }
+            deepest = deepest.max(e.1);
+            of.push(e.1);
+        }
+        layer_of.push(of);
+    }
+    if deepest == 0 {
+        return vec![Layer::Whole];
+    }
+    (0..=deepest)
+        .map(|j| {
+            Layer::Part(
+                batches
+                    .iter()
+                    .zip(&layer_of)
+                    .map(|(batch, of)| {
+                        batch.iter().zip(of).filter(|&(_, &l)| l == j).map(|(u, _)| u.clone()).collect()
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+pub(crate) mod tests;

@@ -22,13 +22,16 @@
 //! - [`segments`]: saved segments, materialised and kept current on every write, with
 //!   their enter / leave events.
 //! - [`engine`]: the state machine: table + saved segments + recent events, changed only
-//!   by logged mutations applied in commit order.
+//!   by logged mutations applied in commit order; each mutation's segment events are
+//!   derived from it alone, whatever the grouping (`engine_tests.rs`: the oracle).
 //! - [`decide`]: next-best-offer decisions: the offer catalogue and contact policy,
 //!   arbitration with an explanation per offer, contact history (caps, budgets,
 //!   suppression, adaptive models), reach funnels, and their protobuf record forms.
 //! - [`db`]: durability and publication around the engine: group-committed write-ahead
 //!   log, copy-on-write versions published by pointer swap (readers never wait for a
-//!   write), background snapshots, start-up from snapshot + log replay.
+//!   write) with their events, background snapshots, start-up from snapshot + log
+//!   replay. `db/guard.rs`: apply under `catch_unwind`; a failed apply stops writes (the
+//!   health signal) and replay names the record (`--skip-sequence`).
 //!
 //! None of these modules knows about gRPC (only [`persist::record`] uses prost, for the
 //! storage schema, not for any API). Two do, and only they import tonic:

@@ -232,7 +232,7 @@ impl Segments {
     }
 
     /// Adds (or with `add == false` removes) customers of a static segment. Unknown ids are
-    /// skipped; returns how many memberships changed, with their events.
+    /// skipped; returns how many memberships changed, with their events (rows ascending).
     pub fn edit_members(
         &mut self,
         ds: &Dataset,
@@ -247,16 +247,23 @@ impl Segments {
             return Err(SegmentError::NotStatic(id.into()));
         }
         let mut events = vec![];
+        let name: Arc<str> = id.into();
         for &cid in customer_ids {
             let Some(row) = ds.row_of(cid) else { continue };
             let members = Arc::make_mut(&mut seg.members);
             let changed = if add { members.insert(row) } else { members.remove(row) };
             if changed {
                 let change = if add { Change::Entered } else { Change::Left };
-                events.push(SegmentEvent { segment_id: id.into(), customer_id: cid, change, sequence });
+                events.push((
+                    row,
+                    SegmentEvent { segment_id: name.clone(), customer_id: cid, change, sequence },
+                ));
             }
         }
-        Ok((events.len() as u64, events))
+        // Rows ascending, as every other mutation's events: the order must not depend on
+        // how the request listed its ids.
+        events.sort_unstable_by_key(|&(row, _)| row);
+        Ok((events.len() as u64, events.into_iter().map(|(_, e)| e).collect()))
     }
 
     /// Brings every segment up to date after a batch: `changed` rows (ascending) are
@@ -268,9 +275,9 @@ impl Segments {
     /// when their members or plan change.
     ///
     /// `seqs` is empty (every event gets `sequence`) or gives each changed row the commit
-    /// sequence of the last batch that changed it, when a commit group applied several
-    /// batches at once: the event for that row carries that sequence. Events come out in
-    /// sequence order.
+    /// sequence of the batch that wrote it, when several batches were applied at once (each
+    /// row written by one of them: see `Engine::apply_group`). Events come out ordered by
+    /// sequence, then segment (creation order), then row.
     pub fn on_write(
         &mut self,
         ds: &Dataset,
@@ -279,6 +286,19 @@ impl Segments {
         deleted: &[(u64, u32)],
         sequence: u64,
     ) -> Vec<SegmentEvent> {
+        self.on_write_keyed(ds, changed, seqs, deleted, sequence).into_iter().map(|(_, e)| e).collect()
+    }
+
+    /// [`Segments::on_write`], each event with its order key (sequence, segment index in
+    /// creation order, row): events of several calls over one set of segments merge by it.
+    pub fn on_write_keyed(
+        &mut self,
+        ds: &Dataset,
+        changed: &[u32],
+        seqs: &[u64],
+        deleted: &[(u64, u32)],
+        sequence: u64,
+    ) -> Vec<((u64, u32, u32), SegmentEvent)> {
         debug_assert!(seqs.is_empty() || seqs.len() == changed.len());
         if self.order.is_empty() {
             return vec![];
@@ -331,15 +351,15 @@ impl Segments {
                 let remove: Vec<u16> = part.iter().filter(|f| !f.2).map(|f| row(f) as u16).collect();
                 members.edit_chunk((row(&part[0]) >> 16) as usize, &add, &remove);
             }
-            events.extend(group.iter().map(|&(_, k, now)| {
-                let (_, customer_id, sequence) = subjects[k as usize];
+            events.extend(group.iter().map(|&(i, k, now)| {
+                let (row, customer_id, sequence) = subjects[k as usize];
                 let change = if now { Change::Entered } else { Change::Left };
-                SegmentEvent { segment_id: name.clone(), customer_id, change, sequence }
+                ((sequence, i, row), SegmentEvent { segment_id: name.clone(), customer_id, change, sequence })
             }));
         }
         if !seqs.is_empty() {
-            // Stable: within a sequence, segments in creation order, rows ascending.
-            events.par_sort_by_key(|e| e.sequence);
+            // Built in (segment, row) order; one key per (segment, row), so unstable is fine.
+            events.par_sort_unstable_by_key(|&(k, _)| k);
         }
         events
     }
@@ -403,3 +423,7 @@ fn chunk_flips(
     }
     out
 }
+
+#[cfg(test)]
+#[path = "segments_tests.rs"]
+mod tests;

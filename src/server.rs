@@ -204,6 +204,19 @@ impl Server {
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         };
         health.set_serving::<CustomerServiceServer<CustomerSvc>>().await;
+        if let Some(db) = self.db() {
+            // A failed apply stops writes for good (until a restart): stop advertising.
+            let (mut fault, health) = (db.health(), health.clone());
+            tokio::spawn(async move {
+                if fault.wait_for(|f| f.is_some()).await.is_ok() {
+                    tracing::error!("writes are refused after an apply failure: health is NOT_SERVING");
+                    health.set_not_serving::<SegmentServiceServer<SegmentSvc>>().await;
+                    health.set_not_serving::<CustomerServiceServer<CustomerSvc>>().await;
+                    // The whole server too (what probes ask): a restart is what it needs.
+                    health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+                }
+            });
+        }
         let max = self.state.config.max_request_bytes;
         let svc = SegmentServiceServer::new(SegmentSvc(self.state.clone())).max_decoding_message_size(max);
         let customers =

@@ -115,6 +115,10 @@ fn db_code(d: &DbError) -> Code {
         },
         DbError::Corrupt(_) => Code::DataLoss,
         DbError::Closed => Code::Unavailable,
+        // A bug in apply: the caller's write is logged but its outcome is unknown.
+        DbError::ApplyFailed(_) | DbError::Replay { .. } => Code::Internal,
+        // Writes stopped after such a bug; health says NOT_SERVING, reads go on.
+        DbError::Poisoned(_) => Code::Unavailable,
     }
 }
 
@@ -172,5 +176,21 @@ mod tests {
         let s = status_of(DbError::Rejected(SegmentError::Exists("s".into()).into()).into());
         assert_eq!(s.code(), Code::AlreadyExists);
         assert_eq!(status_of(Gone { asked: 1, oldest: 5 }.into()).code(), Code::OutOfRange);
+        let f = std::sync::Arc::new(crate::db::Fault {
+            sequence: 9,
+            mutation: "delete of 1 customers [4]".into(),
+            reason: "panic: boom".into(),
+            published: 8,
+        });
+        let s = status_of(DbError::ApplyFailed(f.clone()).into());
+        assert_eq!(s.code(), Code::Internal);
+        assert!(s.message().contains("log record 9 (delete of 1 customers [4])"), "{}", s.message());
+        let s = status_of(DbError::Poisoned(f).into());
+        assert_eq!(s.code(), Code::Unavailable);
+        assert!(
+            s.message().contains("writes are refused") && s.message().contains("sequence 8"),
+            "{}",
+            s.message()
+        );
     }
 }

@@ -13,3 +13,4 @@ mod mutations;
 mod queries;
 mod realtime;
 mod validation;
+mod write_faults;
