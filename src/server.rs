@@ -117,8 +117,8 @@ impl Server {
         commits_tx: Arc<tokio::sync::watch::Sender<u64>>,
     ) -> State {
         let opened_at = match &backing {
-            Backing::Live(db) => db.read().sequence,
-            Backing::Fixed(e) => e.sequence,
+            Backing::Live(db) => db.read().sequence(),
+            Backing::Fixed(e) => e.sequence(),
         };
         commits_tx.send_replace(opened_at);
         State {
@@ -164,7 +164,7 @@ impl Server {
         let s = &self.state;
         let (m, customers, sequence, saved) = {
             let eng = s.read();
-            (eng.data.memory(), eng.data.customers(), eng.sequence, eng.segments.len())
+            (eng.data().memory(), eng.data().customers(), eng.sequence(), eng.segments().len())
         };
         let (hits, misses) = s.cache.stats();
         s.metrics.render(&[

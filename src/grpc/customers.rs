@@ -158,9 +158,9 @@ impl CustomerService for CustomerSvc {
         st.call(rpc::GET_CUSTOMER, async {
             guarded(|| {
                 let eng = st.read();
-                let id_col = &eng.data.id_column().name;
+                let id_col = &eng.data().id_column().name;
                 let mut attrs =
-                    eng.data.customer(customer_id).ok_or(ServiceError::UnknownCustomer(customer_id))?;
+                    eng.data().customer(customer_id).ok_or(ServiceError::UnknownCustomer(customer_id))?;
                 attrs.retain(|(name, _)| name != id_col);
                 Ok(convert::customer_pb(customer_id, attrs))
             })

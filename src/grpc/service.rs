@@ -112,14 +112,14 @@ impl State {
     pub(super) fn target<'e>(&self, eng: &'e Engine, want: &Want) -> Result<Target<'e>, ServiceError> {
         let limits = &self.config.limits;
         Ok(match want {
-            Want::Where(text) => Target::Plan(self.cache.get_or_compile(text, eng.sequence, |t| {
-                query::compile_sql_in(&eng.data, t, limits, &|id| eng.segments.members_of(id))
+            Want::Where(text) => Target::Plan(self.cache.get_or_compile(text, eng.sequence(), |t| {
+                query::compile_sql_in(eng.data(), t, limits, &|id| eng.segments().members_of(id))
             })?),
             Want::Tree(e) => Target::Plan(Arc::new(Cached::new(
-                query::compile_expr_in(&eng.data, e, limits, &|id| eng.segments.members_of(id))?,
-                eng.sequence,
+                query::compile_expr_in(eng.data(), e, limits, &|id| eng.segments().members_of(id))?,
+                eng.sequence(),
             ))),
-            Want::Id(id) => Target::Saved(eng.segments.get(id)?),
+            Want::Id(id) => Target::Saved(eng.segments().get(id)?),
         })
     }
 
@@ -190,7 +190,7 @@ impl Target<'_> {
 
     fn is_member(&self, eng: &Engine, row: u32) -> bool {
         match self {
-            Target::Plan(c) => matches_row(&eng.data, &c.plan.root, row),
+            Target::Plan(c) => matches_row(eng.data(), &c.plan.root, row),
             Target::Saved(s) => s.members.contains(row),
         }
     }
@@ -313,7 +313,7 @@ impl SegmentService for SegmentSvc {
             if !matches!(want, Want::Tree(_)) {
                 let fast = guarded(|| {
                     let eng = st.read();
-                    let total = eng.data.customers();
+                    let total = eng.data().customers();
                     Ok(match st.target(&eng, &want)? {
                         Target::Saved(s) => Some((s.count(), total, false)),
                         Target::Plan(e) => e.count().filter(|_| memo).map(|n| (n, total, true)),
@@ -326,13 +326,13 @@ impl SegmentService for SegmentSvc {
             let st = st.clone();
             let (count, total) = on_pool(move || -> Result<(u64, u64), ServiceError> {
                 let eng = st.read();
-                let total = eng.data.customers();
+                let total = eng.data().customers();
                 let n = match st.target(&eng, &want)? {
                     Target::Saved(s) => s.count(),
                     Target::Plan(e) => match e.count().filter(|_| memo) {
                         Some(n) => n,
                         None => {
-                            let n = count(&eng.data, &e.plan);
+                            let n = count(eng.data(), &e.plan);
                             if memo {
                                 e.set_count(n);
                             }
@@ -359,7 +359,7 @@ impl SegmentService for SegmentSvc {
                 let want = st.want(segment.map(Spec::from))?;
                 let eng = st.read();
                 let target = st.target(&eng, &want)?;
-                Ok(match eng.data.row_of(customer_id) {
+                Ok(match eng.data().row_of(customer_id) {
                     Some(row) => {
                         pb::IsMemberResponse { is_member: target.is_member(&eng, row), customer_found: true }
                     }
@@ -383,7 +383,7 @@ impl SegmentService for SegmentSvc {
             let want = guarded(|| st.want(segment.map(Spec::from)))?;
             let small = customer_ids.len() <= INLINE_BATCH;
             let answer = move |eng: &Engine, target: &Target<'_>| -> Vec<(bool, bool)> {
-                let one = |&id: &u64| match eng.data.row_of(id) {
+                let one = |&id: &u64| match eng.data().row_of(id) {
                     Some(row) => (target.is_member(eng, row), true),
                     None => (false, false),
                 };
@@ -431,13 +431,15 @@ impl SegmentService for SegmentSvc {
                 let plan = match &want {
                     // A saved segment: its definition's plan, or one node for a static list.
                     Want::Id(id) => {
-                        let s = eng.segments.get(id)?;
+                        let s = eng.segments().get(id)?;
                         match &s.definition {
-                            Definition::Sql(text) => query::compile_sql_in(&eng.data, text, limits, &|id| {
-                                eng.segments.members_of(id)
-                            })?,
-                            Definition::Tree(e) => query::compile_expr_in(&eng.data, e, limits, &|id| {
-                                eng.segments.members_of(id)
+                            Definition::Sql(text) => {
+                                query::compile_sql_in(eng.data(), text, limits, &|id| {
+                                    eng.segments().members_of(id)
+                                })?
+                            }
+                            Definition::Tree(e) => query::compile_expr_in(eng.data(), e, limits, &|id| {
+                                eng.segments().members_of(id)
                             })?,
                             Definition::Static => {
                                 let node = ExplainNode {
@@ -446,7 +448,7 @@ impl SegmentService for SegmentSvc {
                                     actual: s.count(),
                                     children: vec![],
                                 };
-                                return Ok((node, eng.data.customers()));
+                                return Ok((node, eng.data().customers()));
                             }
                         }
                     }
@@ -455,7 +457,7 @@ impl SegmentService for SegmentSvc {
                         Target::Saved(_) => unreachable!("ids are handled above"),
                     },
                 };
-                Ok((explain(&eng.data, &plan), eng.data.customers()))
+                Ok((explain(eng.data(), &plan), eng.data().customers()))
             })
             .await??;
             let text = node.render();
@@ -479,7 +481,7 @@ impl SegmentService for SegmentSvc {
             };
             guarded(|| {
                 let eng = st.read();
-                let ds = &eng.data;
+                let ds = eng.data();
                 let attributes = analytics::describe(ds, max_values);
                 Ok(pb::SchemaResponse {
                     total: ds.customers(),
@@ -509,7 +511,7 @@ impl SegmentService for SegmentSvc {
             let b = on_pool(move || -> Result<_, ServiceError> {
                 let eng = st.read();
                 let target = st.target(&eng, &want)?;
-                Ok(analytics::breakdown_of(&eng.data, target.members(), &attribute, top_n)?)
+                Ok(analytics::breakdown_of(eng.data(), target.members(), &attribute, top_n)?)
             })
             .await??;
             Ok(convert::breakdown(b, micros(t)))
@@ -544,7 +546,7 @@ impl SegmentService for SegmentSvc {
                 let eng = st.read();
                 let targets = wants.iter().map(|w| st.target(&eng, w)).collect::<Result<Vec<_>, _>>()?;
                 let members: Vec<Members<'_>> = targets.iter().map(Target::members).collect();
-                Ok((analytics::overlap_of(&eng.data, &members), eng.data.customers()))
+                Ok((analytics::overlap_of(eng.data(), &members), eng.data().customers()))
             })
             .await??;
             Ok(pb::OverlapResponse {
@@ -608,7 +610,7 @@ impl SegmentService for SegmentSvc {
         let st = &self.0;
         st.call(rpc::GET_SEGMENT, async {
             let eng = st.read();
-            Ok(convert::saved_segment(eng.segments.get(&segment_id)?))
+            Ok(convert::saved_segment(eng.segments().get(&segment_id)?))
         })
         .await
     }
@@ -622,7 +624,7 @@ impl SegmentService for SegmentSvc {
         st.call(rpc::LIST_SEGMENTS, async {
             let eng = st.read();
             Ok(pb::ListSegmentsResponse {
-                segments: eng.segments.list().map(convert::saved_segment).collect(),
+                segments: eng.segments().list().map(convert::saved_segment).collect(),
             })
         })
         .await
@@ -663,7 +665,7 @@ impl SegmentService for SegmentSvc {
         let st = &self.0;
         st.call(rpc::SEGMENTS_OF, async {
             let eng = st.read();
-            Ok(match eng.segments.segments_of(&eng.data, customer_id) {
+            Ok(match eng.segments().segments_of(eng.data(), customer_id) {
                 Some(ids) => pb::SegmentsOfResponse {
                     segment_ids: ids.into_iter().map(String::from).collect(),
                     customer_found: true,

@@ -51,15 +51,15 @@ pub fn start(
     let start = {
         let eng = st.read();
         for id in &ids {
-            eng.segments.get(id)?;
+            eng.segments().get(id)?;
         }
-        let start = if from_sequence == 0 { eng.sequence + 1 } else { from_sequence };
+        let start = if from_sequence == 0 { eng.sequence() + 1 } else { from_sequence };
         // Events are not persisted: nothing at or before the sequence the state was opened
         // at is retained, whatever the (empty) log says.
         if start <= st.opened_at {
             return Err(Gone { asked: start, oldest: st.opened_at + 1 }.into());
         }
-        eng.events.lock().since(start, &ids, 0)?;
+        eng.events_since(start, &ids, 0)?;
         start
     };
     // The buffer holds `watch_buffer` events, in batches.
@@ -124,11 +124,7 @@ async fn pump(
         }
         // Mark the current commit seen before reading, so a commit after the read wakes us.
         commits.borrow_and_update();
-        let events = {
-            let events = st.read().events.clone();
-            let got = events.lock().since(seq, ids, skip + READ_MAX);
-            got?
-        };
+        let events = st.read().events_since(seq, ids, skip + READ_MAX)?;
         if events.len() <= skip {
             tokio::select! {
                 changed = commits.changed() => {
