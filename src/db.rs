@@ -179,12 +179,12 @@ impl Db {
                 let seq = wal.last_seq();
                 snapshot(&engine, &snap_dir, seq)?;
                 let mut engine = engine;
-                engine.sequence = seq;
+                engine.restored_at(seq);
                 engine
             }
         };
         // What the newest snapshot holds: a close after replaying the log must write a new one.
-        let mut snapshot_seq = engine.sequence;
+        let mut snapshot_seq = engine.sequence();
         let (replayed, skipped) = match replay_log(&mut engine, &replay, &opts, None) {
             Ok(r) => r,
             Err(ReplayError::Db(e)) => return Err(e),
@@ -221,24 +221,31 @@ impl Db {
                 );
             }
         }
-        legacy_read |= replay.records.iter().any(|(seq, _)| *seq > snapshot_seq && replay.format_of(*seq) != record::FORMAT);
+        legacy_read |= replay
+            .records
+            .iter()
+            .any(|(seq, _)| *seq > snapshot_seq && replay.format_of(*seq) != record::FORMAT);
         if !skipped.is_empty() || legacy_read {
             // Make a skip permanent (the skipped records are cut with the log, so a later
             // restart neither needs the flag nor replays them), and read an older record
             // format only this once.
-            snapshot(&engine, &snap_dir, engine.sequence)?;
-            wal.truncate_before(engine.sequence + 1)?;
-            snapshot_seq = engine.sequence;
+            snapshot(&engine, &snap_dir, engine.sequence())?;
+            wal.truncate_before(engine.sequence() + 1)?;
+            snapshot_seq = engine.sequence();
             if legacy_read {
-                tracing::info!(sequence = engine.sequence, "data dir upgraded to record format {}", record::FORMAT);
+                tracing::info!(
+                    sequence = engine.sequence(),
+                    "data dir upgraded to record format {}",
+                    record::FORMAT
+                );
             }
         }
         release_free_memory();
         // Events before the snapshot are not kept across a restart: a watcher must not
         // resume from before it. Replayed ones are kept: they are a function of the log.
-        engine.events.lock().forget_through(snapshot_seq);
+        engine.forget_events_through(snapshot_seq);
         tracing::info!(
-            sequence = engine.sequence,
+            sequence = engine.sequence(),
             replayed,
             ms = t.elapsed().as_millis() as u64,
             "data dir opened"
@@ -320,7 +327,7 @@ impl Db {
             let _ = h.join();
         }
         let engine = self.read();
-        let seq = engine.sequence;
+        let seq = engine.sequence();
         if self.snapshotted.load(Ordering::Acquire) == seq {
             return Ok(());
         }
@@ -345,7 +352,7 @@ fn load_snapshot(snap_dir: &std::path::Path, opts: &DbOptions) -> Result<Option<
     )?;
     let mut engine = Engine::new(data, opts.max_segments, opts.event_capacity);
     restore_segments(&mut engine, extra.segments)?;
-    engine.sequence = snap.seq;
+    engine.restored_at(snap.seq);
     tracing::info!(sequence = snap.seq, "snapshot loaded");
     Ok(Some((engine, format)))
 }
@@ -373,29 +380,19 @@ fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File, DbError> {
         .write(true)
         .open(dir.join("LOCK"))
         .map_err(io)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::io::AsRawFd;
-        // SAFETY: flock on a file descriptor we own; released when the file is closed.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(DbError::Locked(dir.display().to_string()));
-        }
+    // Released when the file is closed (flock on Unix).
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(DbError::Locked(dir.display().to_string())),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
     }
-    Ok(file)
 }
 
 fn restore_segments(engine: &mut Engine, segments: Vec<SegmentMeta>) -> Result<(), DbError> {
     for s in segments {
         engine
-            .segments
-            .create(&engine.data, &s.id, &s.description, s.definition.clone())
+            .restore_segment(&s.id, &s.description, s.definition, &s.members)
             .map_err(|e| DbError::Corrupt(format!("saved segment '{}': {e}", s.id)))?;
-        if !s.members.is_empty() {
-            engine
-                .segments
-                .edit_members(&engine.data, &s.id, &s.members, true, 0)
-                .map_err(|e| DbError::Corrupt(e.to_string()))?;
-        }
     }
     Ok(())
 }
@@ -403,9 +400,9 @@ fn restore_segments(engine: &mut Engine, segments: Vec<SegmentMeta>) -> Result<(
 /// Writes the state as of `seq`.
 fn snapshot(engine: &Engine, dir: &std::path::Path, seq: u64) -> Result<(), DbError> {
     let t = Instant::now();
-    let data = &engine.data;
+    let data = engine.data();
     let segments = engine
-        .segments
+        .segments()
         .in_creation_order()
         .map(|s| {
             let mut members = vec![];
@@ -555,10 +552,10 @@ fn commit_loop(rx: mpsc::Receiver<(Mutation, Done)>, c: Committer, on_commit: im
             // on meanwhile (the version only keeps alive what later writes replace).
             let (state, dir, wal, snapshotted) = (next, snap_dir.clone(), wal.clone(), snapshotted.clone());
             let spawned = std::thread::Builder::new().name("segd-snapshot".into()).spawn(move || {
-                match snapshot(&state, &dir, state.sequence) {
+                match snapshot(&state, &dir, state.sequence()) {
                     Ok(()) => {
-                        snapshotted.store(state.sequence, Ordering::Release);
-                        if let Err(e) = wal.truncate_before(state.sequence + 1) {
+                        snapshotted.store(state.sequence(), Ordering::Release);
+                        if let Err(e) = wal.truncate_before(state.sequence() + 1) {
                             tracing::error!(error = %e, "log truncation after snapshot failed");
                         }
                     }

@@ -14,7 +14,6 @@
 //!   pairwise overlaps of segments, from the indexes.
 //! - [`plan_cache`]: compiled ad-hoc segment texts (and their counts), bounded, with an
 //!   invalidation hook for data changes.
-//! - [`metrics`]: Prometheus counters and histograms, and their HTTP endpoint.
 //! - [`persist`]: durability: a checksummed, group-committed write-ahead log and Arrow IPC
 //!   snapshots; [`persist::record`] is the versioned on-disk record format (the
 //!   `segd.log.v1` protobuf schema in proto/segd/log/v1, with explicit conversions) and
@@ -32,14 +31,25 @@
 //!   write) with their events, background snapshots, start-up from snapshot + log
 //!   replay. `db/guard.rs`: apply under `catch_unwind`; a failed apply stops writes (the
 //!   health signal) and replay names the record (`--skip-sequence`).
+//! - [`app`]: the application core: one [`app::App`] owning the state (a [`db::Db`] or
+//!   a fixed table), the plan cache, the limits ([`app::Config`]) and the commit watch,
+//!   with one method per use case, typed inputs and results, and [`app::AppError`].
 //!
-//! None of these modules knows about gRPC (only [`persist::record`] uses prost, for the
-//! storage schema, not for any API). Two do, and only they import tonic:
-//! - [`grpc`]: the `segd.v1.SegmentService` adapter: generated proto types, conversions,
-//!   the error-to-status mapping.
-//! - [`server`]: runs the gRPC service, health and reflection until shutdown.
+//! None of these modules knows about a transport. These do, and only they import tonic /
+//! prost / axum (except [`persist::record`], which uses prost for
+//! the storage schema, not for any API); they translate and call [`app::App`]:
+//! - [`grpc`]: the `segd.v1.SegmentService` / `CustomerService` adapters: generated proto
+//!   types, conversions (`TryFrom`), the one error-to-status mapping.
+//! - [`metrics`]: per-RPC counters and histograms (`prometheus-client`, labels from
+//!   [`metrics::Rpc`]) and the axum `/metrics` endpoint.
+//! - [`server`]: runs the gRPC services, health and reflection until shutdown.
+//!
+//! Layering: transports ([`grpc`], [`server`], [`metrics`]) → [`app`] → [`db`] →
+//! [`engine`] → [`store`] / [`index`] / [`segments`] / [`query`] / [`analytics`] /
+//! [`persist`].
 
 pub mod analytics;
+pub mod app;
 pub mod db;
 pub mod decide;
 pub mod engine;

@@ -71,7 +71,7 @@ pub(super) fn locate(
     let mut engine = base.clone();
     for &(seq, m) in items {
         if let Err(reason) = apply_guarded(&mut engine, &[(seq, m)], fail_at) {
-            return Fault { sequence: seq, mutation: m.summary(), reason, published: base.sequence };
+            return Fault { sequence: seq, mutation: m.summary(), reason, published: base.sequence() };
         }
     }
     let &(seq, m) = items.first().expect("a failed group is not empty");
@@ -80,7 +80,7 @@ pub(super) fn locate(
         sequence: seq,
         mutation: m.summary(),
         reason: format!("{reason} (group {seq}..={last}; no record of it failed alone)"),
-        published: base.sequence,
+        published: base.sequence(),
     }
 }
 

@@ -50,7 +50,7 @@ pub(super) fn replay_log(
     };
     for (seq, payload) in &replay.records {
         let seq = *seq;
-        if seq <= engine.sequence {
+        if seq <= engine.sequence() {
             continue;
         }
         let format = replay.format_of(seq);
@@ -67,7 +67,7 @@ pub(super) fn replay_log(
                 }
             }
             // Counted as applied (as nothing): the next snapshot is taken after it.
-            engine.sequence = seq;
+            engine.skipped(seq);
             skipped.push(seq);
             continue;
         }

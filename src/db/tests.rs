@@ -71,7 +71,7 @@ fn upsert(id: u64, attr: &str, v: CellValue) -> Mutation {
 }
 
 fn cell(db: &Db, id: u64, attr: &str) -> Option<CellValue> {
-    db.read().data.customer(id).and_then(|c| c.into_iter().find(|(a, _)| a == attr).map(|(_, v)| v))
+    db.read().data().customer(id).and_then(|c| c.into_iter().find(|(a, _)| a == attr).map(|(_, v)| v))
 }
 
 fn seq_of(r: &Result<Committed, DbError>) -> u64 {
@@ -83,7 +83,7 @@ fn a_mixed_group_through_submit() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Gate::default();
     let db = open(dir.path(), DbOptions::default(), &gate).unwrap();
-    let s = db.read().sequence;
+    let s = db.read().sequence();
     let rest = vec![
         Mutation::AddAttribute { name: "streak".into(), kind: NewAttribute::Int },
         // Uses the attribute queued just before it: checked after it was applied.
@@ -147,10 +147,10 @@ fn a_mixed_group_through_submit() {
     assert!(matches!(cell(&db, 2, "tier"), Some(CellValue::Str(_))));
     assert_eq!(cell(&db, 3, "streak"), None);
     let eng = db.read();
-    assert_eq!(eng.sequence, s + 10);
-    let events = eng.events.lock().since(s + 1, &HashSet::new(), usize::MAX).unwrap();
+    assert_eq!(eng.sequence(), s + 10);
+    let events = eng.events_since(s + 1, &HashSet::new(), usize::MAX).unwrap();
     let mut vip = [1u64, 2];
-    vip.sort_by_key(|&id| eng.data.row_of(id));
+    vip.sort_by_key(|&id| eng.data().row_of(id));
     let want = vec![
         (s + 6, "vip".to_string(), vip[0], true),
         (s + 6, "vip".to_string(), vip[1], true),
@@ -179,7 +179,7 @@ fn a_failed_apply_refuses_writes_and_start_up_names_the_record() {
     let gate = Gate::default();
     let faulty = DbOptions { fail_apply_at: Some(3), ..DbOptions::default() };
     let db = open(dir.path(), faulty.clone(), &gate).unwrap();
-    assert_eq!(db.read().sequence, 0);
+    assert_eq!(db.read().sequence(), 0);
     let gold = || CellValue::Str("GOLD_X".into());
     assert_eq!(seq_of(&db.commit(upsert(1, "tier", gold()))), 1);
     let health = db.health();
@@ -204,7 +204,7 @@ fn a_failed_apply_refuses_writes_and_start_up_names_the_record() {
     let fault = db.fault().expect("poisoned");
     assert_eq!(health.borrow().as_ref(), Some(&fault));
     // Reads go on from the last good version; writes are refused, naming the sequence.
-    assert_eq!(db.read().sequence, 2);
+    assert_eq!(db.read().sequence(), 2);
     assert_eq!(cell(&db, 2, "tier"), Some(gold()));
     assert_ne!(cell(&db, 10, "tier"), Some(gold()));
     match db.commit(upsert(12, "tier", gold())) {
@@ -241,7 +241,7 @@ fn a_failed_apply_refuses_writes_and_start_up_names_the_record() {
         line.contains("WARN") && line.contains("sequence=3") && line.contains("upsert of 1 customers [10]"),
         "{line}"
     );
-    assert_eq!(db.read().sequence, 4);
+    assert_eq!(db.read().sequence(), 4);
     assert_ne!(cell(&db, 10, "tier"), Some(gold()));
     assert_eq!(cell(&db, 11, "tier"), Some(gold()));
     assert!(db.fault().is_none());
@@ -250,7 +250,7 @@ fn a_failed_apply_refuses_writes_and_start_up_names_the_record() {
 
     // The skip is permanent: no flag needed any more.
     let db = open(dir.path(), DbOptions::default(), &gate).unwrap();
-    assert_eq!(db.read().sequence, 5);
+    assert_eq!(db.read().sequence(), 5);
     assert_ne!(cell(&db, 10, "tier"), Some(gold()));
     assert_eq!(cell(&db, 12, "tier"), Some(gold()));
 }
@@ -270,12 +270,12 @@ fn live_and_replayed_events_are_the_same() {
     }
     let seqs: Vec<u64> = (0..log.len()).map(|_| seq_of(&rx.recv().unwrap())).collect();
     assert_eq!(seqs, (1..=log.len() as u64).collect::<Vec<_>>());
-    let everything = |db: &Db| db.read().events.lock().since(1, &HashSet::new(), usize::MAX).unwrap();
+    let everything = |db: &Db| db.read().events_since(1, &HashSet::new(), usize::MAX).unwrap();
     let live = stream(&everything(&db));
     let groups = gate.ends.lock().unwrap().len();
     drop(db);
     let db = open(dir.path(), DbOptions::default(), &gate).unwrap();
-    assert_eq!(db.read().sequence, log.len() as u64);
+    assert_eq!(db.read().sequence(), log.len() as u64);
     let replayed = stream(&everything(&db));
     let mut oracle = Oracle::new(table(ROWS));
     let mut want = vec![];
@@ -311,7 +311,7 @@ fn an_undecodable_record_is_named_and_can_be_skipped() {
         Ok(_) => panic!("opened"),
     }
     let db = open(dir.path(), DbOptions { skip_sequences: vec![2], ..DbOptions::default() }, &gate).unwrap();
-    assert_eq!(db.read().sequence, 2);
+    assert_eq!(db.read().sequence(), 2);
     assert_eq!(cell(&db, 1, "age"), Some(CellValue::Int(33)));
     assert_eq!(seq_of(&db.commit(upsert(1, "age", CellValue::Int(34)))), 3);
 }
@@ -336,11 +336,15 @@ fn events_are_never_ahead_of_the_published_version() {
         std::thread::spawn(move || {
             let mut checked = 0;
             while !done.load(std::sync::atomic::Ordering::Acquire) {
-                let log = db.read().events.clone();
-                let newest =
-                    log.lock().since(1, &HashSet::new(), usize::MAX).unwrap().last().map(|e| e.sequence);
+                // The events first, then the version reads answer from.
+                let newest = db
+                    .read()
+                    .events_since(1, &HashSet::new(), usize::MAX)
+                    .unwrap()
+                    .last()
+                    .map(|e| e.sequence);
                 if let Some(n) = newest {
-                    let published = db.read().sequence;
+                    let published = db.read().sequence();
                     assert!(
                         published >= n,
                         "event of sequence {n} visible while reads answer from {published}"

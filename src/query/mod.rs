@@ -59,7 +59,9 @@ fn check_finite(e: &Expr) -> Result<(), QueryError> {
     }
 }
 
-fn check_limits(e: &Expr, limits: &Limits) -> Result<(), QueryError> {
+/// Whether an expression built elsewhere (JSON tree, gRPC Predicate) is within `limits`
+/// and holds only finite numbers.
+pub fn check_limits(e: &Expr, limits: &Limits) -> Result<(), QueryError> {
     check_finite(e)?;
     if e.depth() > limits.max_depth {
         return Err(QueryError::Limit { what: "predicate depth", got: e.depth(), limit: limits.max_depth });

@@ -149,23 +149,23 @@ fn part2(first_seq: u64, golden: bool) -> Vec<(u64, Mutation)> {
 }
 
 fn cell(db: &Db, id: u64, attr: &str) -> CellValue {
-    let c = db.read().data.customer(id).unwrap_or_else(|| panic!("customer {id} held"));
+    let c = db.read().data().customer(id).unwrap_or_else(|| panic!("customer {id} held"));
     c.into_iter().find(|(a, _)| a == attr).unwrap_or_else(|| panic!("attribute {attr}")).1
 }
 
 /// The state both fixtures end in, computed by hand from the mutations above.
 fn assert_state(db: &Db, golden: bool) {
     let e = db.read();
-    assert_eq!(e.data.customers(), 20 + 1 - 2, "20 generated, one new, two deleted");
-    assert_eq!(e.data.customer(7), None);
-    assert_eq!(e.data.customer(8), None);
-    let ids: Vec<&str> = e.segments.list().map(|s| s.id.as_str()).collect();
+    assert_eq!(e.data().customers(), 20 + 1 - 2, "20 generated, one new, two deleted");
+    assert_eq!(e.data().customer(7), None);
+    assert_eq!(e.data().customer(8), None);
+    let ids: Vec<&str> = e.segments().list().map(|s| s.id.as_str()).collect();
     assert_eq!(ids, ["rich", "vips"]);
     let mut vips: Vec<u64> =
-        e.segments.get("vips").unwrap().members.rows().into_iter().map(|r| e.data.id_of(r)).collect();
+        e.segments().get("vips").unwrap().members.rows().into_iter().map(|r| e.data().id_of(r)).collect();
     vips.sort_unstable();
     assert_eq!(vips, [1, 3]);
-    assert_eq!(e.segments.get("rich").unwrap().definition, Definition::Tree(rich_tree()));
+    assert_eq!(e.segments().get("rich").unwrap().definition, Definition::Tree(rich_tree()));
     drop(e);
     assert_eq!(cell(db, 1, "tier"), s("GOLD"));
     assert_eq!(cell(db, 1, "churn_risk"), CellValue::Float(0.25));

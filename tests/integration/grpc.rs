@@ -305,14 +305,17 @@ fn bad_counts() -> Vec<(pb::CountSegmentRequest, Code, &'static str)> {
 async fn every_bad_input_has_its_code_and_the_server_survives() {
     let mut c = client().await;
     let metrics = fixture().server.metrics();
-    let rejected_before = metrics.calls(0, Code::InvalidArgument as i32);
+    let rejected_before = metrics.calls(segd::metrics::Rpc::CountSegment, Code::InvalidArgument as i32);
     for (req, code, word) in bad_counts() {
         let what: String = format!("{req:?}").chars().take(100).collect();
         let err = c.count_segment(req).await.expect_err(&what);
         assert_eq!(err.code(), code, "{what}: {}", err.message());
         assert!(err.message().contains(word), "{what}: '{}' lacks '{word}'", err.message());
     }
-    assert!(metrics.calls(0, Code::InvalidArgument as i32) > rejected_before, "errors are counted");
+    assert!(
+        metrics.calls(segd::metrics::Rpc::CountSegment, Code::InvalidArgument as i32) > rejected_before,
+        "errors are counted"
+    );
 
     let seg = || Some(pb::batch_is_member_request::Segment::Where("age > 1".into()));
     let err = c
@@ -445,15 +448,17 @@ async fn metrics_endpoint_reports_calls_and_memory() {
             .await
     });
     let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
-    sock.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    sock.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
     let mut body = String::new();
     sock.read_to_string(&mut body).await.unwrap();
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body:.200}");
     for needle in [
         "segd_rpc_calls_total{rpc=\"CountSegment\",code=\"OK\"}",
-        "segd_rpc_duration_seconds_bucket{rpc=\"CountSegment\",le=\"+Inf\"}",
+        "segd_rpc_duration_seconds_bucket{le=\"+Inf\",rpc=\"CountSegment\"}",
         "segd_customers 150000",
         "segd_memory_index_bytes",
+        "segd_plan_cache_misses_total",
+        "# EOF",
     ] {
         assert!(body.contains(needle), "metrics lack {needle}");
     }

@@ -234,12 +234,12 @@ fn a_group_applied_at_once_matches_one_by_one() {
         r.unwrap();
     }
     let [one, all] = &engines;
-    assert_eq!(one.data.export(), all.data.export());
+    assert_eq!(one.data().export(), all.data().export());
     for i in 0..defs.len() {
         let id = format!("g{i}");
         assert_eq!(
-            one.segments.get(&id).unwrap().members.rows(),
-            all.segments.get(&id).unwrap().members.rows(),
+            one.segments().get(&id).unwrap().members.rows(),
+            all.segments().get(&id).unwrap().members.rows(),
             "{id}"
         );
     }

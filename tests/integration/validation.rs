@@ -403,8 +403,8 @@ impl Model {
 }
 
 fn members(e: &Engine, id: &str) -> BTreeSet<u64> {
-    let s = e.segments.get(id).unwrap();
-    s.members.rows().into_iter().map(|r| e.data.id_of(r)).collect()
+    let s = e.segments().get(id).unwrap();
+    s.members.rows().into_iter().map(|r| e.data().id_of(r)).collect()
 }
 
 proptest! {
@@ -437,12 +437,12 @@ proptest! {
         for r in replayed.apply_group(&items) {
             prop_assert!(r.is_ok(), "{:?}", r);
         }
-        prop_assert_eq!(live.data.customers(), model.rows.len() as u64);
-        prop_assert_eq!(replayed.data.customers(), model.rows.len() as u64);
+        prop_assert_eq!(live.data().customers(), model.rows.len() as u64);
+        prop_assert_eq!(replayed.data().customers(), model.rows.len() as u64);
         for (id, want) in &model.rows {
             let want: Vec<(String, CellValue)> = want.clone().into_iter().collect();
             for e in [&live, &replayed] {
-                let mut got = e.data.customer(*id).expect("customer held");
+                let mut got = e.data().customer(*id).expect("customer held");
                 got.sort_by(|a, b| a.0.cmp(&b.0));
                 prop_assert_eq!(&got, &want, "customer {}", id);
             }
