@@ -17,6 +17,10 @@
 //! - [`metrics`]: Prometheus counters and histograms, and their HTTP endpoint.
 //! - [`persist`]: durability: a checksummed, group-committed write-ahead log and Arrow IPC
 //!   snapshots.
+//! - [`gamify`]: gamification core: a declarative program, events, a points ledger with
+//!   pending windows and expiry, earning rules, tiers and levels; pure and deterministic
+//!   (time only from events and logged records). Its snapshot / log records
+//!   ([`gamify::record`]) are protobuf messages of their own.
 //! - [`segments`]: saved segments, materialised and kept current on every write, with
 //!   their enter / leave events.
 //! - [`engine`]: the state machine: table + saved segments + recent events, changed only
@@ -33,6 +37,7 @@
 pub mod analytics;
 pub mod db;
 pub mod engine;
+pub mod gamify;
 pub mod gen;
 pub mod grpc;
 pub mod index;
