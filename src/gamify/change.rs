@@ -11,9 +11,10 @@
 use std::collections::BTreeMap;
 
 use super::program::Program;
-use super::state::{Achievement, Applied, Customer, GamifyState, Keys, TierReason};
+use super::state::{Customer, GamifyState, Keys};
 use super::tiers::{level_of, next_check, retier, today};
 use super::GamifyError;
+use super::{Achievement, Applied, CustomerAttrs, TierReason};
 
 /// Exact counts of customers moving between tiers and levels.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -130,7 +131,7 @@ impl GamifyState {
             let Some(c) = self.customers.get(&id) else { continue };
             let after = self.attrs_of(new, &keys, c);
             if after != before {
-                out.changed.push(super::state::CustomerAttrs { customer_id: id, values: after });
+                out.changed.push(CustomerAttrs { customer_id: id, values: after });
             }
         }
         Ok(out)

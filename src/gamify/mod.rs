@@ -5,7 +5,8 @@
 //! replicas alike.
 //!
 //! # Layout
-//! - [`program`]: the program's JSON form (serde), validated whole into a [`Program`].
+//! - [`program`]: the program's JSON form (serde) and the validated [`Program`];
+//!   [`validate`]: its validation, every error naming the item and field.
 //! - [`time`]: calendar arithmetic in the program's time zone (days, weeks, months,
 //!   expiry dates, period ends).
 //! - [`eval`]: the segment language's [`crate::query::Expr`] evaluated over one event's
@@ -15,8 +16,10 @@
 //! - [`ledger`]: one customer's wallet: credits, debits, expiry, refund reversals.
 //! - [`tiers`]: rolling-window measures, tier qualification and downgrade, levels, and
 //!   the tier / level transition matrix of a program change.
-//! - [`state`]: [`GamifyState`], every customer's gamification state, and the mutations
-//!   the engine applies: events, spends, grants, manual tiers, ticks.
+//! - [`state`]: [`GamifyState`], every customer's gamification state, its agenda of
+//!   time-driven work and the clock tick; [`events`]: a batch of events checked whole
+//!   and applied; [`points`]: spends, grants and manual tiers; [`applied`]: what each
+//!   mutation reports to the engine (attribute values, achievements).
 //! - [`change`]: a program change (every customer re-tiered in one mutation) and its
 //!   preview, the tier / level transition matrix.
 //! - [`view`]: reads: a customer's state (`GetGamificationState`), a ledger page.
@@ -31,16 +34,20 @@
 //! bit. Time-driven changes (pending points becoming available, expiry, tier downgrades
 //! at period end) happen only in [`GamifyState::tick`].
 
+pub mod applied;
 pub mod change;
 pub mod eval;
+pub mod events;
 pub mod gen;
 pub mod ledger;
+pub mod points;
 pub mod program;
 pub mod record;
 pub mod rules;
 pub mod state;
 pub mod tiers;
 pub mod time;
+pub mod validate;
 pub mod view;
 
 #[cfg(test)]
@@ -52,8 +59,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use applied::{Achievement, Applied, CustomerAttrs, EventOutcome, TierReason};
+pub use points::{Grant, LedgerOutcome, Spend};
 pub use program::{Program, ProgramSpec};
-pub use state::{Applied, GamifyState};
+pub use state::GamifyState;
 
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;

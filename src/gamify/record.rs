@@ -15,10 +15,11 @@ use prost::Message;
 use super::ledger::{Credit, Debit, DebitKind, Wallet};
 use super::program::Program;
 use super::rules::CapUse;
-use super::state::{Customer, GamifyState, Grant, Spend};
+use super::state::{Customer, GamifyState};
 use super::tiers::Buckets;
 use super::time::CapPeriod;
 use super::{Event, GamifyError, PropValue};
+use super::{Grant, Spend};
 
 /// Bumped when a change cannot be read by older code.
 pub const STATE_FORMAT: u32 = 1;

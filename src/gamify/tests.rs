@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::DateTime;
 
 use super::program::{DowngradeSpec, ExpirySpec, ProgramSpec, TierSpec, DEMO_PROGRAM};
-use super::state::{Achievement, EventOutcome, Grant, Spend, TierReason};
+
 use super::view::EntryKind;
 use super::*;
 
@@ -93,7 +93,7 @@ fn purchase_points_are_pending_for_14_days() {
         ("login_count".to_string(), AttrValue::Int(0)),
         ("review_count".to_string(), AttrValue::Int(0)),
     ];
-    assert_eq!(out.changed, vec![state::CustomerAttrs { customer_id: 1, values: want }]);
+    assert_eq!(out.changed, vec![CustomerAttrs { customer_id: 1, values: want }]);
     let day14 = t + 14 * DAY_MS;
     assert!(st.tick(&p, day14 - 1).unwrap().changed.is_empty());
     let out = st.tick(&p, day14).unwrap();

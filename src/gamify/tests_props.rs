@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use super::state::{EventOutcome, Grant, Spend};
 use super::*;
 
 const PROGRAM: &str = r#"{
