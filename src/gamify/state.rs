@@ -5,7 +5,7 @@
 //!
 //! Memory per customer (besides the ledger's credits and debits, see [`super::ledger`],
 //! and the measures' day buckets, see [`super::tiers`]): the map entry (~40 bytes in a
-//! B-tree node), [`Customer`] itself (~150 bytes), 12 bytes per counter, 16 per cap in
+//! B-tree node), [`Customer`] itself (at most 136 bytes), 16 bytes per counter, 16 per cap in
 //! use, and an agenda entry (~24 bytes) when something is due. The dedup window holds
 //! every event id of the last 7 days twice (map and queue): ~80 bytes per event.
 

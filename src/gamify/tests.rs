@@ -543,3 +543,15 @@ fn generated_year_round_trips_and_keeps_the_invariants() {
     assert_eq!((evs.as_slice(), logged), (&events[..500], 42));
     assert!(matches!(record::decode_state(&bytes[..bytes.len() / 2], &p), Err(GamifyError::Corrupt(_))));
 }
+
+/// The per-structure costs stated in the module doc.
+#[test]
+fn structure_sizes_are_what_the_doc_says() {
+    use std::mem::size_of;
+    assert_eq!(size_of::<ledger::Credit>(), 88);
+    assert_eq!(size_of::<ledger::Debit>(), 72);
+    assert!(size_of::<state::Customer>() <= 136, "{}", size_of::<state::Customer>());
+    assert_eq!(size_of::<(i32, i64)>(), 16);
+    assert_eq!(size_of::<rules::CapUse>(), 16);
+    assert_eq!(size_of::<(u16, i64)>(), 16);
+}
