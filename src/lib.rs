@@ -29,7 +29,9 @@
 //!   log, copy-on-write versions published by pointer swap (readers never wait for a
 //!   write), background snapshots, start-up from snapshot + log replay.
 //!
-//! None of these modules knows about gRPC. Two do, and only they import tonic / prost:
+//! None of these modules knows about gRPC (only [`gamify::record`] uses prost, for its
+//! snapshot / log messages, with no generated code or service). Two do, and only they
+//! import tonic:
 //! - [`grpc`]: the `segd.v1.SegmentService` adapter: generated proto types, conversions,
 //!   the error-to-status mapping.
 //! - [`server`]: runs the gRPC service, health and reflection until shutdown.
