@@ -18,6 +18,10 @@
 //!   snapshots; [`persist::record`] is the versioned on-disk record format (the
 //!   `segd.log.v1` protobuf schema in proto/segd/log/v1, with explicit conversions) and
 //!   `persist::legacy` reads the first release's JSON records.
+//! - [`gamify`]: gamification core: a declarative program, events, a points ledger with
+//!   pending windows and expiry, earning rules, tiers and levels; pure and deterministic
+//!   (time only from events and logged records). Its snapshot / log records
+//!   ([`gamify::record`]) are protobuf messages of their own.
 //! - [`segments`]: saved segments, materialised and kept current on every write, with
 //!   their enter / leave events.
 //! - [`engine`]: the state machine: table + saved segments + recent events, changed only
@@ -36,8 +40,8 @@
 //!   with one method per use case, typed inputs and results, and [`app::AppError`].
 //!
 //! None of these modules knows about a transport. These do, and only they import tonic /
-//! prost / axum (except [`persist::record`], which uses prost for
-//! the storage schema, not for any API); they translate and call [`app::App`]:
+//! prost / axum (except [`persist::record`] and the record forms of [`gamify`]
+//! and [`decide`], which use prost for storage, not for any API); they translate and call [`app::App`]:
 //! - [`grpc`]: the `segd.v1.SegmentService` / `CustomerService` adapters: generated proto
 //!   types, conversions (`TryFrom`), the one error-to-status mapping.
 //! - [`metrics`]: per-RPC counters and histograms (`prometheus-client`, labels from
@@ -53,6 +57,7 @@ pub mod app;
 pub mod db;
 pub mod decide;
 pub mod engine;
+pub mod gamify;
 pub mod gen;
 pub mod grpc;
 pub mod index;

@@ -1,4 +1,4 @@
-//! The `segd` binary: `count`, `gen` (and `serve`, `loadgen`).
+//! The `segd` binary: `count`, `gen`, `gen-events` (and `serve`, `loadgen`).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -73,6 +73,25 @@ enum Cmd {
         #[arg(long, default_value_t = segd::gen::DEFAULT_SEED)]
         seed: u64,
     },
+    /// Write a seeded event stream for the demo gamification program as JSON lines
+    /// (purchases, logins, reviews, refunds), in time order.
+    GenEvents {
+        /// Customer ids are 1..=N.
+        #[arg(long, default_value_t = 1_000_000)]
+        customers: u64,
+        #[arg(long, default_value_t = 10_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+        /// The first event's time (RFC 3339).
+        #[arg(long, default_value = "2026-01-01T00:00:00Z")]
+        start: String,
+        /// Days the events are spread over.
+        #[arg(long, default_value_t = 365)]
+        span_days: u32,
+    },
 }
 
 fn main() {
@@ -115,6 +134,18 @@ fn run(args: Args) -> Result<()> {
                  expected counts of ../shared/bench/queries.json do not apply to this table \
                  (the kit's table comes from ../shared/bench/gen.py)"
             );
+            Ok(())
+        }
+        Cmd::GenEvents { customers, events, seed, out, start, span_days } => {
+            let start_ms = chrono::DateTime::parse_from_rfc3339(&start)
+                .map_err(|e| anyhow::anyhow!("--start '{start}' is not an RFC 3339 time: {e}"))?
+                .timestamp_millis();
+            let cfg = segd::gamify::gen::GenConfig { customers, events, seed, start_ms, span_days };
+            let t = std::time::Instant::now();
+            let mut w = std::io::BufWriter::new(std::fs::File::create(&out)?);
+            let n = segd::gamify::gen::write_json_lines(cfg, &mut w)?;
+            std::io::Write::flush(&mut w)?;
+            eprintln!("wrote {n} events to {} in {:.1}s", out.display(), t.elapsed().as_secs_f64());
             Ok(())
         }
     }
