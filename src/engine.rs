@@ -339,6 +339,9 @@ impl Engine {
     /// `j`-th writer left, so re-checking those rows gives that writer's events. Writes
     /// to distinct customers (the usual group) make one layer; a customer written by `k`
     /// requests of a run costs `k` layers, each touching only the rows written again.
+    ///
+    /// Upserts must have passed [`Engine::check`] against the state they apply to (the
+    /// committer checks every write before logging it): they are not checked again.
     pub fn apply_group(&mut self, items: &[(u64, &Mutation)]) -> Vec<Result<Outcome, EngineError>> {
         let mut out = Vec::with_capacity(items.len());
         let mut i = 0;
@@ -359,41 +362,29 @@ impl Engine {
                 })
                 .collect();
             let seqs: Vec<u64> = run.iter().map(|&(s, _)| s).collect();
-            match self.apply_upsert_run(&batches, &seqs) {
-                Ok(()) => {
-                    out.extend(batches.iter().map(|b| Ok(Outcome::Upserted { applied: b.len() as u32 })))
-                }
-                // Nothing changed: apply one by one so each gets its own answer.
-                Err(_) => out.extend(run.iter().map(|(seq, m)| self.apply(*seq, m))),
-            }
+            self.apply_upsert_run(&batches, &seqs);
+            out.extend(batches.iter().map(|b| Ok(Outcome::Upserted { applied: b.len() as u32 })));
             i += run.len();
         }
         out
     }
 
     /// Applies consecutive upserts `batches` (with sequences `seqs`) in layers (see
-    /// [`Engine::apply_group`]). Err only when the first layer is refused, which changes
-    /// nothing.
-    fn apply_upsert_run(&mut self, batches: &[&[CustomerUpdate]], seqs: &[u64]) -> Result<(), MutationError> {
+    /// [`Engine::apply_group`]). They were checked ([`Engine::check`]) before they were
+    /// logged, so they are not checked again: one check per write.
+    fn apply_upsert_run(&mut self, batches: &[&[CustomerUpdate]], seqs: &[u64]) {
         let t0 = std::time::Instant::now();
         // Layers exist for the events; without saved segments there are none to derive,
         // and one pass gives the same table.
         let layers = if self.segments.is_empty() { vec![Layer::Whole] } else { layers(batches) };
         let mut events: Vec<((u64, u32, u32), SegmentEvent)> = vec![];
         let mut rows_written = 0;
-        for (j, layer) in layers.iter().enumerate() {
+        for layer in &layers {
             let refs: Vec<&[CustomerUpdate]> = match layer {
                 Layer::Whole => batches.to_vec(),
                 Layer::Part(parts) => parts.iter().map(|p| p.as_slice()).collect(),
             };
-            let changed = match self.data.apply_upsert_batches(&refs) {
-                Ok(c) => c,
-                Err(e) if j == 0 => return Err(e),
-                // Later layers write a subset of what layer 0's check accepted, to rows
-                // that already exist: a refusal here is a bug, and the committer treats
-                // a panic in apply as one.
-                Err(e) => panic!("upsert layer {j} refused after layer 0 was applied: {e}"),
-            };
+            let changed = self.data.apply_checked_upsert_batches(&refs);
             rows_written += changed.len();
             let rows: Vec<u32> = changed.iter().map(|&(r, _)| r).collect();
             let row_seqs: Vec<u64> = changed.iter().map(|&(_, b)| seqs[b]).collect();
@@ -413,7 +404,6 @@ impl Engine {
         );
         self.unpublished.extend(events.into_iter().map(|(_, e)| e));
         self.sequence = *seqs.last().expect("a run is not empty");
-        Ok(())
     }
 
     /// Applies `m` as commit `sequence`, keeping saved segments current and recording their

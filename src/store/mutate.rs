@@ -159,6 +159,15 @@ impl Dataset {
         for batch in batches {
             self.check_upserts(batch)?;
         }
+        Ok(self.apply_checked_upsert_batches(batches))
+    }
+
+    /// [`Dataset::apply_upsert_batches`] for batches [`Dataset::check_upserts`] already
+    /// accepted against this table's schema: the engine's apply path, where the committer
+    /// checked every upsert before logging it (so a write is checked once, not twice; a
+    /// replayed record was checked when it was logged). An unchecked bad batch is a bug:
+    /// it panics, and the committer's guard turns that into a fault.
+    pub fn apply_checked_upsert_batches(&mut self, batches: &[&[CustomerUpdate]]) -> Vec<(u32, usize)> {
         let old_rows = self.rows;
         let mut per_col: Vec<Vec<(u32, CellValue)>> = vec![vec![]; self.columns.len()];
         let mut touched = Vec::with_capacity(batches.iter().map(|b| b.len()).sum());
@@ -202,7 +211,7 @@ impl Dataset {
                 _ => out.push((r, bi)),
             }
         }
-        Ok(out)
+        out
     }
 
     /// Deletes customers; unknown ids are ignored. Returns (id, row) of those deleted.
