@@ -17,6 +17,12 @@
 //! - [`metrics`]: Prometheus counters and histograms, and their HTTP endpoint.
 //! - [`persist`]: durability: a checksummed, group-committed write-ahead log and Arrow IPC
 //!   snapshots.
+//! - [`leaderboard`]: exact leaderboards per period in the program's time zone, read whole
+//!   or within any row bitmap (a segment, an ad-hoc `where`) with no copy per scope.
+//! - [`streak`]: consecutive days / weeks with a qualifying event in the customer's time
+//!   zone, with freezes and milestones; pure functions.
+//! - [`challenge`]: challenge windows (fixed, each week, each month) and progress toward a
+//!   count or sum target, completed once per window; pure functions.
 //! - [`segments`]: saved segments, materialised and kept current on every write, with
 //!   their enter / leave events.
 //! - [`engine`]: the state machine: table + saved segments + recent events, changed only
@@ -31,11 +37,13 @@
 //! - [`server`]: runs the gRPC service, health and reflection until shutdown.
 
 pub mod analytics;
+pub mod challenge;
 pub mod db;
 pub mod engine;
 pub mod gen;
 pub mod grpc;
 pub mod index;
+pub mod leaderboard;
 pub mod metrics;
 pub mod naive;
 pub mod persist;
@@ -44,3 +52,4 @@ pub mod query;
 pub mod segments;
 pub mod server;
 pub mod store;
+pub mod streak;
