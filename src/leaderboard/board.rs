@@ -10,16 +10,19 @@
 //!   100k events/s, even at 10M entries.
 //! - `top(n, offset)`: a Fenwick descent to `offset` (O(log n)) then `n` steps.
 //! - `rank_of`: the block search, a Fenwick prefix sum, and a binary search in a block.
-//! - Scoped reads: see [`Board::top`], [`Board::rank_of`] and [`Board::count`].
+//! - Scoped reads: see [`Board::top`], [`Board::rank_of`] and [`Board::count`]; the
+//!   key bands behind a scoped rank ([`super::bands`]) add two bitmap edits and a few
+//!   bit flips to each update.
 //!
-//! Memory: 40 bytes per entry in the blocks plus 32 bytes per row in the slot table
-//! (dense over row ids), plus the member bitmap (≤ 1.25 MB at 10M rows): about 720 MB
-//! for a board holding all of 10M customers.
+//! Memory: 40 bytes per entry in the blocks (blocks run 50–100% full), 48 bytes per row
+//! in the slot table (dense over row ids), the member bitmap (≤ 1.25 MB at 10M rows) and
+//! the bands (~60 MB at 10M): about 1.1 GB for a board holding all of 10M customers.
 
 use std::cmp::Ordering;
 
+use super::bands::{Bands, MIN_BAND};
 use super::{BoardError, Ranked, Scope};
-use crate::index::container::{Words, CHUNK_ROWS};
+use crate::index::container::Words;
 use crate::index::Postings;
 
 /// Entries per block before it splits in two.
@@ -68,6 +71,7 @@ pub struct Board {
     slots: Vec<Option<Key>>,
     members: Postings,
     len: u64,
+    bands: Bands,
 }
 
 impl Board {
@@ -97,11 +101,13 @@ impl Board {
     /// Sets a row's score. An unchanged score keeps the instant it was first reached
     /// (re-affirming a score must not cost a customer their place).
     pub fn set(&mut self, row: u32, customer_id: u64, score: i64, at_ms: i64, seq: u64) {
+        let mut from = None;
         if let Some(old) = self.entry(row) {
             if old.score == score && old.customer_id == customer_id {
                 return;
             }
-            self.remove(row);
+            from = Some(self.bands.band_of(&old));
+            self.remove_entry(old);
         }
         let key = Key { score, reached_at_ms: at_ms, seq, customer_id, row };
         self.insert_key(key);
@@ -111,6 +117,9 @@ impl Board {
         self.slots[row as usize] = Some(key);
         self.members.insert(row);
         self.len += 1;
+        if self.bands.shift(row, from, Some(self.bands.band_of(&key)), self.len) {
+            self.bands.rebuild(self.blocks.iter().flatten(), &self.slots, self.len);
+        }
     }
 
     /// Adds `delta` to a row's score (absent rows start at 0) and returns the new score.
@@ -134,6 +143,15 @@ impl Board {
     /// Takes a row off the board; false if it was not on it.
     pub fn remove(&mut self, row: u32) -> bool {
         let Some(key) = self.entry(row) else { return false };
+        let band = self.bands.band_of(&key);
+        self.remove_entry(key);
+        self.bands.shift(row, Some(band), None, self.len);
+        true
+    }
+
+    /// Removes a key from the blocks, the slots and the members (not the bands).
+    fn remove_entry(&mut self, key: Key) {
+        let row = key.row;
         let b = self.block_of(&key);
         let i = self.blocks[b].binary_search(&key).expect("slot and block agree");
         self.blocks[b].remove(i);
@@ -148,7 +166,6 @@ impl Board {
         self.slots[row as usize] = None;
         self.members.remove(row);
         self.len -= 1;
-        true
     }
 
     /// The first block whose last key is ≥ `key` (the last block if none is).
@@ -235,6 +252,15 @@ impl Board {
         Some(self.before_block(b) + i as u64)
     }
 
+    /// 0-based position of the first key ≥ `key`.
+    fn lower_bound(&self, key: &Key) -> u64 {
+        if self.blocks.is_empty() {
+            return 0;
+        }
+        let b = self.block_of(key);
+        self.before_block(b) + self.blocks[b].partition_point(|k| k < key) as u64
+    }
+
     /// Keys from global position `pos` on, in rank order.
     fn iter_from(&self, pos: u64) -> impl Iterator<Item = &Key> + '_ {
         let (b, i) = self.locate(pos).unwrap_or((self.blocks.len(), 0));
@@ -282,14 +308,10 @@ impl Board {
     /// The 1-based rank of a row within the scope (None if it is not on the board or not
     /// in the scope).
     ///
-    /// Everyone: O(log n). A bitmap scope counts the scope's members ahead of the row by
-    /// the cheapest of three exact ways: walk the order from the top (p tests, for a row
-    /// at position p), walk it from the bottom (n − p tests, subtracting from
-    /// [`Board::count`]), or compare the key of every member of scope ∩ board with the
-    /// row's key (|scope| comparisons, rows visited in ascending order). The cost is thus
-    /// min(p, n − p, |scope|): a few µs near either end of the board; in the middle of a
-    /// 10M board with a 1M-member scope it is about 1M comparisons (~1–2 ms on one core),
-    /// which is above the 1 ms goal. The planned fix is prefix bitmaps over key bands.
+    /// Everyone: O(log n). A bitmap scope: near the top (position < 2 × `MIN_BAND`) a walk
+    /// of the order; elsewhere the key bands ([`super::bands`]): one cumulative-bitmap and
+    /// a few band-bitmap AND-counts with the scope, plus a walk of the row's band ahead of
+    /// it. A few hundred µs at 10M entries whatever the scope's size.
     pub fn rank_of(&self, row: u32, scope: Scope<'_>) -> Option<u64> {
         let pos = self.position(row)?;
         match scope {
@@ -298,21 +320,15 @@ impl Board {
                 if !p.contains(row) {
                     return None;
                 }
-                let key = self.entry(row)?;
-                let behind = self.len - pos - 1;
-                let ahead = if pos <= behind && pos <= p.len {
+                let ahead = if pos < 2 * MIN_BAND {
                     self.iter_back_from(pos).filter(|k| p.contains(k.row)).count() as u64
-                } else if behind <= p.len {
-                    let after = self.iter_from(pos + 1).filter(|k| p.contains(k.row)).count() as u64;
-                    self.count(scope) - after - 1
                 } else {
-                    let mut ahead = 0u64;
-                    for_each_common(p, &self.members, |r| {
-                        if self.slots[r as usize].is_some_and(|k| k < key) {
-                            ahead += 1;
-                        }
-                    });
-                    ahead
+                    let key = self.entry(row)?;
+                    let b = self.bands.band_of(&key);
+                    let start = self.bands.band_start(b).map_or(0, |k| self.lower_bound(k));
+                    let in_band =
+                        self.iter_from(start).take((pos - start) as usize).filter(|k| p.contains(k.row));
+                    self.bands.count_before(b, p) + in_band.count() as u64
                 };
                 Some(ahead + 1)
             }
@@ -364,22 +380,13 @@ impl Board {
         }
     }
 
+    /// Key bands in use (tests check that scoped ranks cross many of them).
+    pub fn bands(&self) -> usize {
+        self.bands.band_count()
+    }
+
     /// All keys in rank order (records and tests).
     pub fn keys(&self) -> impl Iterator<Item = &Key> + '_ {
         self.blocks.iter().flatten()
-    }
-}
-
-/// Calls `f` for each row in both bitmaps, in ascending order.
-fn for_each_common(a: &Postings, b: &Postings, mut f: impl FnMut(u32)) {
-    let mut words: Box<Words> = crate::index::container::zeroed();
-    for c in 0..a.chunks.len().min(b.chunks.len()) {
-        let (x, y) = (a.chunk(c), b.chunk(c));
-        if x.is_empty() || y.is_empty() {
-            continue;
-        }
-        x.write_to(&mut words);
-        y.and_into(&mut words);
-        crate::index::container::for_each_set(&words, |o| f((c * CHUNK_ROWS) as u32 | o as u32));
     }
 }

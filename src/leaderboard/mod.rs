@@ -4,6 +4,8 @@
 //!
 //! - [`board`]: one ranking ([`Board`]): sorted blocks with a Fenwick tree over block
 //!   sizes; `top`, `rank_of`, `around`, `count`, each whole or scoped.
+//! - [`bands`]: key bands with cumulative bitmaps, so a scoped rank counts the scope's
+//!   members ahead in a few bitmap AND-counts.
 //! - [`period`]: [`PeriodBoard`]: the current period's board (day, week, month in the
 //!   program's time zone, or all time), rolled over on a logged instant, with the last N
 //!   closed periods kept for payouts.
@@ -17,6 +19,7 @@
 //!
 //! Pure: no I/O and no clock; every instant comes from the caller's logged record.
 
+pub mod bands;
 pub mod board;
 pub mod period;
 pub mod record;
