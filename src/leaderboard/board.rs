@@ -380,6 +380,35 @@ impl Board {
         }
     }
 
+    /// Builds a board from keys in strictly ascending rank order with distinct rows, in
+    /// O(n) (a restore must not pay n single inserts, each of which may rebuild the bands);
+    /// None if the keys are out of order or a row repeats.
+    pub fn from_sorted_keys(keys: Vec<Key>) -> Option<Board> {
+        if keys.windows(2).any(|w| w[0] >= w[1]) {
+            return None;
+        }
+        let mut b = Board::new();
+        for k in &keys {
+            let r = k.row as usize;
+            if b.slots.len() <= r {
+                b.slots.resize(r + 1, None);
+            }
+            if b.slots[r].replace(*k).is_some() {
+                return None;
+            }
+            b.members.insert(k.row);
+        }
+        b.len = keys.len() as u64;
+        // Three-quarter-full blocks leave room to grow before the first splits.
+        for chunk in keys.chunks(MAX_BLOCK * 3 / 4) {
+            b.blocks.push(chunk.to_vec());
+            b.lasts.push(*chunk.last().expect("chunks are non-empty"));
+        }
+        b.rebuild_fenwick();
+        b.bands.rebuild(b.blocks.iter().flatten(), &b.slots, b.len);
+        Some(b)
+    }
+
     /// Key bands in use (tests check that scoped ranks cross many of them).
     pub fn bands(&self) -> usize {
         self.bands.band_count()

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use chrono_tz::Tz;
 use prost::Message;
 
-use super::{Board, BoardError, Period, PeriodBoard};
+use super::{Board, BoardError, Key, Period, PeriodBoard};
 
 #[derive(Clone, PartialEq, Message)]
 pub struct EntryRecord {
@@ -71,19 +71,24 @@ impl Board {
         }
     }
 
-    /// Rebuilds a board; a row listed twice is an error (a corrupt snapshot).
+    /// Rebuilds a board in O(n); entries out of rank order or a row listed twice are an
+    /// error (a corrupt snapshot).
     pub fn from_record(r: &BoardRecord) -> Result<Board, BoardError> {
-        let mut b = Board::new();
-        for e in &r.entries {
-            if b.entry(e.row).is_some() {
-                return Err(BoardError::Record {
-                    field: "entries.row",
-                    reason: format!("row {} listed twice", e.row),
-                });
-            }
-            b.set(e.row, e.customer_id, e.score, e.reached_at_ms, e.seq);
-        }
-        Ok(b)
+        let keys = r
+            .entries
+            .iter()
+            .map(|e| Key {
+                score: e.score,
+                reached_at_ms: e.reached_at_ms,
+                seq: e.seq,
+                customer_id: e.customer_id,
+                row: e.row,
+            })
+            .collect();
+        Board::from_sorted_keys(keys).ok_or(BoardError::Record {
+            field: "entries",
+            reason: "not in strict rank order, or a row listed twice".into(),
+        })
     }
 }
 

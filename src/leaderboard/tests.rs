@@ -150,8 +150,17 @@ proptest! {
         let scope: Vec<u32> = o.rows.keys().copied().chain(0..50)
             .filter(|r| (cust(*r) ^ scope_bits) % 100 < if dense { 60 } else { 6 }).collect();
         check(&b, &o, &scope, 3);
-        let back = Board::from_record(&b.to_record()).unwrap();
+        let mut back = Board::from_record(&b.to_record()).unwrap();
         prop_assert_eq!(back.to_record(), b.to_record());
+        check(&back, &o, &scope, 2);
+        // A restored board keeps updating like the original.
+        for (i, op) in ops.iter().take(300).enumerate() {
+            let seq = (ops.len() + i) as u64;
+            if let Op::Add { row, delta } = *op {
+                back.add(row, cust(row), delta + 1, seq as i64, seq).unwrap();
+                o.add(row, cust(row), delta + 1, seq as i64, seq);
+            }
+        }
         check(&back, &o, &scope, 2);
     }
 }
