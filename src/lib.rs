@@ -22,6 +22,12 @@
 //!   pending windows and expiry, earning rules, tiers and levels; pure and deterministic
 //!   (time only from events and logged records). Its snapshot / log records
 //!   ([`gamify::record`]) are protobuf messages of their own.
+//! - [`leaderboard`]: exact leaderboards per period in the program's time zone, read whole
+//!   or within any row bitmap (a segment, an ad-hoc `where`) with no copy per scope.
+//! - [`streak`]: consecutive days / weeks with a qualifying event in the customer's time
+//!   zone, with freezes and milestones; pure functions.
+//! - [`challenge`]: challenge windows (fixed, each week, each month) and progress toward a
+//!   count or sum target, completed once per window; pure functions.
 //! - [`segments`]: saved segments, materialised and kept current on every write, with
 //!   their enter / leave events.
 //! - [`engine`]: the state machine: table + saved segments + recent events, changed only
@@ -41,7 +47,8 @@
 //!
 //! None of these modules knows about a transport. These do, and only they import tonic /
 //! prost / axum (except [`persist::record`] and the record forms of [`gamify`]
-//! and [`decide`], which use prost for storage, not for any API); they translate and call [`app::App`]:
+//! [`decide`] and [`leaderboard`], which use prost for storage, not for any API); they
+//! translate and call [`app::App`]:
 //! - [`grpc`]: the `segd.v1.SegmentService` / `CustomerService` adapters: generated proto
 //!   types, conversions (`TryFrom`), the one error-to-status mapping.
 //! - [`metrics`]: per-RPC counters and histograms (`prometheus-client`, labels from
@@ -54,6 +61,7 @@
 
 pub mod analytics;
 pub mod app;
+pub mod challenge;
 pub mod db;
 pub mod decide;
 pub mod engine;
@@ -61,6 +69,7 @@ pub mod gamify;
 pub mod gen;
 pub mod grpc;
 pub mod index;
+pub mod leaderboard;
 pub mod metrics;
 pub mod naive;
 pub mod persist;
@@ -69,3 +78,4 @@ pub mod query;
 pub mod segments;
 pub mod server;
 pub mod store;
+pub mod streak;

@@ -1,0 +1,164 @@
+//! The snapshot form of boards: protobuf messages whose field numbers are the
+//! compatibility contract. A board is stored as its entries in rank order; restoring
+//! re-inserts them, so the restored board equals the original entry for entry.
+
+use std::collections::VecDeque;
+
+use chrono_tz::Tz;
+use prost::Message;
+
+use super::{Board, BoardError, Key, Period, PeriodBoard};
+
+#[derive(Clone, PartialEq, Message)]
+pub struct EntryRecord {
+    #[prost(uint32, tag = "1")]
+    pub row: u32,
+    #[prost(uint64, tag = "2")]
+    pub customer_id: u64,
+    #[prost(sint64, tag = "3")]
+    pub score: i64,
+    #[prost(int64, tag = "4")]
+    pub reached_at_ms: i64,
+    #[prost(uint64, tag = "5")]
+    pub seq: u64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct BoardRecord {
+    #[prost(message, repeated, tag = "1")]
+    pub entries: Vec<EntryRecord>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ClosedRecord {
+    #[prost(int64, tag = "1")]
+    pub index: i64,
+    #[prost(message, optional, tag = "2")]
+    pub board: Option<BoardRecord>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct PeriodBoardRecord {
+    /// 0 all time, 1 day, 2 week, 3 month.
+    #[prost(uint32, tag = "1")]
+    pub period: u32,
+    /// IANA name.
+    #[prost(string, tag = "2")]
+    pub tz: String,
+    #[prost(uint32, tag = "3")]
+    pub keep: u32,
+    #[prost(int64, tag = "4")]
+    pub index: i64,
+    #[prost(message, optional, tag = "5")]
+    pub current: Option<BoardRecord>,
+    #[prost(message, repeated, tag = "6")]
+    pub closed: Vec<ClosedRecord>,
+}
+
+impl Board {
+    pub fn to_record(&self) -> BoardRecord {
+        BoardRecord {
+            entries: self
+                .keys()
+                .map(|k| EntryRecord {
+                    row: k.row,
+                    customer_id: k.customer_id,
+                    score: k.score,
+                    reached_at_ms: k.reached_at_ms,
+                    seq: k.seq,
+                })
+                .collect(),
+        }
+    }
+
+    /// Rebuilds a board in O(n); entries out of rank order or a row listed twice are an
+    /// error (a corrupt snapshot).
+    pub fn from_record(r: &BoardRecord) -> Result<Board, BoardError> {
+        let keys = r
+            .entries
+            .iter()
+            .map(|e| Key {
+                score: e.score,
+                reached_at_ms: e.reached_at_ms,
+                seq: e.seq,
+                customer_id: e.customer_id,
+                row: e.row,
+            })
+            .collect();
+        Board::from_sorted_keys(keys).ok_or(BoardError::Record {
+            field: "entries",
+            reason: "not in strict rank order, or a row listed twice".into(),
+        })
+    }
+}
+
+fn period_code(p: Period) -> u32 {
+    match p {
+        Period::AllTime => 0,
+        Period::Day => 1,
+        Period::Week => 2,
+        Period::Month => 3,
+    }
+}
+
+impl PeriodBoard {
+    pub fn to_record(&self) -> PeriodBoardRecord {
+        PeriodBoardRecord {
+            period: period_code(self.period),
+            tz: self.tz.name().to_string(),
+            keep: self.keep,
+            index: self.index,
+            current: Some(self.current.to_record()),
+            closed: self
+                .closed
+                .iter()
+                .map(|(i, b)| ClosedRecord { index: *i, board: Some(b.to_record()) })
+                .collect(),
+        }
+    }
+
+    pub fn from_record(r: &PeriodBoardRecord) -> Result<PeriodBoard, BoardError> {
+        let period = match r.period {
+            0 => Period::AllTime,
+            1 => Period::Day,
+            2 => Period::Week,
+            3 => Period::Month,
+            other => {
+                return Err(BoardError::Record { field: "period", reason: format!("unknown code {other}") })
+            }
+        };
+        let tz: Tz = r.tz.parse().map_err(|_| BoardError::TimeZone(r.tz.clone()))?;
+        if r.keep > super::period::MAX_KEEP {
+            return Err(BoardError::Keep { got: r.keep, max: super::period::MAX_KEEP });
+        }
+        let mut closed = VecDeque::with_capacity(r.closed.len());
+        for c in &r.closed {
+            if c.index >= r.index || closed.back().is_some_and(|(i, _)| *i >= c.index) {
+                return Err(BoardError::Record {
+                    field: "closed.index",
+                    reason: format!("{} is not ascending below the current {}", c.index, r.index),
+                });
+            }
+            closed.push_back((c.index, Board::from_record(c.board.as_ref().unwrap_or(&Default::default()))?));
+        }
+        Ok(PeriodBoard {
+            period,
+            tz,
+            keep: r.keep,
+            index: r.index,
+            current: Board::from_record(r.current.as_ref().unwrap_or(&Default::default()))?,
+            closed,
+        })
+    }
+
+    /// The encoded snapshot bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        self.to_record().encode_to_vec()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<PeriodBoard, BoardError> {
+        let r = PeriodBoardRecord::decode(bytes)
+            .map_err(|e| BoardError::Record { field: "bytes", reason: e.to_string() })?;
+        Self::from_record(&r)
+    }
+}
