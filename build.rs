@@ -16,6 +16,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Undecodable requests are the caller's fault: INVALID_ARGUMENT, not INTERNAL.
         .codec_path("crate::grpc::codec::SegdCodec")
         .compile_protos(&["proto/segd/v1/segd.proto"], &["proto"])?;
+    // proto3 JSON (serde) for the same messages: the HTTP API's bodies (src/http).
+    let descriptors = std::fs::read(out.join("segd_descriptor.bin"))?;
+    pbjson_build::Builder::new().register_descriptors(&descriptors)?.build(&[".segd.v1"])?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }
