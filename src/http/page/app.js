@@ -244,14 +244,15 @@ async function refresh() {
     $("#share").textContent = state.total ? `${((100 * count) / state.total).toFixed(2)}%` : "–";
     $("#server-time").textContent = `${fmt(num(r.serverTimeUs))} µs${r.cached ? " (cached)" : ""}`;
     $("#round-trip").textContent = `${(performance.now() - t0).toFixed(1)} ms`;
-    $("#count").classList.remove("dim");
     showError(null);
   } catch (e) {
     if (seq !== state.countSeq) return;
-    $("#count").classList.add("dim");
+    // The figures on screen belong to the last segment that counted: grey them out.
+    for (const id of ["#count", "#breakdown", "#overlap"]) $(id).classList.add("dim");
     showError(e);
     return;
   }
+  for (const id of ["#count", "#breakdown", "#overlap"]) $(id).classList.remove("dim");
   breakdown(where, seq);
   overlap(where, seq);
 }
@@ -318,7 +319,8 @@ async function loadSaved() {
         loadSaved();
       } }, "Delete")))));
   if (!state.saved.length) $("#saved tbody").replaceChildren(el("tr", {}, el("td", { colspan: 4, class: "muted" }, "None yet.")));
-  overlap(currentWhere(), state.countSeq);
+  // Saved counts moved, so the data did (or the list did): count the segment again too.
+  refresh();
 }
 
 async function save(ev) {
@@ -340,12 +342,14 @@ async function save(ev) {
 async function start() {
   const schema = await api("GET", "/v1/schema?maxValues=64");
   state.total = num(schema.total);
-  for (const a of schema.attributes || []) state.attrs.set(a.name, a);
-  $("#attribute-list").replaceChildren(...(schema.attributes || []).map((a) => el("li", {},
+  // The id column is not an attribute to segment by (the text may still name it).
+  const attrs = (schema.attributes || []).filter((a) => a.name !== schema.idColumn);
+  for (const a of attrs) state.attrs.set(a.name, a);
+  $("#attribute-list").replaceChildren(...attrs.map((a) => el("li", {},
     el("button", { type: "button", id: `attr-${a.name}`, title: `${a.kind}, ${fmt(num(a.distinctValues))} distinct values`,
       onclick: () => { state.root.children.push(defaultCond(a.name)); treeEdited(true); } },
     a.name, el("small", {}, a.kind)))));
-  const groupable = (schema.attributes || []).filter((a) => (a.values || []).length);
+  const groupable = attrs.filter((a) => (a.values || []).length);
   $("#bd-attr").replaceChildren(...groupable.map((a) => el("option", { value: a.name }, a.name)));
   $("#bd-attr").addEventListener("change", () => breakdown(currentWhere(), state.countSeq));
   let textTimer = null;
