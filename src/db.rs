@@ -142,7 +142,7 @@ impl Db {
                 )?;
                 let mut engine = Engine::new(data, opts.max_segments, opts.event_capacity);
                 restore_segments(&mut engine, extra.segments)?;
-                engine.sequence = snap.seq;
+                engine.restored_at(snap.seq);
                 tracing::info!(sequence = snap.seq, "snapshot loaded");
                 engine
             }
@@ -153,12 +153,12 @@ impl Db {
                 let seq = wal.last_seq();
                 snapshot(&engine, &snap_dir, seq)?;
                 let mut engine = engine;
-                engine.sequence = seq;
+                engine.restored_at(seq);
                 engine
             }
         };
         // What the newest snapshot holds: a close after replaying the log must write a new one.
-        let snapshot_seq = engine.sequence;
+        let snapshot_seq = engine.sequence();
         let mut replayed = 0;
         // Replayed in groups, as the committer applies them (consecutive upserts as one
         // batch): the same final state, with each chunk copied once per group.
@@ -174,12 +174,12 @@ impl Db {
                 }
             }
             if let Some((seq, _)) = pending.last() {
-                engine.sequence = *seq;
+                engine.restored_at(*seq);
             }
             pending.clear();
         };
         for (seq, payload) in replay.records {
-            if seq <= engine.sequence {
+            if seq <= engine.sequence() {
                 continue;
             }
             let m: Mutation = serde_json::from_slice(&payload)
@@ -196,10 +196,9 @@ impl Db {
         flush(&mut engine, &mut pending);
         release_free_memory();
         // Events are not kept across a restart: a watcher must not resume from before it.
-        let seq = engine.sequence;
-        engine.events.lock().forget_through(seq);
+        engine.restored_at(engine.sequence());
         tracing::info!(
-            sequence = engine.sequence,
+            sequence = engine.sequence(),
             replayed,
             ms = t.elapsed().as_millis() as u64,
             "data dir opened"
@@ -261,7 +260,7 @@ impl Db {
             let _ = h.join();
         }
         let engine = self.read();
-        let seq = engine.sequence;
+        let seq = engine.sequence();
         if self.snapshotted.load(Ordering::Acquire) == seq {
             return Ok(());
         }
@@ -308,19 +307,15 @@ fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File, DbError> {
 
 fn restore_segments(engine: &mut Engine, segments: Vec<SegmentSnap>) -> Result<(), DbError> {
     for s in segments {
-        engine
-            .segments
-            .create(&engine.data, &s.id, &s.description, s.definition.clone())
-            .map_err(|e| DbError::Corrupt(format!("saved segment '{}': {e}", s.id)))?;
+        let mut ids = vec![];
         if s.definition == Definition::Static {
-            let ids = roaring::RoaringTreemap::deserialize_from(&s.members[..])
+            let members = roaring::RoaringTreemap::deserialize_from(&s.members[..])
                 .map_err(|e| DbError::Corrupt(format!("members of '{}': {e}", s.id)))?;
-            let ids: Vec<u64> = ids.iter().collect();
-            engine
-                .segments
-                .edit_members(&engine.data, &s.id, &ids, true, 0)
-                .map_err(|e| DbError::Corrupt(e.to_string()))?;
+            ids = members.iter().collect();
         }
+        engine
+            .restore_segment(&s.id, &s.description, s.definition, &ids)
+            .map_err(|e| DbError::Corrupt(format!("saved segment '{}': {e}", s.id)))?;
     }
     Ok(())
 }
@@ -328,9 +323,9 @@ fn restore_segments(engine: &mut Engine, segments: Vec<SegmentSnap>) -> Result<(
 /// Writes the state as of `seq`.
 fn snapshot(engine: &Engine, dir: &std::path::Path, seq: u64) -> Result<(), DbError> {
     let t = Instant::now();
-    let data = &engine.data;
+    let data = engine.data();
     let segments = engine
-        .segments
+        .segments()
         .in_creation_order()
         .map(|s| {
             let mut members = vec![];
@@ -453,10 +448,10 @@ fn commit_loop(
             // on meanwhile (the version only keeps alive what later writes replace).
             let (state, dir, wal, snapshotted) = (next, snap_dir.clone(), wal.clone(), snapshotted.clone());
             let spawned = std::thread::Builder::new().name("segd-snapshot".into()).spawn(move || {
-                match snapshot(&state, &dir, state.sequence) {
+                match snapshot(&state, &dir, state.sequence()) {
                     Ok(()) => {
-                        snapshotted.store(state.sequence, Ordering::Release);
-                        if let Err(e) = wal.truncate_before(state.sequence + 1) {
+                        snapshotted.store(state.sequence(), Ordering::Release);
+                        if let Err(e) = wal.truncate_before(state.sequence() + 1) {
                             tracing::error!(error = %e, "log truncation after snapshot failed");
                         }
                     }

@@ -127,14 +127,17 @@ impl EventLog {
 /// One version of the state. Cloning it is cheap and shares everything (see
 /// [`Dataset`]): the committer applies a group to a clone of the published version and
 /// publishes the result, so readers never wait for a write.
+///
+/// The fields are private: readers go through the accessors below, and only
+/// [`Engine::apply`] / [`Engine::apply_group`] (plus start-up's restore) change a version.
 #[derive(Clone)]
 pub struct Engine {
-    pub data: Dataset,
-    pub segments: Segments,
+    data: Dataset,
+    segments: Segments,
     /// Shared by every version: events are appended as commits are applied.
-    pub events: Arc<Mutex<EventLog>>,
+    events: Arc<Mutex<EventLog>>,
     /// Sequence of the last mutation applied.
-    pub sequence: u64,
+    sequence: u64,
 }
 
 impl Engine {
@@ -145,6 +148,57 @@ impl Engine {
             events: Arc::new(Mutex::new(EventLog::new(event_capacity))),
             sequence: 0,
         }
+    }
+
+    /// The customer table of this version.
+    pub fn data(&self) -> &Dataset {
+        &self.data
+    }
+
+    /// The saved segments of this version.
+    pub fn segments(&self) -> &Segments {
+        &self.segments
+    }
+
+    /// Sequence of the last mutation applied (the data version plans and counts are
+    /// cached at).
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// Up to `max` retained events with `sequence >= from`, of the given segments (all
+    /// when empty).
+    pub fn events_since(
+        &self,
+        from: u64,
+        segments: &HashSet<String>,
+        max: usize,
+    ) -> Result<Vec<SegmentEvent>, Gone> {
+        self.events.lock().since(from, segments, max)
+    }
+
+    /// Start-up only: the state was restored (snapshot, log replay) up to `sequence`, and
+    /// events at or before it are not retained (they are not kept across a restart).
+    pub fn restored_at(&mut self, sequence: u64) {
+        self.sequence = sequence;
+        self.events.lock().forget_through(sequence);
+    }
+
+    /// Start-up only: re-creates a saved segment from a snapshot (`members`: the customer
+    /// ids of a static one), with no events.
+    pub fn restore_segment(
+        &mut self,
+        id: &str,
+        description: &str,
+        definition: Definition,
+        members: &[u64],
+    ) -> Result<(), SegmentError> {
+        let is_static = definition == Definition::Static;
+        self.segments.create(&self.data, id, description, definition)?;
+        if is_static {
+            self.segments.edit_members(&self.data, id, members, true, 0)?;
+        }
+        Ok(())
     }
 
     /// Whether `m` would apply (nothing changes).

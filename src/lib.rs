@@ -31,6 +31,7 @@
 //! - [`server`]: runs the gRPC service, health and reflection until shutdown.
 
 pub mod analytics;
+pub mod app;
 pub mod db;
 pub mod engine;
 pub mod gen;

@@ -11,29 +11,81 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// The RPCs measured, in the order of [`Metrics`]' rows.
-pub const RPCS: [&str; 20] = [
-    "CountSegment",
-    "IsMember",
-    "BatchIsMember",
-    "Explain",
-    "Schema",
-    "Breakdown",
-    "Overlap",
-    "CreateSegment",
-    "GetSegment",
-    "ListSegments",
-    "DeleteSegment",
-    "AddMembers",
-    "RemoveMembers",
-    "SegmentsOf",
-    "WatchSegments",
-    "UpsertCustomers",
-    "StreamUpserts",
-    "DeleteCustomers",
-    "GetCustomer",
-    "AddAttribute",
-];
+/// The RPCs measured: the one list of their labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rpc {
+    CountSegment,
+    IsMember,
+    BatchIsMember,
+    Explain,
+    Schema,
+    Breakdown,
+    Overlap,
+    CreateSegment,
+    GetSegment,
+    ListSegments,
+    DeleteSegment,
+    AddMembers,
+    RemoveMembers,
+    SegmentsOf,
+    WatchSegments,
+    UpsertCustomers,
+    StreamUpserts,
+    DeleteCustomers,
+    GetCustomer,
+    AddAttribute,
+}
+
+impl Rpc {
+    pub const ALL: [Rpc; 20] = [
+        Rpc::CountSegment,
+        Rpc::IsMember,
+        Rpc::BatchIsMember,
+        Rpc::Explain,
+        Rpc::Schema,
+        Rpc::Breakdown,
+        Rpc::Overlap,
+        Rpc::CreateSegment,
+        Rpc::GetSegment,
+        Rpc::ListSegments,
+        Rpc::DeleteSegment,
+        Rpc::AddMembers,
+        Rpc::RemoveMembers,
+        Rpc::SegmentsOf,
+        Rpc::WatchSegments,
+        Rpc::UpsertCustomers,
+        Rpc::StreamUpserts,
+        Rpc::DeleteCustomers,
+        Rpc::GetCustomer,
+        Rpc::AddAttribute,
+    ];
+
+    /// The method name, as the `rpc` label and in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rpc::CountSegment => "CountSegment",
+            Rpc::IsMember => "IsMember",
+            Rpc::BatchIsMember => "BatchIsMember",
+            Rpc::Explain => "Explain",
+            Rpc::Schema => "Schema",
+            Rpc::Breakdown => "Breakdown",
+            Rpc::Overlap => "Overlap",
+            Rpc::CreateSegment => "CreateSegment",
+            Rpc::GetSegment => "GetSegment",
+            Rpc::ListSegments => "ListSegments",
+            Rpc::DeleteSegment => "DeleteSegment",
+            Rpc::AddMembers => "AddMembers",
+            Rpc::RemoveMembers => "RemoveMembers",
+            Rpc::SegmentsOf => "SegmentsOf",
+            Rpc::WatchSegments => "WatchSegments",
+            Rpc::UpsertCustomers => "UpsertCustomers",
+            Rpc::StreamUpserts => "StreamUpserts",
+            Rpc::DeleteCustomers => "DeleteCustomers",
+            Rpc::GetCustomer => "GetCustomer",
+            Rpc::AddAttribute => "AddAttribute",
+        }
+    }
+}
 
 /// gRPC status code names by number (0..=16).
 pub const CODES: [&str; 17] = [
@@ -72,13 +124,13 @@ struct RpcStats {
 
 #[derive(Default)]
 pub struct Metrics {
-    rpcs: [RpcStats; RPCS.len()],
+    rpcs: [RpcStats; Rpc::ALL.len()],
 }
 
 impl Metrics {
-    /// Records one call of `RPCS[rpc]` that ended with gRPC `code`.
-    pub fn observe(&self, rpc: usize, code: i32, elapsed: Duration) {
-        let s = &self.rpcs[rpc];
+    /// Records one call of `rpc` that ended with gRPC `code`.
+    pub fn observe(&self, rpc: Rpc, code: i32, elapsed: Duration) {
+        let s = &self.rpcs[rpc as usize];
         s.by_code[(code as usize).min(CODES.len() - 1)].fetch_add(1, Ordering::Relaxed);
         let secs = elapsed.as_secs_f64();
         let b = BUCKETS.iter().position(|&le| secs <= le).unwrap_or(BUCKETS.len());
@@ -86,9 +138,9 @@ impl Metrics {
         s.sum_ns.fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
     }
 
-    /// Calls of `RPCS[rpc]` that ended with `code` (tests).
-    pub fn calls(&self, rpc: usize, code: i32) -> u64 {
-        self.rpcs[rpc].by_code[(code as usize).min(CODES.len() - 1)].load(Ordering::Relaxed)
+    /// Calls of `rpc` that ended with `code` (tests).
+    pub fn calls(&self, rpc: Rpc, code: i32) -> u64 {
+        self.rpcs[rpc as usize].by_code[(code as usize).min(CODES.len() - 1)].load(Ordering::Relaxed)
     }
 
     /// The exposition text; `extra` are (name, type, help, value) of the server's own
@@ -97,7 +149,7 @@ impl Metrics {
         let mut s = String::new();
         s.push_str("# HELP segd_rpc_calls_total Calls per RPC and gRPC status code.\n");
         s.push_str("# TYPE segd_rpc_calls_total counter\n");
-        for (r, st) in RPCS.iter().zip(&self.rpcs) {
+        for (r, st) in Rpc::ALL.iter().map(|r| r.name()).zip(&self.rpcs) {
             for (code, n) in CODES.iter().zip(&st.by_code) {
                 let n = n.load(Ordering::Relaxed);
                 if n > 0 || *code == "OK" {
@@ -107,13 +159,13 @@ impl Metrics {
         }
         s.push_str("# HELP segd_rpc_errors_total Calls per RPC that did not end OK.\n");
         s.push_str("# TYPE segd_rpc_errors_total counter\n");
-        for (r, st) in RPCS.iter().zip(&self.rpcs) {
+        for (r, st) in Rpc::ALL.iter().map(|r| r.name()).zip(&self.rpcs) {
             let n: u64 = st.by_code[1..].iter().map(|n| n.load(Ordering::Relaxed)).sum();
             let _ = writeln!(s, "segd_rpc_errors_total{{rpc=\"{r}\"}} {n}");
         }
         s.push_str("# HELP segd_rpc_duration_seconds Server-side latency per RPC.\n");
         s.push_str("# TYPE segd_rpc_duration_seconds histogram\n");
-        for (r, st) in RPCS.iter().zip(&self.rpcs) {
+        for (r, st) in Rpc::ALL.iter().map(|r| r.name()).zip(&self.rpcs) {
             let mut cum = 0;
             for (i, b) in st.buckets.iter().enumerate() {
                 cum += b.load(Ordering::Relaxed);

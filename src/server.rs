@@ -3,73 +3,34 @@
 //! endpoint on another. Used by `segd serve` and by the integration tests (which bind
 //! `127.0.0.1:0`).
 //!
-//! The state is a [`Db`] (a data dir: writes are logged, applied and acknowledged; every
-//! commit clears the plan cache and wakes segment watchers) or, for [`Server::new`], a
-//! fixed table that only answers reads.
+//! The application ([`App`]) serves a data dir ([`Server::open`]) or, for
+//! [`Server::new`], a fixed table that only answers reads; the server owns only what is
+//! the transport's: listeners, health, reflection and the per-RPC metrics.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
+use crate::app::App;
 use crate::db::{Db, DbError, DbOptions};
-use crate::engine::Engine;
 use crate::grpc::customers::CustomerSvc;
 use crate::grpc::pb::customer_service_server::CustomerServiceServer;
 use crate::grpc::pb::segment_service_server::SegmentServiceServer;
-use crate::grpc::service::{Backing, SegmentSvc, State};
+use crate::grpc::service::{Ctx, SegmentSvc};
 use crate::metrics::Metrics;
 use crate::plan_cache::PlanCache;
-use crate::query::Limits;
 use crate::store::Dataset;
 
-/// Server limits and tuning; every field is a `segd serve` flag.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// Segment text bytes, predicate depth, IN-list length.
-    pub limits: Limits,
-    /// Largest request message tonic will decode (OUT_OF_RANGE above it).
-    pub max_request_bytes: usize,
-    pub max_batch_ids: usize,
-    pub max_overlap_segments: usize,
-    pub max_top_n: usize,
-    /// Compiled `where` texts kept (0 disables the cache).
-    pub plan_cache_entries: usize,
-    /// Memoise the count of a cached `where` text (per state of the data: every commit
-    /// starts afresh).
-    pub cache_counts: bool,
-    /// Most customers (or ids) in one write request: larger batches are INVALID_ARGUMENT
-    /// before any work.
-    pub max_upsert_batch: usize,
-    /// Events buffered per WatchSegments stream.
-    pub watch_buffer: usize,
-    /// A watcher whose buffer stays full this long is ended with RESOURCE_EXHAUSTED.
-    pub slow_consumer: Duration,
-}
+/// The application's limits and tuning (every field a `segd serve` flag), re-exported
+/// for callers that start a server.
+pub use crate::app::Config;
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            limits: Limits::default(),
-            max_request_bytes: 4 << 20,
-            max_batch_ids: 100_000,
-            max_overlap_segments: 16,
-            max_top_n: 1000,
-            plan_cache_entries: 4096,
-            cache_counts: true,
-            max_upsert_batch: 100_000,
-            watch_buffer: 1024,
-            slow_consumer: Duration::from_secs(5),
-        }
-    }
-}
-
-/// The service state plus the wiring around it.
+/// The application plus the transports around it.
 #[derive(Clone)]
 pub struct Server {
-    state: Arc<State>,
+    ctx: Arc<Ctx>,
 }
 
 impl Server {
@@ -80,12 +41,7 @@ impl Server {
             Dataset::from_batches(ds.export_schema(), ds.export().into_iter().map(Ok), &ds.id_column().name)
                 .expect("a loaded table rebuilds from its own columns")
         });
-        let engine = Engine::new(ds, 0, 1);
-        let cache = Arc::new(PlanCache::new(config.plan_cache_entries));
-        let (tx, rx) = tokio::sync::watch::channel(0);
-        Server {
-            state: Arc::new(Self::state(Backing::Fixed(Arc::new(engine)), config, cache, rx, Arc::new(tx))),
-        }
+        Server::with(App::fixed(ds, config))
     }
 
     /// Opens (or creates) the data dir and serves it. `import` (the bulk-load path) runs
@@ -95,89 +51,61 @@ impl Server {
         import: impl FnOnce() -> Result<Dataset, DbError>,
         config: Config,
     ) -> Result<Server, DbError> {
-        let cache = Arc::new(PlanCache::new(config.plan_cache_entries));
-        let (tx, rx) = tokio::sync::watch::channel(0);
-        let tx = Arc::new(tx);
-        let on_commit = {
-            let (cache, tx) = (cache.clone(), tx.clone());
-            move |seq: u64| {
-                cache.clear();
-                tx.send_replace(seq);
-            }
-        };
-        let db = Arc::new(Db::open(opts, import, on_commit)?);
-        Ok(Server { state: Arc::new(Self::state(Backing::Live(db), config, cache, rx, tx)) })
+        Ok(Server::with(App::open(opts, import, config)?))
     }
 
-    fn state(
-        backing: Backing,
-        config: Config,
-        cache: Arc<PlanCache>,
-        commits: tokio::sync::watch::Receiver<u64>,
-        commits_tx: Arc<tokio::sync::watch::Sender<u64>>,
-    ) -> State {
-        let opened_at = match &backing {
-            Backing::Live(db) => db.read().sequence,
-            Backing::Fixed(e) => e.sequence,
-        };
-        commits_tx.send_replace(opened_at);
-        State {
-            backing,
-            config,
-            cache,
-            metrics: Metrics::default(),
-            commits,
-            commits_tx,
-            closing: tokio::sync::watch::channel(false).0,
-            opened_at,
-        }
+    fn with(app: App) -> Server {
+        Server { ctx: Arc::new(Ctx { app, metrics: Metrics::default() }) }
+    }
+
+    pub fn app(&self) -> &App {
+        &self.ctx.app
     }
 
     /// The database, when serving a data dir.
     pub fn db(&self) -> Option<&Arc<Db>> {
-        match &self.state.backing {
-            Backing::Live(db) => Some(db),
-            Backing::Fixed(_) => None,
-        }
+        self.ctx.app.db()
     }
 
     /// Ends open streams, stops taking writes and writes the final snapshot. Call after
     /// [`Server::serve`] returns.
     pub fn close(&self) -> Result<(), DbError> {
-        self.state.closing.send_replace(true);
-        match self.db() {
-            Some(db) => db.close(),
-            None => Ok(()),
-        }
+        self.ctx.app.close()
     }
 
     pub fn plan_cache(&self) -> &PlanCache {
-        &self.state.cache
+        self.ctx.app.plan_cache()
     }
 
     pub fn metrics(&self) -> &Metrics {
-        &self.state.metrics
+        &self.ctx.metrics
     }
 
     /// The Prometheus exposition text.
     pub fn metrics_text(&self) -> String {
-        let s = &self.state;
-        let (m, customers, sequence, saved) = {
-            let eng = s.read();
-            (eng.data.memory(), eng.data.customers(), eng.sequence, eng.segments.len())
-        };
-        let (hits, misses) = s.cache.stats();
-        s.metrics.render(&[
-            ("segd_customers", "gauge", "Customers held.", customers as f64),
+        let s = self.ctx.app.stats();
+        let m = &s.memory;
+        self.ctx.metrics.render(&[
+            ("segd_customers", "gauge", "Customers held.", s.customers as f64),
             ("segd_memory_columns_bytes", "gauge", "Bytes held by attribute columns.", m.columns as f64),
             ("segd_memory_index_bytes", "gauge", "Bytes held by bitmap indexes.", m.indexes as f64),
             ("segd_memory_ids_bytes", "gauge", "Bytes held by the customer id map.", m.ids as f64),
-            ("segd_plan_cache_entries", "gauge", "Compiled segment texts cached.", s.cache.len() as f64),
-            ("segd_plan_cache_hits_total", "counter", "Plan cache hits.", hits as f64),
-            ("segd_plan_cache_misses_total", "counter", "Plan cache misses.", misses as f64),
-            ("segd_plan_cache_generation", "gauge", "Plan cache invalidations.", s.cache.generation() as f64),
-            ("segd_commit_sequence", "gauge", "Sequence of the last committed write.", sequence as f64),
-            ("segd_saved_segments", "gauge", "Saved segments.", saved as f64),
+            (
+                "segd_plan_cache_entries",
+                "gauge",
+                "Compiled segment texts cached.",
+                s.plan_cache_entries as f64,
+            ),
+            ("segd_plan_cache_hits_total", "counter", "Plan cache hits.", s.plan_cache_hits as f64),
+            ("segd_plan_cache_misses_total", "counter", "Plan cache misses.", s.plan_cache_misses as f64),
+            (
+                "segd_plan_cache_generation",
+                "gauge",
+                "Plan cache invalidations.",
+                s.plan_cache_generation as f64,
+            ),
+            ("segd_commit_sequence", "gauge", "Sequence of the last committed write.", s.sequence as f64),
+            ("segd_saved_segments", "gauge", "Saved segments.", s.saved_segments as f64),
         ])
     }
 
@@ -204,22 +132,22 @@ impl Server {
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         };
         health.set_serving::<CustomerServiceServer<CustomerSvc>>().await;
-        let max = self.state.config.max_request_bytes;
-        let svc = SegmentServiceServer::new(SegmentSvc(self.state.clone())).max_decoding_message_size(max);
+        let max = self.ctx.app.config().max_request_bytes;
+        let svc = SegmentServiceServer::new(SegmentSvc(self.ctx.clone())).max_decoding_message_size(max);
         let customers =
-            CustomerServiceServer::new(CustomerSvc(self.state.clone())).max_decoding_message_size(max);
+            CustomerServiceServer::new(CustomerSvc(self.ctx.clone())).max_decoding_message_size(max);
         let addr = listener.local_addr()?;
         // Small unary replies must not wait for Nagle.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         tracing::info!(%addr, "serving segd.v1.SegmentService and segd.v1.CustomerService");
-        let state = self.state.clone();
+        let app = self.ctx.app.clone();
         let shutdown = async move {
             shutdown.await;
             health.set_not_serving::<SegmentServiceServer<SegmentSvc>>().await;
             health.set_not_serving::<CustomerServiceServer<CustomerSvc>>().await;
             // Open streams (watchers, upsert streams) never end by themselves: end them so
             // the drain finishes.
-            state.closing.send_replace(true);
+            app.close_streams();
             tracing::info!("shutting down: draining in-flight calls");
         };
         tonic::transport::Server::builder()

@@ -2,40 +2,34 @@
 //! to the proto breaks the build here until someone decides what it means.
 
 use crate::analytics::{AttributeInfo, Breakdown};
+use crate::app::{AppError, NewDefinition, NewSegment, SegmentInfo, SegmentRef};
 use crate::query::ast::CmpOp;
 use crate::query::explain::ExplainNode;
 use crate::query::{Expr, Limits, Literal, QueryError};
-use crate::segments::{Change, Definition, SavedSegment, SegmentEvent};
+use crate::segments::{Change, Definition, SegmentEvent};
 use crate::store::mutate::{CellValue, CustomerUpdate, NewAttribute};
 
 use super::pb;
 use super::pb::predicate::Node;
 use super::pb::value::Kind;
-use super::status::ServiceError;
-
-/// A segment as a request names it, whichever request it came in.
-#[derive(Clone, Debug)]
-pub enum Spec {
-    Where(String),
-    Predicate(pb::Predicate),
-    Id(String),
-}
 
 /// Each request with a segment has its own generated oneof enum, all of the same shape.
-macro_rules! spec_from {
+macro_rules! segment_ref_from {
     ($($module:ident),*) => {$(
-        impl From<pb::$module::Segment> for Spec {
-            fn from(s: pb::$module::Segment) -> Spec {
-                match s {
-                    pb::$module::Segment::Where(w) => Spec::Where(w),
-                    pb::$module::Segment::Predicate(p) => Spec::Predicate(p),
-                    pb::$module::Segment::SegmentId(id) => Spec::Id(id),
-                }
+        impl TryFrom<pb::$module::Segment> for SegmentRef {
+            type Error = QueryError;
+
+            fn try_from(s: pb::$module::Segment) -> Result<SegmentRef, QueryError> {
+                Ok(match s {
+                    pb::$module::Segment::Where(w) => SegmentRef::Where(w),
+                    pb::$module::Segment::Predicate(p) => SegmentRef::Tree(Expr::try_from(p)?),
+                    pb::$module::Segment::SegmentId(id) => SegmentRef::Saved(id),
+                })
             }
         }
     )*};
 }
-spec_from!(
+segment_ref_from!(
     segment,
     count_segment_request,
     is_member_request,
@@ -44,16 +38,33 @@ spec_from!(
     breakdown_request
 );
 
-/// A predicate tree -> the core's expression, checking depth and IN-list limits as it
-/// goes (before anything is planned).
-pub fn expr_of(p: pb::Predicate, limits: &Limits) -> Result<Expr, QueryError> {
-    tree(p, 1, limits)
+/// A request's segment oneof, which must be set.
+pub fn segment_ref<S>(s: Option<S>) -> Result<SegmentRef, AppError>
+where
+    SegmentRef: TryFrom<S, Error = QueryError>,
+{
+    Ok(SegmentRef::try_from(s.ok_or(AppError::MissingSegment)?)?)
 }
 
-fn tree(p: pb::Predicate, depth: usize, limits: &Limits) -> Result<Expr, QueryError> {
-    if depth > limits.max_depth {
-        return Err(QueryError::Limit { what: "predicate depth", got: depth, limit: limits.max_depth });
+/// A predicate tree -> the core's expression. The limits (depth, IN-list length) are the
+/// application's to check; prost's decoder already bounds the nesting this recursion sees
+/// (100 messages).
+impl TryFrom<pb::Predicate> for Expr {
+    type Error = QueryError;
+
+    fn try_from(p: pb::Predicate) -> Result<Expr, QueryError> {
+        tree(p)
     }
+}
+
+/// [`Expr::try_from`] then the limits: a tree as the service would accept it.
+pub fn expr_of(p: pb::Predicate, limits: &Limits) -> Result<Expr, QueryError> {
+    let e = Expr::try_from(p)?;
+    crate::query::check_limits(&e, limits)?;
+    Ok(e)
+}
+
+fn tree(p: pb::Predicate) -> Result<Expr, QueryError> {
     let pb::Predicate { node } = p;
     let node = node.ok_or_else(|| {
         QueryError::BadTree(
@@ -65,13 +76,6 @@ fn tree(p: pb::Predicate, depth: usize, limits: &Limits) -> Result<Expr, QueryEr
             Expr::Cmp { col: column, op: CmpOp::Eq, value: required(value, "eq", "value")? }
         }
         Node::In(pb::In { column, values }) => {
-            if values.len() > limits.max_in_list {
-                return Err(QueryError::Limit {
-                    what: "IN list length",
-                    got: values.len(),
-                    limit: limits.max_in_list,
-                });
-            }
             if values.is_empty() {
                 return Err(QueryError::BadTree(format!("'in' on '{column}' needs at least one value")));
             }
@@ -99,17 +103,17 @@ fn tree(p: pb::Predicate, depth: usize, limits: &Limits) -> Result<Expr, QueryEr
             Expr::Contains { col: column, value: required(value, "contains", "value")? }
         }
         Node::IsNull(pb::IsNull { column, negated }) => Expr::IsNull { col: column, negated },
-        Node::Not(inner) => Expr::Not(Box::new(tree(*inner, depth + 1, limits)?)),
-        Node::And(pb::PredicateList { args }) => Expr::And(list(args, "and", depth, limits)?),
-        Node::Or(pb::PredicateList { args }) => Expr::Or(list(args, "or", depth, limits)?),
+        Node::Not(inner) => Expr::Not(Box::new(tree(*inner)?)),
+        Node::And(pb::PredicateList { args }) => Expr::And(list(args, "and")?),
+        Node::Or(pb::PredicateList { args }) => Expr::Or(list(args, "or")?),
     })
 }
 
-fn list(args: Vec<pb::Predicate>, op: &str, depth: usize, limits: &Limits) -> Result<Vec<Expr>, QueryError> {
+fn list(args: Vec<pb::Predicate>, op: &str) -> Result<Vec<Expr>, QueryError> {
     if args.is_empty() {
         return Err(QueryError::BadTree(format!("'{op}' needs at least one argument")));
     }
-    args.into_iter().map(|a| tree(a, depth + 1, limits)).collect()
+    args.into_iter().map(tree).collect()
 }
 
 fn required(v: Option<pb::Value>, op: &str, field: &str) -> Result<Literal, QueryError> {
@@ -181,12 +185,12 @@ pub fn breakdown(b: Breakdown, server_time_us: u64) -> pb::BreakdownResponse {
 // Customers, saved segments, events
 
 /// A client's attribute value. Errors name the customer and the attribute.
-pub fn cell_of(v: pb::customer::Value, customer_id: u64, attribute: &str) -> Result<CellValue, ServiceError> {
+pub fn cell_of(v: pb::customer::Value, customer_id: u64, attribute: &str) -> Result<CellValue, AppError> {
     use pb::customer::value::Kind as K;
     let pb::customer::Value { kind } = v;
     Ok(match kind {
         None => {
-            return Err(ServiceError::Invalid {
+            return Err(AppError::Invalid {
                 field: "attributes",
                 msg: format!(
                     "customer {customer_id}: attribute '{attribute}' has no value: set one of bool_value, \
@@ -218,7 +222,15 @@ pub fn cell_pb(c: CellValue) -> pb::customer::Value {
 
 /// A proto customer -> a partial update (attributes sorted by name: the log is
 /// deterministic).
-pub fn customer_update(c: pb::Customer) -> Result<CustomerUpdate, ServiceError> {
+impl TryFrom<pb::Customer> for CustomerUpdate {
+    type Error = AppError;
+
+    fn try_from(c: pb::Customer) -> Result<CustomerUpdate, AppError> {
+        customer_update(c)
+    }
+}
+
+fn customer_update(c: pb::Customer) -> Result<CustomerUpdate, AppError> {
     let pb::Customer { customer_id, attributes } = c;
     let mut attrs = attributes
         .into_iter()
@@ -226,7 +238,7 @@ pub fn customer_update(c: pb::Customer) -> Result<CustomerUpdate, ServiceError> 
             let cell = cell_of(v, customer_id, &name)?;
             Ok((name, cell))
         })
-        .collect::<Result<Vec<_>, ServiceError>>()?;
+        .collect::<Result<Vec<_>, AppError>>()?;
     attrs.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(CustomerUpdate { customer_id, attributes: attrs })
 }
@@ -235,9 +247,9 @@ pub fn customer_pb(customer_id: u64, attributes: Vec<(String, CellValue)>) -> pb
     pb::Customer { customer_id, attributes: attributes.into_iter().map(|(k, v)| (k, cell_pb(v))).collect() }
 }
 
-pub fn attribute_type(t: i32) -> Result<NewAttribute, ServiceError> {
+pub fn attribute_type(t: i32) -> Result<NewAttribute, AppError> {
     use pb::AttributeType as T;
-    let bad = || ServiceError::Invalid {
+    let bad = || AppError::Invalid {
         field: "type",
         msg: format!(
             "{t} is not an attribute type: use ATTRIBUTE_TYPE_BOOL, _INT, _FLOAT, _STRING, _STRING_LIST, \
@@ -302,18 +314,35 @@ pub fn predicate_of(e: &Expr) -> Option<pb::Predicate> {
     }
 }
 
-pub fn saved_segment(s: &SavedSegment) -> pb::SavedSegment {
+pub fn saved_segment(s: SegmentInfo) -> pb::SavedSegment {
     use pb::saved_segment::Definition as D;
-    let definition = match &s.definition {
-        Definition::Sql(text) => Some(D::Where(text.clone())),
-        Definition::Tree(e) => predicate_of(e).map(D::Predicate),
+    let SegmentInfo { id, description, definition, count } = s;
+    let definition = match definition {
+        Definition::Sql(text) => Some(D::Where(text)),
+        Definition::Tree(e) => predicate_of(&e).map(D::Predicate),
         Definition::Static => Some(D::Static(true)),
     };
-    pb::SavedSegment {
-        segment_id: s.id.clone(),
-        description: s.description.clone(),
-        definition,
-        count: s.count(),
+    pb::SavedSegment { segment_id: id, description, definition, count }
+}
+
+impl TryFrom<pb::CreateSegmentRequest> for NewSegment {
+    type Error = AppError;
+
+    fn try_from(r: pb::CreateSegmentRequest) -> Result<NewSegment, AppError> {
+        use pb::create_segment_request::Definition as D;
+        let pb::CreateSegmentRequest { segment_id, definition, description } = r;
+        let definition = match definition {
+            None => {
+                return Err(AppError::Invalid {
+                    field: "definition",
+                    msg: "set one of 'where', 'predicate' or 'static_members'".into(),
+                })
+            }
+            Some(D::Where(text)) => NewDefinition::Where(text),
+            Some(D::Predicate(p)) => NewDefinition::Tree(Expr::try_from(p)?),
+            Some(D::StaticMembers(pb::StaticMembers { customer_ids })) => NewDefinition::Static(customer_ids),
+        };
+        Ok(NewSegment { id: segment_id, description, definition })
     }
 }
 

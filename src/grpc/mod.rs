@@ -1,15 +1,17 @@
 //! The gRPC face of segd (`segd.v1.SegmentService`, `segd.v1.CustomerService`): generated
-//! types, conversions between them and the core, the one error-to-status mapping, and the
-//! service adapters. Nothing else in the crate imports tonic or prost.
+//! types, conversions between them and the application's inputs and results, the one
+//! error-to-status mapping, and the service adapters, which only translate and call
+//! [`crate::app::App`]. Nothing else in the crate but [`crate::server`] imports tonic or
+//! prost.
 //!
 //! - [`pb`]: code generated from `proto/segd/v1/segd.proto` and its descriptor set.
 //! - [`codec`]: prost decoding that answers INVALID_ARGUMENT for undecodable requests.
 //! - [`convert`]: proto <-> core (predicate trees, literals, plans, schema).
 //! - [`status`]: [`status::ServiceError`] and its exhaustive mapping to gRPC codes.
-//! - [`service`]: the shared [`service::State`] and the `SegmentService` implementation:
-//!   translate, run, convert.
+//! - [`service`]: what both services share ([`service::Ctx`]: the app and the per-RPC
+//!   metrics) and the `SegmentService` implementation.
 //! - [`customers`]: the `CustomerService` implementation (upserts, deletes, reads).
-//! - [`watch`]: the `WatchSegments` stream task.
+//! - [`watch`]: an application subscription as the `WatchSegments` response stream.
 
 pub mod codec;
 pub mod convert;

@@ -1,56 +1,17 @@
-//! Every way a call can fail, and the one place each becomes a gRPC status. The matches
-//! have no `_` arm: a new error variant in the core breaks the build here until someone
-//! decides its code.
+//! The one place an [`AppError`] becomes a gRPC status. The matches have no `_` arm: a
+//! new error variant in the core breaks the build here until someone decides its code.
 
 use tonic::{Code, Status};
 
 use crate::analytics::AnalyticsError;
+use crate::app::AppError;
 use crate::db::DbError;
-use crate::engine::{EngineError, Gone};
+use crate::engine::EngineError;
 use crate::persist::PersistError;
 use crate::query::QueryError;
 use crate::segments::SegmentError;
 use crate::store::mutate::MutationError;
 use crate::store::StoreError;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    #[error(transparent)]
-    Query(#[from] QueryError),
-    #[error(transparent)]
-    Analytics(#[from] AnalyticsError),
-    /// A saved segment that does not exist (and the other saved-segment errors of reads).
-    #[error(transparent)]
-    Segment(#[from] SegmentError),
-    /// A write the database refused or could not make durable.
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error("no segment given: set one of 'where', 'predicate' or 'segment_id'")]
-    MissingSegment,
-    #[error("unknown customer id {0}")]
-    UnknownCustomer(u64),
-    /// A watcher asked for events no longer retained.
-    #[error(transparent)]
-    Gone(#[from] Gone),
-    /// A watcher that did not read its events for too long.
-    #[error("consumer too slow: {0}")]
-    SlowConsumer(String),
-    /// The server is stopping (streams are ended with this).
-    #[error("the server is shutting down; reconnect and resume")]
-    ShuttingDown,
-    /// A server started without a data dir serves a fixed table.
-    #[error("this server serves a read-only table (no --data-dir): writes are not available")]
-    ReadOnly,
-    /// A server limit, named by its flag so the caller knows what to ask for.
-    #[error("limit exceeded: {what} is {got}, the limit is {limit} (--{flag})")]
-    Limit { what: &'static str, got: usize, limit: usize, flag: &'static str },
-    /// A request field with a value no segment can use.
-    #[error("invalid {field}: {msg}")]
-    Invalid { field: &'static str, msg: String },
-    /// A bug, caught (e.g. a panic in evaluation) so the server keeps serving.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
 
 fn query_code(q: &QueryError) -> Code {
     match q {
@@ -115,28 +76,26 @@ fn db_code(d: &DbError) -> Code {
     }
 }
 
-pub fn status_of(err: ServiceError) -> Status {
+pub fn status_of(err: AppError) -> Status {
     let code = match &err {
-        ServiceError::Query(q) => query_code(q),
-        ServiceError::Analytics(a) => match a {
+        AppError::Query(q) => query_code(q),
+        AppError::Analytics(a) => match a {
             AnalyticsError::UnknownColumn { .. } | AnalyticsError::NotGroupable { .. } => {
                 Code::InvalidArgument
             }
         },
-        ServiceError::Segment(s) => segment_code(s),
-        ServiceError::Db(d) => db_code(d),
-        ServiceError::UnknownCustomer(_) => Code::NotFound,
-        ServiceError::Gone(_) => Code::OutOfRange,
-        ServiceError::SlowConsumer(_) => Code::ResourceExhausted,
-        ServiceError::ShuttingDown => Code::Unavailable,
-        ServiceError::ReadOnly => Code::FailedPrecondition,
-        ServiceError::MissingSegment | ServiceError::Limit { .. } | ServiceError::Invalid { .. } => {
-            Code::InvalidArgument
-        }
-        ServiceError::Internal(_) => Code::Internal,
+        AppError::Segment(s) => segment_code(s),
+        AppError::Db(d) => db_code(d),
+        AppError::UnknownCustomer(_) => Code::NotFound,
+        AppError::Gone(_) => Code::OutOfRange,
+        AppError::SlowConsumer(_) => Code::ResourceExhausted,
+        AppError::ShuttingDown => Code::Unavailable,
+        AppError::ReadOnly => Code::FailedPrecondition,
+        AppError::MissingSegment | AppError::Limit { .. } | AppError::Invalid { .. } => Code::InvalidArgument,
+        AppError::Internal(_) => Code::Internal,
     };
     if matches!(code, Code::Internal | Code::DataLoss | Code::Unavailable) {
-        if let ServiceError::Db(d) = &err {
+        if let AppError::Db(d) = &err {
             if !matches!(d, DbError::Closed) {
                 tracing::error!(error = %d, "write failed");
             }
@@ -148,6 +107,7 @@ pub fn status_of(err: ServiceError) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Gone;
 
     #[test]
     fn codes() {

@@ -248,14 +248,23 @@ pub fn is_member(ds: &Dataset, plan: &Plan, customer_id: u64) -> Option<bool> {
 }
 
 /// Membership of many customer ids, answers in request order (None: id not held).
-/// Large batches are split across the rayon pool.
 pub fn is_member_batch(ds: &Dataset, plan: &Plan, customer_ids: &[u64]) -> Vec<Option<bool>> {
-    const SPLIT: usize = 4096;
+    membership_batch(ds, customer_ids, |row| matches_row(ds, &plan.root, row))
+}
+
+/// The one batch membership: `member(row)` of each id's row, in request order (None: id
+/// not held). Large batches are split across the rayon pool.
+pub fn membership_batch(
+    ds: &Dataset,
+    customer_ids: &[u64],
+    member: impl Fn(u32) -> bool + Sync,
+) -> Vec<Option<bool>> {
+    // Pieces of 1k ids: enough work per task to pay for it, and a batch of a few
+    // thousand ids still spreads over every core.
+    const SPLIT: usize = 1024;
+    let one = |&id: &u64| ds.row_of(id).map(&member);
     if customer_ids.len() <= SPLIT {
-        return customer_ids.iter().map(|&id| is_member(ds, plan, id)).collect();
+        return customer_ids.iter().map(one).collect();
     }
-    customer_ids
-        .par_chunks(SPLIT)
-        .flat_map_iter(|ids| ids.iter().map(|&id| is_member(ds, plan, id)))
-        .collect()
+    customer_ids.par_chunks(SPLIT).flat_map_iter(|ids| ids.iter().map(one)).collect()
 }

@@ -43,7 +43,8 @@ pub fn compile_expr_in(
     plan::bind_in(ds, e, segs)
 }
 
-fn check_limits(e: &Expr, limits: &Limits) -> Result<(), QueryError> {
+/// Whether an expression built elsewhere (JSON tree, gRPC Predicate) is within `limits`.
+pub fn check_limits(e: &Expr, limits: &Limits) -> Result<(), QueryError> {
     if e.depth() > limits.max_depth {
         return Err(QueryError::Limit { what: "predicate depth", got: e.depth(), limit: limits.max_depth });
     }

@@ -70,12 +70,12 @@ type Fingerprint = (u64, Vec<u64>, Option<u64>, Option<u64>, Option<u64>, Option
 fn fingerprint(db: &Db) -> Fingerprint {
     let e = db.read();
     (
-        e.data.customers(),
-        e.segments.list().map(|s| s.count()).collect(),
-        count(&e.data, "country = 'DE' AND tier = 'GOLD'"),
-        count(&e.data, "city = 'NEW-001'"),
-        count(&e.data, "streak >= 10"),
-        e.data.customer(9),
+        e.data().customers(),
+        e.segments().list().map(|s| s.count()).collect(),
+        count(e.data(), "country = 'DE' AND tier = 'GOLD'"),
+        count(e.data(), "city = 'NEW-001'"),
+        count(e.data(), "streak >= 10"),
+        e.data().customer(9),
     )
 }
 
@@ -96,8 +96,8 @@ fn committed_state_survives_clean_restart_and_log_replay() {
     assert_eq!(fingerprint(&db), want, "after replay");
     {
         let e = db.read();
-        assert_eq!(e.segments.is_member(&e.data, "vips", 2), Ok(Some(true)));
-        assert_eq!(e.segments.is_member(&e.data, "vips", 7), Ok(None), "deleted customer");
+        assert_eq!(e.segments().is_member(e.data(), "vips", 2), Ok(Some(true)));
+        assert_eq!(e.segments().is_member(e.data(), "vips", 7), Ok(None), "deleted customer");
     }
     db.close().unwrap();
     drop(db);
@@ -182,9 +182,9 @@ fn saved_segments_can_reference_saved_segments() {
     db.commit(create("not_gold", "NOT in_segment('gold')")).unwrap();
     let check = |db: &Db| {
         let e = db.read();
-        let seg = |id: &str| e.segments.get(id).unwrap().count();
-        assert_eq!(Some(seg("gold_de")), count(&e.data, "tier = 'GOLD' AND country = 'DE'"));
-        assert_eq!(Some(seg("not_gold")), count(&e.data, "tier <> 'GOLD'"));
+        let seg = |id: &str| e.segments().get(id).unwrap().count();
+        assert_eq!(Some(seg("gold_de")), count(e.data(), "tier = 'GOLD' AND country = 'DE'"));
+        assert_eq!(Some(seg("not_gold")), count(e.data(), "tier <> 'GOLD'"));
     };
     check(&db);
     // A write that moves customers into and out of 'gold' moves them in the dependents.
@@ -207,7 +207,7 @@ fn saved_segments_can_reference_saved_segments() {
     let db = open(dir.path()).unwrap();
     check(&db);
     let e = db.read();
-    assert_eq!(e.segments.get("a_first").unwrap().count(), e.segments.get("gold").unwrap().count());
+    assert_eq!(e.segments().get("a_first").unwrap().count(), e.segments().get("gold").unwrap().count());
 }
 
 #[test]
@@ -285,14 +285,14 @@ fn a_held_version_neither_blocks_commits_nor_changes() {
     let db = open(dir.path()).unwrap();
     let text = "tier = 'PLATINUM'";
     let held = db.read();
-    let plan = compile_sql(&held.data, text, &Limits::default()).unwrap();
-    let before = eval::count(&held.data, &plan);
+    let plan = compile_sql(held.data(), text, &Limits::default()).unwrap();
+    let before = eval::count(held.data(), &plan);
     let newly =
-        (1..=100u64).filter(|&id| eval::is_member(&held.data, &plan, id) == Some(false)).count() as u64;
+        (1..=100u64).filter(|&id| eval::is_member(held.data(), &plan, id) == Some(false)).count() as u64;
     assert!(newly > 0);
     for id in 1..=100 {
         db.commit(upsert(id, "tier", CellValue::Str("PLATINUM".into()))).unwrap();
     }
-    assert_eq!(count(&held.data, text), Some(before), "the held version is unchanged");
-    assert_eq!(count(&db.read().data, text), Some(before + newly), "a new read sees the writes");
+    assert_eq!(count(held.data(), text), Some(before), "the held version is unchanged");
+    assert_eq!(count(db.read().data(), text), Some(before + newly), "a new read sees the writes");
 }

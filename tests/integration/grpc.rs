@@ -305,14 +305,17 @@ fn bad_counts() -> Vec<(pb::CountSegmentRequest, Code, &'static str)> {
 async fn every_bad_input_has_its_code_and_the_server_survives() {
     let mut c = client().await;
     let metrics = fixture().server.metrics();
-    let rejected_before = metrics.calls(0, Code::InvalidArgument as i32);
+    let rejected_before = metrics.calls(segd::metrics::Rpc::CountSegment, Code::InvalidArgument as i32);
     for (req, code, word) in bad_counts() {
         let what: String = format!("{req:?}").chars().take(100).collect();
         let err = c.count_segment(req).await.expect_err(&what);
         assert_eq!(err.code(), code, "{what}: {}", err.message());
         assert!(err.message().contains(word), "{what}: '{}' lacks '{word}'", err.message());
     }
-    assert!(metrics.calls(0, Code::InvalidArgument as i32) > rejected_before, "errors are counted");
+    assert!(
+        metrics.calls(segd::metrics::Rpc::CountSegment, Code::InvalidArgument as i32) > rejected_before,
+        "errors are counted"
+    );
 
     let seg = || Some(pb::batch_is_member_request::Segment::Where("age > 1".into()));
     let err = c

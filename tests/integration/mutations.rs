@@ -233,17 +233,17 @@ fn a_group_applied_at_once_matches_one_by_one() {
         r.unwrap();
     }
     let [one, all] = &engines;
-    assert_eq!(one.data.export(), all.data.export());
+    assert_eq!(one.data().export(), all.data().export());
     for i in 0..defs.len() {
         let id = format!("g{i}");
         assert_eq!(
-            one.segments.get(&id).unwrap().members.rows(),
-            all.segments.get(&id).unwrap().members.rows(),
+            one.segments().get(&id).unwrap().members.rows(),
+            all.segments().get(&id).unwrap().members.rows(),
             "{id}"
         );
     }
     let events = |e: &Engine| {
-        let mut v = e.events.lock().since(100, &Default::default(), usize::MAX).unwrap();
+        let mut v = e.events_since(100, &Default::default(), usize::MAX).unwrap();
         v.sort_by(|a, b| {
             (a.sequence, &a.segment_id, a.customer_id).cmp(&(b.sequence, &b.segment_id, b.customer_id))
         });

@@ -1,0 +1,47 @@
+//! Every way a use case can fail. Transports map each variant to their own codes in one
+//! exhaustive match (see `crate::grpc::status`).
+
+use crate::analytics::AnalyticsError;
+use crate::db::DbError;
+use crate::engine::Gone;
+use crate::query::QueryError;
+use crate::segments::SegmentError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error(transparent)]
+    Analytics(#[from] AnalyticsError),
+    /// A saved segment that does not exist (and the other saved-segment errors of reads).
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    /// A write the database refused or could not make durable.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("no segment given: set one of 'where', 'predicate' or 'segment_id'")]
+    MissingSegment,
+    #[error("unknown customer id {0}")]
+    UnknownCustomer(u64),
+    /// A watcher asked for events no longer retained.
+    #[error(transparent)]
+    Gone(#[from] Gone),
+    /// A watcher that did not read its events for too long.
+    #[error("consumer too slow: {0}")]
+    SlowConsumer(String),
+    /// The server is stopping (streams are ended with this).
+    #[error("the server is shutting down; reconnect and resume")]
+    ShuttingDown,
+    /// A server started without a data dir serves a fixed table.
+    #[error("this server serves a read-only table (no --data-dir): writes are not available")]
+    ReadOnly,
+    /// A server limit, named by its flag so the caller knows what to ask for.
+    #[error("limit exceeded: {what} is {got}, the limit is {limit} (--{flag})")]
+    Limit { what: &'static str, got: usize, limit: usize, flag: &'static str },
+    /// A request field with a value no use case can take.
+    #[error("invalid {field}: {msg}")]
+    Invalid { field: &'static str, msg: String },
+    /// A bug, caught (e.g. a panic in evaluation) so the server keeps serving.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
