@@ -25,9 +25,11 @@
 //!   log, copy-on-write versions published by pointer swap (readers never wait for a
 //!   write), background snapshots, start-up from snapshot + log replay.
 //!
-//! None of these modules knows about gRPC. Two do, and only they import tonic / prost:
+//! None of these modules knows about gRPC. Three do, and only they import tonic / prost:
 //! - [`grpc`]: the `segd.v1.SegmentService` adapter: generated proto types, conversions,
 //!   the error-to-status mapping.
+//! - [`http`]: the same use cases as proto3 JSON over HTTP (grpc-gateway-style paths,
+//!   axum), with the gRPC adapter's conversions and codes; and the segment builder page.
 //! - [`server`]: runs the gRPC service, health and reflection until shutdown.
 
 pub mod analytics;
@@ -36,6 +38,7 @@ pub mod db;
 pub mod engine;
 pub mod gen;
 pub mod grpc;
+pub mod http;
 pub mod index;
 pub mod metrics;
 pub mod naive;

@@ -5,6 +5,7 @@ mod differential;
 mod durability;
 mod errors;
 mod grpc;
+mod http;
 mod loading;
 mod mutations;
 mod queries;
