@@ -41,7 +41,11 @@ pub struct Pb<T>(pub T);
 impl<T: Serialize> IntoResponse for Pb<T> {
     fn into_response(self) -> Response {
         match serde_json::to_vec(&self.0) {
-            Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+            Ok(mut json) => {
+                // One answer a line: curl output ends cleanly, streams of answers split.
+                json.push(b'\n');
+                ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+            }
             Err(e) => HttpError::new(Code::Internal, format!("encoding the answer: {e}")).into_response(),
         }
     }

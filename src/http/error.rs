@@ -62,7 +62,7 @@ impl IntoResponse for HttpError {
             tracing::error!(code = name, message = %self.message, "http request failed");
         }
         let body = serde_json::json!({ "code": name, "message": self.message });
-        (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+        (status, [(header::CONTENT_TYPE, "application/json")], format!("{body}\n")).into_response()
     }
 }
 
