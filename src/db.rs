@@ -294,15 +294,12 @@ fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File, DbError> {
         .write(true)
         .open(dir.join("LOCK"))
         .map_err(io)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::io::AsRawFd;
-        // SAFETY: flock on a file descriptor we own; released when the file is closed.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(DbError::Locked(dir.display().to_string()));
-        }
+    // Released when the file is closed (flock on Unix).
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(DbError::Locked(dir.display().to_string())),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
     }
-    Ok(file)
 }
 
 fn restore_segments(engine: &mut Engine, segments: Vec<SegmentSnap>) -> Result<(), DbError> {

@@ -14,7 +14,6 @@
 //!   pairwise overlaps of segments, from the indexes.
 //! - [`plan_cache`]: compiled ad-hoc segment texts (and their counts), bounded, with an
 //!   invalidation hook for data changes.
-//! - [`metrics`]: Prometheus counters and histograms, and their HTTP endpoint.
 //! - [`persist`]: durability: a checksummed, group-committed write-ahead log and Arrow IPC
 //!   snapshots.
 //! - [`segments`]: saved segments, materialised and kept current on every write, with
@@ -24,13 +23,23 @@
 //! - [`db`]: durability and publication around the engine: group-committed write-ahead
 //!   log, copy-on-write versions published by pointer swap (readers never wait for a
 //!   write), background snapshots, start-up from snapshot + log replay.
+//! - [`app`]: the application core: one [`app::App`] owning the state (a [`db::Db`] or
+//!   a fixed table), the plan cache, the limits ([`app::Config`]) and the commit watch,
+//!   with one method per use case, typed inputs and results, and [`app::AppError`].
 //!
-//! None of these modules knows about gRPC. Three do, and only they import tonic / prost:
-//! - [`grpc`]: the `segd.v1.SegmentService` adapter: generated proto types, conversions,
-//!   the error-to-status mapping.
-//! - [`http`]: the same use cases as proto3 JSON over HTTP (grpc-gateway-style paths,
-//!   axum), with the gRPC adapter's conversions and codes; and the segment builder page.
-//! - [`server`]: runs the gRPC service, health and reflection until shutdown.
+//! None of these modules knows about a transport. These do, and only they import tonic /
+//! prost / axum; they translate and call [`app::App`]:
+//! - [`grpc`]: the `segd.v1.SegmentService` / `CustomerService` adapters: generated proto
+//!   types, conversions (`TryFrom`), the one error-to-status mapping.
+//! - [`http`]: the same use cases as proto3 JSON over HTTP/1.1 (grpc-gateway-style paths),
+//!   with the gRPC adapter's conversions and codes, and the segment builder page at `/`.
+//! - [`metrics`]: per-RPC counters and histograms (`prometheus-client`, labels from
+//!   [`metrics::Rpc`]) and the axum `/metrics` endpoint.
+//! - [`server`]: runs the gRPC services, health and reflection until shutdown.
+//!
+//! Layering: transports ([`grpc`], [`http`], [`server`], [`metrics`]) → [`app`] → [`db`] →
+//! [`engine`] → [`store`] / [`index`] / [`segments`] / [`query`] / [`analytics`] /
+//! [`persist`].
 
 pub mod analytics;
 pub mod app;

@@ -1,15 +1,29 @@
-//! Prometheus text metrics: per-RPC calls by status code and latency histograms, plus
-//! gauges the server supplies (rows held, index memory, plan cache). Lock-free counters on
-//! the request path; served by a minimal HTTP/1.1 responder (a scrape is one GET).
+//! Prometheus metrics with `prometheus-client`: per-RPC calls by status code, errors and
+//! latency histograms, plus the application's gauges and counters read at scrape time
+//! ([`crate::app::App::stats`]); served over HTTP by axum (`GET /metrics`).
+//!
+//! The request path costs a few atomic adds: each RPC's OK counter, error counter and
+//! histogram are handles created once, at start, per [`Rpc`] variant. Only a failed call
+//! looks up its (rpc, code) series in the family (a read lock and a hash of two small
+//! integers, no allocation once the series exists).
 
-use std::fmt::Write as _;
+use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+
+use crate::app::App;
 
 /// The RPCs measured: the one list of their labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -37,6 +51,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
+    /// Every variant, in declaration order (`rpc as usize` indexes it).
     pub const ALL: [Rpc; 20] = [
         Rpc::CountSegment,
         Rpc::IsMember,
@@ -87,8 +102,14 @@ impl Rpc {
     }
 }
 
+impl EncodeLabelValue for Rpc {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+        fmt::Write::write_str(encoder, self.name())
+    }
+}
+
 /// gRPC status code names by number (0..=16).
-pub const CODES: [&str; 17] = [
+const CODES: [&str; 17] = [
     "OK",
     "CANCELLED",
     "UNKNOWN",
@@ -108,122 +129,200 @@ pub const CODES: [&str; 17] = [
     "UNAUTHENTICATED",
 ];
 
+/// A gRPC status code as a label (out-of-range numbers as UNKNOWN).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct CodeLabel(u8);
+
+impl CodeLabel {
+    fn of(code: i32) -> CodeLabel {
+        CodeLabel(if (0..CODES.len() as i32).contains(&code) { code as u8 } else { 2 })
+    }
+}
+
+impl EncodeLabelValue for CodeLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+        fmt::Write::write_str(encoder, CODES[self.0 as usize])
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CallLabels {
+    rpc: Rpc,
+    code: CodeLabel,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RpcLabels {
+    rpc: Rpc,
+}
+
 /// Histogram bucket upper bounds in seconds: 25 µs to 5 s, dense where IsMember and
 /// CountSegment live.
 const BUCKETS: [f64; 16] =
     [25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2e-3, 3e-3, 5e-3, 10e-3, 25e-3, 50e-3, 0.1, 0.5, 1.0, 5.0];
 
-#[derive(Default)]
-struct RpcStats {
-    by_code: [AtomicU64; 17],
-    /// Cumulative counts per bucket are computed at render time; this holds per-bucket
-    /// counts, the last slot being +Inf.
-    buckets: [AtomicU64; BUCKETS.len() + 1],
-    sum_ns: AtomicU64,
+/// One RPC's series, created at start.
+struct RpcHandles {
+    ok: Counter,
+    errors: Counter,
+    duration: Histogram,
 }
 
-#[derive(Default)]
 pub struct Metrics {
-    rpcs: [RpcStats; Rpc::ALL.len()],
+    registry: Registry,
+    calls: Family<CallLabels, Counter>,
+    per_rpc: Vec<RpcHandles>,
 }
 
 impl Metrics {
+    /// The registry, with the application's own figures read from `app` at each scrape.
+    pub fn new(app: App) -> Metrics {
+        let mut registry = Registry::default();
+        let calls = Family::<CallLabels, Counter>::default();
+        let errors = Family::<RpcLabels, Counter>::default();
+        let duration =
+            Family::<RpcLabels, Histogram, _>::new_with_constructor(|| Histogram::new(BUCKETS) as Histogram);
+        registry.register("segd_rpc_calls", "Calls per RPC and gRPC status code.", calls.clone());
+        registry.register("segd_rpc_errors", "Calls per RPC that did not end OK.", errors.clone());
+        registry.register("segd_rpc_duration_seconds", "Server-side latency per RPC.", duration.clone());
+        registry.register_collector(Box::new(AppFigures(app)));
+        let per_rpc = Rpc::ALL
+            .iter()
+            .map(|&rpc| RpcHandles {
+                ok: calls.get_or_create_owned(&CallLabels { rpc, code: CodeLabel(0) }),
+                errors: errors.get_or_create_owned(&RpcLabels { rpc }),
+                duration: duration.get_or_create_owned(&RpcLabels { rpc }),
+            })
+            .collect();
+        Metrics { registry, calls, per_rpc }
+    }
+
     /// Records one call of `rpc` that ended with gRPC `code`.
     pub fn observe(&self, rpc: Rpc, code: i32, elapsed: Duration) {
-        let s = &self.rpcs[rpc as usize];
-        s.by_code[(code as usize).min(CODES.len() - 1)].fetch_add(1, Ordering::Relaxed);
-        let secs = elapsed.as_secs_f64();
-        let b = BUCKETS.iter().position(|&le| secs <= le).unwrap_or(BUCKETS.len());
-        s.buckets[b].fetch_add(1, Ordering::Relaxed);
-        s.sum_ns.fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+        let h = &self.per_rpc[rpc as usize];
+        h.duration.observe(elapsed.as_secs_f64());
+        if code == 0 {
+            h.ok.inc();
+        } else {
+            h.errors.inc();
+            self.calls.get_or_create(&CallLabels { rpc, code: CodeLabel::of(code) }).inc();
+        }
     }
 
     /// Calls of `rpc` that ended with `code` (tests).
     pub fn calls(&self, rpc: Rpc, code: i32) -> u64 {
-        self.rpcs[rpc as usize].by_code[(code as usize).min(CODES.len() - 1)].load(Ordering::Relaxed)
+        match code {
+            0 => self.per_rpc[rpc as usize].ok.get(),
+            _ => self.calls.get(&CallLabels { rpc, code: CodeLabel::of(code) }).map_or(0, |c| c.get()),
+        }
     }
 
-    /// The exposition text; `extra` are (name, type, help, value) of the server's own
-    /// gauges and counters.
-    pub fn render(&self, extra: &[(&str, &str, &str, f64)]) -> String {
+    /// The exposition text (OpenMetrics).
+    pub fn render(&self) -> String {
         let mut s = String::new();
-        s.push_str("# HELP segd_rpc_calls_total Calls per RPC and gRPC status code.\n");
-        s.push_str("# TYPE segd_rpc_calls_total counter\n");
-        for (r, st) in Rpc::ALL.iter().map(|r| r.name()).zip(&self.rpcs) {
-            for (code, n) in CODES.iter().zip(&st.by_code) {
-                let n = n.load(Ordering::Relaxed);
-                if n > 0 || *code == "OK" {
-                    let _ = writeln!(s, "segd_rpc_calls_total{{rpc=\"{r}\",code=\"{code}\"}} {n}");
-                }
-            }
-        }
-        s.push_str("# HELP segd_rpc_errors_total Calls per RPC that did not end OK.\n");
-        s.push_str("# TYPE segd_rpc_errors_total counter\n");
-        for (r, st) in Rpc::ALL.iter().map(|r| r.name()).zip(&self.rpcs) {
-            let n: u64 = st.by_code[1..].iter().map(|n| n.load(Ordering::Relaxed)).sum();
-            let _ = writeln!(s, "segd_rpc_errors_total{{rpc=\"{r}\"}} {n}");
-        }
-        s.push_str("# HELP segd_rpc_duration_seconds Server-side latency per RPC.\n");
-        s.push_str("# TYPE segd_rpc_duration_seconds histogram\n");
-        for (r, st) in Rpc::ALL.iter().map(|r| r.name()).zip(&self.rpcs) {
-            let mut cum = 0;
-            for (i, b) in st.buckets.iter().enumerate() {
-                cum += b.load(Ordering::Relaxed);
-                let le = BUCKETS.get(i).map_or("+Inf".to_string(), |x| x.to_string());
-                let _ = writeln!(s, "segd_rpc_duration_seconds_bucket{{rpc=\"{r}\",le=\"{le}\"}} {cum}");
-            }
-            let sum = st.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-            let _ = writeln!(s, "segd_rpc_duration_seconds_sum{{rpc=\"{r}\"}} {sum}");
-            let _ = writeln!(s, "segd_rpc_duration_seconds_count{{rpc=\"{r}\"}} {cum}");
-        }
-        for (name, kind, help, v) in extra {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
-        }
+        prometheus_client::encoding::text::encode(&mut s, &self.registry).expect("writing to a String");
         s
     }
 }
 
-/// Serves `GET /metrics` (any other path: 404) until `shutdown` resolves.
+/// The application's figures, read at scrape time.
+struct AppFigures(App);
+
+impl fmt::Debug for AppFigures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AppFigures")
+    }
+}
+
+impl Collector for AppFigures {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let s = self.0.stats();
+        let m = &s.memory;
+        let gauges: [(&str, &str, u64); 8] = [
+            ("segd_customers", "Customers held.", s.customers),
+            ("segd_memory_columns_bytes", "Bytes held by attribute columns.", m.columns as u64),
+            ("segd_memory_index_bytes", "Bytes held by bitmap indexes.", m.indexes as u64),
+            ("segd_memory_ids_bytes", "Bytes held by the customer id map.", m.ids as u64),
+            ("segd_plan_cache_entries", "Compiled segment texts cached.", s.plan_cache_entries as u64),
+            ("segd_plan_cache_generation", "Plan cache invalidations.", s.plan_cache_generation),
+            ("segd_commit_sequence", "Sequence of the last committed write.", s.sequence),
+            ("segd_saved_segments", "Saved segments.", s.saved_segments as u64),
+        ];
+        for (name, help, v) in gauges {
+            let g = ConstGauge::new(v as i64);
+            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        let counters = [
+            ("segd_plan_cache_hits", "Plan cache hits.", s.plan_cache_hits),
+            ("segd_plan_cache_misses", "Plan cache misses.", s.plan_cache_misses),
+        ];
+        for (name, help, v) in counters {
+            let c = ConstCounter::new(v);
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Serves `GET /metrics` (and `/`) until `shutdown` resolves; other paths are 404.
 pub async fn serve(
     listener: TcpListener,
-    render: Arc<dyn Fn() -> String + Send + Sync>,
-    shutdown: impl Future<Output = ()>,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        let (mut sock, _) = tokio::select! {
-            _ = &mut shutdown => return,
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics accept failed");
-                    continue;
-                }
-            },
-        };
-        let render = render.clone();
-        tokio::spawn(async move {
-            // One request per connection; the request line is all that matters and a
-            // scraper's GET fits in one read.
-            let mut buf = [0u8; 2048];
-            let n = match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let path = req.split_whitespace().nth(1).unwrap_or("");
-            let (status, body) = if req.starts_with("GET ") && (path == "/metrics" || path == "/") {
-                ("200 OK", render())
-            } else {
-                ("404 Not Found", "not found: try GET /metrics\n".to_string())
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = sock.write_all(head.as_bytes()).await;
-            let _ = sock.write_all(body.as_bytes()).await;
-            let _ = sock.shutdown().await;
-        });
+    use axum::http::header::CONTENT_TYPE;
+    use axum::routing::get;
+    let scrape = move || {
+        let metrics = metrics.clone();
+        async move {
+            ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.render())
+        }
+    };
+    let app = axum::Router::new()
+        .route("/metrics", get(scrape.clone()))
+        .route("/", get(scrape))
+        .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "not found: try GET /metrics\n") });
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        tracing::warn!(error = %e, "metrics endpoint failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_are_counted_per_rpc_and_code() {
+        let ds = crate::store::Dataset::from_batches(
+            crate::gen::schema(),
+            crate::gen::generate(10, 1).into_iter().map(Ok),
+            "customer_id",
+        )
+        .unwrap();
+        let m = Metrics::new(App::fixed(ds, crate::app::Config::default()));
+        let us = Duration::from_micros(30);
+        m.observe(Rpc::IsMember, 0, us);
+        m.observe(Rpc::IsMember, 0, us);
+        m.observe(Rpc::IsMember, 3, us);
+        m.observe(Rpc::Explain, 99, us);
+        assert_eq!(
+            (m.calls(Rpc::IsMember, 0), m.calls(Rpc::IsMember, 3), m.calls(Rpc::IsMember, 5)),
+            (2, 1, 0)
+        );
+        assert_eq!(m.calls(Rpc::Explain, 2), 1, "an unknown code counts as UNKNOWN");
+        let text = m.render();
+        for line in [
+            "segd_rpc_calls_total{rpc=\"IsMember\",code=\"OK\"} 2",
+            "segd_rpc_calls_total{rpc=\"IsMember\",code=\"INVALID_ARGUMENT\"} 1",
+            "segd_rpc_calls_total{rpc=\"Explain\",code=\"UNKNOWN\"} 1",
+            "segd_rpc_calls_total{rpc=\"Schema\",code=\"OK\"} 0",
+            "segd_rpc_errors_total{rpc=\"IsMember\"} 1",
+            "segd_rpc_duration_seconds_count{rpc=\"IsMember\"} 3",
+            "segd_customers 10",
+            "segd_saved_segments 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no line {line} in\n{text}");
+        }
+        assert!(!text.contains("code=\"NOT_FOUND\""), "codes never seen are not listed");
     }
 }

@@ -55,7 +55,7 @@ impl Server {
     }
 
     fn with(app: App) -> Server {
-        Server { ctx: Arc::new(Ctx { app, metrics: Metrics::default() }) }
+        Server { ctx: Arc::new(Ctx { metrics: Arc::new(Metrics::new(app.clone())), app }) }
     }
 
     pub fn app(&self) -> &App {
@@ -83,36 +83,16 @@ impl Server {
 
     /// The Prometheus exposition text.
     pub fn metrics_text(&self) -> String {
-        let s = self.ctx.app.stats();
-        let m = &s.memory;
-        self.ctx.metrics.render(&[
-            ("segd_customers", "gauge", "Customers held.", s.customers as f64),
-            ("segd_memory_columns_bytes", "gauge", "Bytes held by attribute columns.", m.columns as f64),
-            ("segd_memory_index_bytes", "gauge", "Bytes held by bitmap indexes.", m.indexes as f64),
-            ("segd_memory_ids_bytes", "gauge", "Bytes held by the customer id map.", m.ids as f64),
-            (
-                "segd_plan_cache_entries",
-                "gauge",
-                "Compiled segment texts cached.",
-                s.plan_cache_entries as f64,
-            ),
-            ("segd_plan_cache_hits_total", "counter", "Plan cache hits.", s.plan_cache_hits as f64),
-            ("segd_plan_cache_misses_total", "counter", "Plan cache misses.", s.plan_cache_misses as f64),
-            (
-                "segd_plan_cache_generation",
-                "gauge",
-                "Plan cache invalidations.",
-                s.plan_cache_generation as f64,
-            ),
-            ("segd_commit_sequence", "gauge", "Sequence of the last committed write.", s.sequence as f64),
-            ("segd_saved_segments", "gauge", "Saved segments.", s.saved_segments as f64),
-        ])
+        self.ctx.metrics.render()
     }
 
     /// Serves `GET /metrics` on `listener` until `shutdown`.
-    pub async fn serve_metrics(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        let me = self.clone();
-        crate::metrics::serve(listener, Arc::new(move || me.metrics_text()), shutdown).await
+    pub async fn serve_metrics(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) {
+        crate::metrics::serve(listener, self.ctx.metrics.clone(), shutdown).await
     }
 
     /// Serves gRPC on `listener` until `shutdown` resolves, then stops accepting, reports

@@ -18,7 +18,7 @@ use super::status::status_of;
 /// What both services share: the application and the per-RPC metrics.
 pub struct Ctx {
     pub app: App,
-    pub metrics: Metrics,
+    pub metrics: std::sync::Arc<Metrics>,
 }
 
 impl Ctx {

@@ -448,15 +448,17 @@ async fn metrics_endpoint_reports_calls_and_memory() {
             .await
     });
     let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
-    sock.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    sock.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
     let mut body = String::new();
     sock.read_to_string(&mut body).await.unwrap();
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body:.200}");
     for needle in [
         "segd_rpc_calls_total{rpc=\"CountSegment\",code=\"OK\"}",
-        "segd_rpc_duration_seconds_bucket{rpc=\"CountSegment\",le=\"+Inf\"}",
+        "segd_rpc_duration_seconds_bucket{le=\"+Inf\",rpc=\"CountSegment\"}",
         "segd_customers 150000",
         "segd_memory_index_bytes",
+        "segd_plan_cache_misses_total",
+        "# EOF",
     ] {
         assert!(body.contains(needle), "metrics lack {needle}");
     }
