@@ -17,6 +17,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Undecodable requests are the caller's fault: INVALID_ARGUMENT, not INTERNAL.
         .codec_path("crate::grpc::codec::SegdCodec")
         .compile_protos(&["proto/segd/v1/segd.proto"], &["proto"])?;
+    // proto3 JSON (serde) for the same messages: the HTTP API's bodies (src/http). Fields
+    // at their default are written too (`"count": "0"`, `"isMember": false`), as
+    // grpcurl -emit-defaults shows them: HTTP clients need not know proto3's defaults.
+    let descriptors = std::fs::read(out.join("segd_descriptor.bin"))?;
+    pbjson_build::Builder::new().register_descriptors(&descriptors)?.emit_fields().build(&[".segd.v1"])?;
     // Storage schema: messages only, and not in the reflection descriptor set (it is not
     // part of the API).
     tonic_prost_build::configure()

@@ -9,3 +9,29 @@ cd "$(dirname "$0")/.."
 cargo fmt --check
 cargo clippy --release --all-targets --locked -- -D warnings
 cargo test --release --locked
+
+# ---- The segment builder page in a real browser (tests/browser/builder_test.py): Debian's
+# chromium + chromedriver and Python selenium (pinned in tests/browser/requirements.txt),
+# against `segd serve --demo 20000`. Installs what is missing, so a second run installs
+# nothing. Screenshots of each step land in browser-shots/ (gitignored). About 10 s once
+# installed (the apt install, once, about a minute). Outside CI, SEGD_SKIP_BROWSER=1 skips it.
+if [ "${SEGD_SKIP_BROWSER:-}" = "1" ] && [ "${CI:-}" != "true" ]; then
+  echo "note: SEGD_SKIP_BROWSER=1: browser test skipped" >&2
+else
+  if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
+  if ! cmp -s tests/browser/requirements.txt .venv-browser/requirements.txt; then
+    rm -rf .venv-browser
+    python3 -m venv .venv-browser
+    .venv-browser/bin/pip install --quiet --disable-pip-version-check -r tests/browser/requirements.txt
+    cp tests/browser/requirements.txt .venv-browser/requirements.txt
+  fi
+  # `cargo test --release` above built the binary for the integration tests (a separate
+  # `cargo build` would compile it again: without dev-dependencies, features differ).
+  SEGD_BIN="${CARGO_TARGET_DIR:-target}/release/segd"
+  [ -x "$SEGD_BIN" ] || cargo build --release --locked --bin segd
+  .venv-browser/bin/python tests/browser/builder_test.py --segd "$SEGD_BIN" --shots browser-shots
+fi

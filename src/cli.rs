@@ -164,6 +164,10 @@ pub struct ServeArgs {
     /// gRPC address. Loopback unless asked: segd has no authentication.
     #[arg(long, default_value = "127.0.0.1:50051", env = "SEGD_LISTEN")]
     pub listen: SocketAddr,
+    /// Address of the HTTP/JSON API and the segment builder page (`/`), or `off`.
+    /// Default: 127.0.0.1:8080 when serving the demo table, off when --data is given.
+    #[arg(long, value_parser = parse_http_listen, env = "SEGD_HTTP_LISTEN")]
+    pub http_listen: Option<HttpListen>,
     /// Address of the Prometheus endpoint (`GET /metrics`); none when absent.
     #[arg(long, env = "SEGD_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -229,6 +233,31 @@ impl ServeArgs {
     }
 }
 
+/// `--http-listen`: an address, or `off` (None).
+#[derive(Clone, Copy, Debug)]
+pub struct HttpListen(Option<SocketAddr>);
+
+fn parse_http_listen(s: &str) -> Result<HttpListen, String> {
+    match s {
+        "off" => Ok(HttpListen(None)),
+        _ => {
+            s.parse().map(|a| HttpListen(Some(a))).map_err(|e| format!("'{s}': {e}; give host:port or 'off'"))
+        }
+    }
+}
+
+impl ServeArgs {
+    /// Where the HTTP API listens, if anywhere: the demo is for trying segd, so it gets
+    /// the page unless told otherwise; a real table (--data) gets only what is asked for.
+    fn http_addr(&self) -> Option<SocketAddr> {
+        match (self.http_listen, &self.data) {
+            (Some(HttpListen(addr)), _) => addr,
+            (None, None) => Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            (None, Some(_)) => None,
+        }
+    }
+}
+
 /// `always` or `interval:<ms>`.
 fn parse_sync(s: &str) -> Result<SyncMode, String> {
     match s.split_once(':') {
@@ -289,6 +318,18 @@ pub fn serve(args: ServeArgs) -> Result<()> {
                         let _ = stop.changed().await;
                     })
                     .await
+            });
+        }
+        if let Some(addr) = args.http_addr() {
+            let l = TcpListener::bind(addr).await.with_context(|| format!("binding --http-listen {addr}"))?;
+            let (app, mut stop) = (server.app().clone(), stop_rx.clone());
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.changed().await;
+                };
+                if let Err(e) = segd::http::serve(app, l, stopped).await {
+                    tracing::error!(error = %e, "HTTP listener failed");
+                }
             });
         }
         let shutdown = async move {

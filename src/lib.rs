@@ -46,16 +46,18 @@
 //!   with one method per use case, typed inputs and results, and [`app::AppError`].
 //!
 //! None of these modules knows about a transport. These do, and only they import tonic /
-//! prost / axum (except [`persist::record`] and the record forms of [`gamify`]
+//! prost / axum (except [`persist::record`] and the record forms of [`gamify`],
 //! [`decide`] and [`leaderboard`], which use prost for storage, not for any API); they
 //! translate and call [`app::App`]:
 //! - [`grpc`]: the `segd.v1.SegmentService` / `CustomerService` adapters: generated proto
 //!   types, conversions (`TryFrom`), the one error-to-status mapping.
+//! - [`http`]: the same use cases as proto3 JSON over HTTP/1.1 (grpc-gateway-style paths),
+//!   with the gRPC adapter's conversions and codes, and the segment builder page at `/`.
 //! - [`metrics`]: per-RPC counters and histograms (`prometheus-client`, labels from
 //!   [`metrics::Rpc`]) and the axum `/metrics` endpoint.
 //! - [`server`]: runs the gRPC services, health and reflection until shutdown.
 //!
-//! Layering: transports ([`grpc`], [`server`], [`metrics`]) → [`app`] → [`db`] →
+//! Layering: transports ([`grpc`], [`http`], [`server`], [`metrics`]) → [`app`] → [`db`] →
 //! [`engine`] → [`store`] / [`index`] / [`segments`] / [`query`] / [`analytics`] /
 //! [`persist`].
 
@@ -68,6 +70,7 @@ pub mod engine;
 pub mod gamify;
 pub mod gen;
 pub mod grpc;
+pub mod http;
 pub mod index;
 pub mod leaderboard;
 pub mod metrics;

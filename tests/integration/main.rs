@@ -8,6 +8,7 @@ mod durability;
 mod errors;
 mod golden;
 mod grpc;
+mod http;
 mod loading;
 mod mutations;
 mod queries;
