@@ -1,5 +1,5 @@
-//! Every way a use case can fail. Transports map each variant to their own codes in one
-//! exhaustive match (see `crate::grpc::status`).
+//! Every way a use case can fail; [`AppError::code`] (in `code.rs`) says what kind of
+//! failure each is, and transports only translate that code.
 
 use crate::analytics::AnalyticsError;
 use crate::db::DbError;

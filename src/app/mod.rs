@@ -16,6 +16,7 @@
 //! single-row work runs inline. Either way a panic becomes [`AppError::Internal`] for that
 //! call and the process keeps serving.
 
+pub mod code;
 pub mod config;
 pub mod error;
 pub mod reads;
@@ -35,6 +36,7 @@ use crate::engine::{Engine, Mutation, Outcome};
 use crate::plan_cache::PlanCache;
 use crate::store::Dataset;
 
+pub use code::ErrorCode;
 pub use config::Config;
 pub use error::AppError;
 pub use reads::{

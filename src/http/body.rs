@@ -3,13 +3,13 @@
 //! and 64-bit integers as numbers or strings); answers encode the same way (64-bit
 //! integers as strings, default values left out), as grpc-gateway does.
 
+use crate::app::ErrorCode;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::Code;
 
 use super::error::HttpError;
 
@@ -19,12 +19,13 @@ use super::error::HttpError;
 pub fn decode<T: DeserializeOwned + Default>(body: Result<Bytes, BytesRejection>) -> Result<T, HttpError> {
     let body = body.map_err(|r| match r.status() {
         StatusCode::PAYLOAD_TOO_LARGE => HttpError::new(
-            Code::OutOfRange,
+            ErrorCode::OutOfRange,
             format!("request body too large: {} (raise --max-request-bytes)", r.body_text()),
         ),
-        _ => {
-            HttpError::new(Code::InvalidArgument, format!("cannot read the request body: {}", r.body_text()))
-        }
+        _ => HttpError::new(
+            ErrorCode::InvalidArgument,
+            format!("cannot read the request body: {}", r.body_text()),
+        ),
     })?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
@@ -32,7 +33,7 @@ pub fn decode<T: DeserializeOwned + Default>(body: Result<Bytes, BytesRejection>
     // serde_json stops at 128 levels of nesting, bounding a predicate tree's recursion
     // as prost's decoder does for gRPC.
     serde_json::from_slice(&body)
-        .map_err(|e| HttpError::new(Code::InvalidArgument, format!("invalid JSON request body: {e}")))
+        .map_err(|e| HttpError::new(ErrorCode::InvalidArgument, format!("invalid JSON request body: {e}")))
 }
 
 /// A message answered as proto3 JSON.
@@ -46,7 +47,9 @@ impl<T: Serialize> IntoResponse for Pb<T> {
                 json.push(b'\n');
                 ([(header::CONTENT_TYPE, "application/json")], json).into_response()
             }
-            Err(e) => HttpError::new(Code::Internal, format!("encoding the answer: {e}")).into_response(),
+            Err(e) => {
+                HttpError::new(ErrorCode::Internal, format!("encoding the answer: {e}")).into_response()
+            }
         }
     }
 }

@@ -33,13 +33,13 @@ pub mod routes;
 
 use std::future::Future;
 
+use crate::app::ErrorCode;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, Method, Uri};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
-use tonic::Code;
 
 use crate::app::App;
 use error::HttpError;
@@ -56,7 +56,7 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
 }
 
 async fn not_found(method: Method, uri: Uri) -> HttpError {
-    HttpError::new(Code::NotFound, format!("no route for {method} {}", uri.path()))
+    HttpError::new(ErrorCode::NotFound, format!("no route for {method} {}", uri.path()))
 }
 
 /// Every route, over `app`.

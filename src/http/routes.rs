@@ -3,10 +3,10 @@
 
 use std::time::Instant;
 
+use crate::app::ErrorCode;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
-use tonic::Code;
 
 use crate::app::{App, NewSegment};
 use crate::grpc::convert::{self, segment_ref};
@@ -77,10 +77,18 @@ pub async fn schema(State(app): State<App>, RawQuery(query): RawQuery) -> Answer
         match k {
             "maxValues" | "max_values" => {
                 max_values = v.parse().map_err(|_| {
-                    HttpError::new(Code::InvalidArgument, format!("maxValues: '{v}' is not a number 0..2^32"))
+                    HttpError::new(
+                        ErrorCode::InvalidArgument,
+                        format!("maxValues: '{v}' is not a number 0..2^32"),
+                    )
                 })?;
             }
-            _ => return Err(HttpError::new(Code::InvalidArgument, format!("unknown query parameter '{k}'"))),
+            _ => {
+                return Err(HttpError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("unknown query parameter '{k}'"),
+                ))
+            }
         }
     }
     let s = app.schema(max_values)?;
@@ -150,14 +158,14 @@ pub async fn edit_members(
 ) -> Answer<pb::EditMembersResponse> {
     let Some((id, method)) = id_method.rsplit_once(':') else {
         return Err(HttpError::new(
-            Code::NotFound,
+            ErrorCode::NotFound,
             format!("POST /v1/segments/{id_method}: use /v1/segments/{{id}}:addMembers or :removeMembers"),
         ));
     };
     let pb::EditMembersRequest { segment_id, customer_ids } = decode(body)?;
     if !segment_id.is_empty() && segment_id != id {
         return Err(HttpError::new(
-            Code::InvalidArgument,
+            ErrorCode::InvalidArgument,
             format!("segmentId '{segment_id}' in the body differs from '{id}' in the path"),
         ));
     }
@@ -166,7 +174,7 @@ pub async fn edit_members(
         "removeMembers" => app.remove_members(id.to_string(), customer_ids).await?,
         other => {
             return Err(HttpError::new(
-                Code::NotFound,
+                ErrorCode::NotFound,
                 format!("unknown method ':{other}' on a segment: use :addMembers or :removeMembers"),
             ))
         }
@@ -177,7 +185,7 @@ pub async fn edit_members(
 /// A customer id from the path.
 fn customer_id(s: &str) -> Result<u64, HttpError> {
     s.parse().map_err(|_| {
-        HttpError::new(Code::InvalidArgument, format!("customer id '{s}' is not a number 0..2^64"))
+        HttpError::new(ErrorCode::InvalidArgument, format!("customer id '{s}' is not a number 0..2^64"))
     })
 }
 
