@@ -49,20 +49,8 @@ pub fn period_index(tz: Tz, ms: i64, p: Period) -> i64 {
     }
 }
 
-/// The first instant of a local date. Where midnight falls in a DST gap (some zones
-/// change at 00:00), the day starts at the first local time that exists.
-pub fn start_of_day(tz: Tz, d: NaiveDate) -> i64 {
-    use chrono::TimeZone;
-    let midnight = d.and_hms_opt(0, 0, 0).unwrap_or_default();
-    for minutes in (0..=180).step_by(15) {
-        if let Some(dt) = tz.from_local_datetime(&(midnight + chrono::Duration::minutes(minutes))).earliest()
-        {
-            return dt.timestamp_millis();
-        }
-    }
-    // No zone has a gap of three hours; UTC midnight rather than a panic.
-    midnight.and_utc().timestamp_millis()
-}
+/// The first instant of a local date (DST gaps at midnight handled there).
+pub use crate::gamify::time::start_of_day;
 
 /// The first local date of the period with index `idx` (`None` for all time).
 fn first_date(idx: i64, p: Period) -> Option<NaiveDate> {
