@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use segd::db::{DbError, DbOptions};
 use segd::persist::SyncMode;
 use segd::query::{self, Limits};
+use segd::security::{BearerToken, Security, Tls};
 use segd::server::{Config, Server};
 use segd::store::{load::load_file, Dataset, StoreError};
 
@@ -161,9 +162,21 @@ pub struct ServeArgs {
     /// absent [default: 1000000]. Ignored (with a warning) once the data dir holds a snapshot.
     #[arg(long, env = "SEGD_DEMO")]
     pub demo: Option<usize>,
-    /// gRPC address. Loopback unless asked: segd has no authentication.
+    /// gRPC address. Loopback unless asked: beyond it, use --tls-cert / --tls-key and
+    /// --auth-token-file.
     #[arg(long, default_value = "127.0.0.1:50051", env = "SEGD_LISTEN")]
     pub listen: SocketAddr,
+    /// PEM certificate chain (leaf first): serve gRPC and HTTP over TLS (with --tls-key).
+    #[arg(long, env = "SEGD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SEGD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A file holding the bearer token every gRPC call and HTTP request must send as
+    /// `authorization: Bearer <token>` (health checks and /metrics excepted). The token
+    /// can also be given in the environment variable SEGD_AUTH_TOKEN.
+    #[arg(long, env = "SEGD_AUTH_TOKEN_FILE")]
+    pub auth_token_file: Option<PathBuf>,
     /// Address of the HTTP/JSON API and the segment builder page (`/`), or `off`.
     /// Default: 127.0.0.1:8080 when serving the demo table, off when --data is given.
     #[arg(long, value_parser = parse_http_listen, env = "SEGD_HTTP_LISTEN")]
@@ -233,6 +246,31 @@ impl ServeArgs {
     }
 }
 
+impl ServeArgs {
+    /// TLS and the token, read and checked before any data is loaded.
+    fn security(&self) -> Result<Security> {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(Tls::from_pem_files(cert, key)?),
+            _ => None,
+        };
+        let token = match (&self.auth_token_file, std::env::var("SEGD_AUTH_TOKEN")) {
+            (Some(_), Ok(_)) => {
+                bail!("give the bearer token once: --auth-token-file or SEGD_AUTH_TOKEN, not both")
+            }
+            (Some(path), Err(_)) => Some(BearerToken::from_file(path)?),
+            (None, Ok(token)) => Some(BearerToken::new(&token, "in SEGD_AUTH_TOKEN")?),
+            (None, Err(_)) => None,
+        };
+        let exposed =
+            [Some(self.listen), self.http_addr()].into_iter().flatten().find(|a| !a.ip().is_loopback());
+        if let (Some(addr), None) = (exposed, &token) {
+            tracing::warn!(%addr, "listening beyond loopback without a bearer token: anyone who reaches it can read and write");
+        }
+        tracing::info!(tls = tls.is_some(), bearer_token = token.is_some(), "transport security");
+        Ok(Security { tls, token })
+    }
+}
+
 /// `--http-listen`: an address, or `off` (None).
 #[derive(Clone, Copy, Debug)]
 pub struct HttpListen(Option<SocketAddr>);
@@ -276,6 +314,7 @@ fn parse_sync(s: &str) -> Result<SyncMode, String> {
 /// serves until SIGINT / SIGTERM, drains, then writes the final snapshot.
 pub fn serve(args: ServeArgs) -> Result<()> {
     let config = args.config();
+    let security = args.security()?;
     tracing::info!(?config, data_dir = %args.data_dir.display(), sync = ?args.sync, "configuration");
     let imported = std::cell::Cell::new(false);
     let import = || {
@@ -286,7 +325,8 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         })
     };
     let server = Server::open(args.db_options(), import, config)
-        .with_context(|| format!("opening --data-dir {}", args.data_dir.display()))?;
+        .with_context(|| format!("opening --data-dir {}", args.data_dir.display()))?
+        .with_security(security);
     // The import runs only into an empty data dir: say so when one was asked for in vain.
     let asked = match (&args.data, args.demo) {
         (Some(p), _) => Some(format!("--data {}", p.display())),
@@ -322,12 +362,12 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         }
         if let Some(addr) = args.http_addr() {
             let l = TcpListener::bind(addr).await.with_context(|| format!("binding --http-listen {addr}"))?;
-            let (app, mut stop) = (server.app().clone(), stop_rx.clone());
+            let (server, mut stop) = (server.clone(), stop_rx.clone());
             tokio::spawn(async move {
                 let stopped = async move {
                     let _ = stop.changed().await;
                 };
-                if let Err(e) = segd::http::serve(app, l, stopped).await {
+                if let Err(e) = server.serve_http(l, stopped).await {
                     tracing::error!(error = %e, "HTTP listener failed");
                 }
             });

@@ -56,8 +56,10 @@
 //! - [`metrics`]: per-RPC counters and histograms (`prometheus-client`, labels from
 //!   [`metrics::Rpc`]) and the axum `/metrics` endpoint.
 //! - [`server`]: runs the gRPC services, health and reflection until shutdown.
+//! - [`security`]: TLS (rustls) and the optional bearer token, for both listeners: a tower
+//!   layer around every gRPC service, an axum middleware around every HTTP route.
 //!
-//! Layering: transports ([`grpc`], [`http`], [`server`], [`metrics`]) → [`app`] → [`db`] →
+//! Layering: transports ([`grpc`], [`http`], [`server`], [`metrics`], [`security`]) → [`app`] → [`db`] →
 //! [`engine`] → [`store`] / [`index`] / [`segments`] / [`query`] / [`analytics`] /
 //! [`persist`].
 
@@ -78,6 +80,7 @@ pub mod naive;
 pub mod persist;
 pub mod plan_cache;
 pub mod query;
+pub mod security;
 pub mod segments;
 pub mod server;
 pub mod store;

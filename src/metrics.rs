@@ -1,5 +1,5 @@
 //! Prometheus metrics with `prometheus-client`: per-RPC calls by status code, errors and
-//! latency histograms, plus the application's gauges and counters read at scrape time
+//! latency histograms, the HTTP API's requests by route and status with their latency, plus the application's gauges and counters read at scrape time
 //! ([`crate::app::App::stats`]); served over HTTP by axum (`GET /metrics`).
 //!
 //! The request path costs a few atomic adds: each RPC's OK counter, error counter and
@@ -161,6 +161,28 @@ struct RpcLabels {
 const BUCKETS: [f64; 16] =
     [25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2e-3, 3e-3, 5e-3, 10e-3, 25e-3, 50e-3, 0.1, 0.5, 1.0, 5.0];
 
+/// One HTTP request's series: the method (known methods only, so a client cannot grow
+/// the label set), the route as declared (`/v1/segments/{id}`, `unmatched` for no route)
+/// and the HTTP status.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct HttpLabels {
+    method: &'static str,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct HttpRouteLabels {
+    method: &'static str,
+    route: String,
+}
+
+/// The `method` label of an HTTP method: itself when it is one of HTTP's own, else `OTHER`.
+pub fn http_method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE"];
+    KNOWN.into_iter().find(|&m| m == method).unwrap_or("OTHER")
+}
+
 /// One RPC's series, created at start.
 struct RpcHandles {
     ok: Counter,
@@ -172,6 +194,8 @@ pub struct Metrics {
     registry: Registry,
     calls: Family<CallLabels, Counter>,
     per_rpc: Vec<RpcHandles>,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: Family<HttpRouteLabels, Histogram>,
 }
 
 impl Metrics {
@@ -185,6 +209,19 @@ impl Metrics {
         registry.register("segd_rpc_calls", "Calls per RPC and gRPC status code.", calls.clone());
         registry.register("segd_rpc_errors", "Calls per RPC that did not end OK.", errors.clone());
         registry.register("segd_rpc_duration_seconds", "Server-side latency per RPC.", duration.clone());
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let http_duration =
+            Family::<HttpRouteLabels, Histogram>::new_with_constructor(|| Histogram::new(BUCKETS));
+        registry.register(
+            "segd_http_requests",
+            "HTTP API requests per method, route and status.",
+            http_requests.clone(),
+        );
+        registry.register(
+            "segd_http_request_duration_seconds",
+            "Server-side latency of HTTP API requests per method and route.",
+            http_duration.clone(),
+        );
         registry.register_collector(Box::new(AppFigures(app)));
         let per_rpc = Rpc::ALL
             .iter()
@@ -194,7 +231,21 @@ impl Metrics {
                 duration: duration.get_or_create_owned(&RpcLabels { rpc }),
             })
             .collect();
-        Metrics { registry, calls, per_rpc }
+        Metrics { registry, calls, per_rpc, http_requests, http_duration }
+    }
+
+    /// Records one HTTP request (`method` from [`http_method_label`]).
+    pub fn observe_http(&self, method: &'static str, route: &str, status: u16, elapsed: Duration) {
+        let route = route.to_owned();
+        self.http_duration
+            .get_or_create(&HttpRouteLabels { method, route: route.clone() })
+            .observe(elapsed.as_secs_f64());
+        self.http_requests.get_or_create(&HttpLabels { method, route, status }).inc();
+    }
+
+    /// HTTP requests of `method` on `route` answered with `status` (tests).
+    pub fn http_requests(&self, method: &'static str, route: &str, status: u16) -> u64 {
+        self.http_requests.get(&HttpLabels { method, route: route.into(), status }).map_or(0, |c| c.get())
     }
 
     /// Records one call of `rpc` that ended with gRPC `code`.
@@ -324,5 +375,48 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "no line {line} in\n{text}");
         }
         assert!(!text.contains("code=\"NOT_FOUND\""), "codes never seen are not listed");
+    }
+
+    #[test]
+    fn http_requests_are_counted_per_method_route_and_status() {
+        let ds = crate::store::Dataset::from_batches(
+            crate::gen::schema(),
+            crate::gen::generate(10, 1).into_iter().map(Ok),
+            "customer_id",
+        )
+        .unwrap();
+        let m = Metrics::new(App::fixed(ds, crate::app::Config::default()));
+        let ms = Duration::from_micros(1500);
+        m.observe_http("POST", "/v1/segments:count", 200, ms);
+        m.observe_http("POST", "/v1/segments:count", 200, ms);
+        m.observe_http("POST", "/v1/segments:count", 400, ms);
+        m.observe_http(http_method_label("BREW"), "unmatched", 404, ms);
+        assert_eq!(m.http_requests("POST", "/v1/segments:count", 200), 2);
+        assert_eq!(m.http_requests("POST", "/v1/segments:count", 404), 0);
+        assert_eq!((http_method_label("GET"), http_method_label("get")), ("GET", "OTHER"));
+        let text = m.render();
+        for line in [
+            "segd_http_requests_total{method=\"POST\",route=\"/v1/segments:count\",status=\"200\"} 2",
+            "segd_http_requests_total{method=\"POST\",route=\"/v1/segments:count\",status=\"400\"} 1",
+            "segd_http_requests_total{method=\"OTHER\",route=\"unmatched\",status=\"404\"} 1",
+            "segd_http_request_duration_seconds_count{method=\"POST\",route=\"/v1/segments:count\"} 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no line {line} in\n{text}");
+        }
+        // 1.5 ms: above the 1 ms bucket, within the 2 ms one.
+        let bucket = |le: &str| {
+            text.lines()
+                .find(|l| {
+                    l.starts_with("segd_http_request_duration_seconds_bucket{")
+                        && l.contains("route=\"/v1/segments:count\"")
+                        && l.contains(&format!("le=\"{le}\""))
+                })
+                .unwrap_or_else(|| panic!("no bucket {le} in\n{text}"))
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!((bucket("0.001"), bucket("0.002")), ("0".to_owned(), "3".to_owned()));
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! The application ([`App`]) serves a data dir ([`Server::open`]) or, for
 //! [`Server::new`], a fixed table that only answers reads; the server owns only what is
-//! the transport's: listeners, health, reflection and the per-RPC metrics.
+//! the transport's: listeners, health, reflection, the per-RPC metrics and the transport
+//! security ([`Security`]: TLS and the bearer token, applied around every service).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::grpc::pb::segment_service_server::SegmentServiceServer;
 use crate::grpc::service::{Ctx, SegmentSvc};
 use crate::metrics::Metrics;
 use crate::plan_cache::PlanCache;
+use crate::security::Security;
 use crate::store::Dataset;
 
 /// The application's limits and tuning (every field a `segd serve` flag), re-exported
@@ -31,6 +33,7 @@ pub use crate::app::Config;
 #[derive(Clone)]
 pub struct Server {
     ctx: Arc<Ctx>,
+    security: Security,
 }
 
 impl Server {
@@ -55,7 +58,15 @@ impl Server {
     }
 
     fn with(app: App) -> Server {
-        Server { ctx: Arc::new(Ctx { metrics: Arc::new(Metrics::new(app.clone())), app }) }
+        let ctx = Arc::new(Ctx { metrics: Arc::new(Metrics::new(app.clone())), app });
+        Server { ctx, security: Security::default() }
+    }
+
+    /// TLS and the bearer token for both listeners ([`Server::serve`],
+    /// [`Server::serve_http`]); none by default.
+    pub fn with_security(mut self, security: Security) -> Server {
+        self.security = security;
+        self
     }
 
     pub fn app(&self) -> &App {
@@ -93,6 +104,18 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) {
         crate::metrics::serve(listener, self.ctx.metrics.clone(), shutdown).await
+    }
+
+    /// Serves the HTTP API and the builder page on `listener` until `shutdown`, with this
+    /// server's security and its requests in the metrics.
+    pub async fn serve_http(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let options =
+            crate::http::Options { metrics: Some(self.ctx.metrics.clone()), security: self.security.clone() };
+        crate::http::serve_with(self.ctx.app.clone(), options, listener, shutdown).await
     }
 
     /// Serves gRPC on `listener` until `shutdown` resolves, then stops accepting, reports
@@ -143,7 +166,13 @@ impl Server {
             app.close_streams();
             tracing::info!("shutting down: draining in-flight calls");
         };
-        tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &self.security.tls {
+            builder = builder.tls_config(tls.grpc())?;
+        }
+        // One layer around every service (health calls pass without the token).
+        builder
+            .layer(crate::security::grpc_layer(self.security.token.clone()))
             .add_service(health_svc)
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)

@@ -20,12 +20,23 @@ const el = (tag, attrs = {}, ...kids) => {
 class ApiError extends Error {
   constructor(code, message) { super(message); this.code = code; }
 }
+// A server started with a bearer token answers 401 until the page sends it: ask once,
+// keep it for this tab only (sessionStorage), ask again if the server refuses it.
+let askingToken = null;
 async function api(method, path, body) {
-  const res = await fetch(path, {
-    method,
-    headers: body ? { "content-type": "application/json" } : {},
-    body: body ? JSON.stringify(body) : undefined,
-  });
+  const headers = body ? { "content-type": "application/json" } : {};
+  const token = sessionStorage.getItem("segd-token");
+  if (token) headers.authorization = "Bearer " + token;
+  const res = await fetch(path, { method, headers, body: body ? JSON.stringify(body) : undefined });
+  if (res.status === 401) {
+    askingToken = askingToken || Promise.resolve(window.prompt("This segd server requires its bearer token:"));
+    const given = await askingToken;
+    askingToken = null;
+    if (given && given.trim() && given.trim() !== token) {
+      sessionStorage.setItem("segd-token", given.trim());
+      return api(method, path, body);
+    }
+  }
   const data = await res.json().catch(() => ({}));
   if (!res.ok) throw new ApiError(data.code || String(res.status), data.message || res.statusText);
   return data;
