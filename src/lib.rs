@@ -54,7 +54,8 @@
 //! - [`http`]: the same use cases as proto3 JSON over HTTP/1.1 (grpc-gateway-style paths),
 //!   with the gRPC adapter's conversions and codes, and the segment builder page at `/`.
 //! - [`metrics`]: per-RPC counters and histograms (`prometheus-client`, labels from
-//!   [`metrics::Rpc`]) and the axum `/metrics` endpoint.
+//!   [`metrics::Rpc`]), the HTTP API's per-route requests, and the axum `/metrics`
+//!   endpoint.
 //! - [`server`]: runs the gRPC services, health and reflection until shutdown.
 //! - [`security`]: TLS (rustls) and the optional bearer token, for both listeners: a tower
 //!   layer around every gRPC service, an axum middleware around every HTTP route.

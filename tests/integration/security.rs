@@ -285,3 +285,77 @@ async fn http_requests_are_counted_by_route_and_status() {
     // gRPC series are unaffected by HTTP requests.
     assert!(text.contains("segd_rpc_calls_total{rpc=\"CountSegment\",code=\"OK\"} 0"), "{text}");
 }
+
+/// `segd serve` with `args` and `env`, a fresh data dir, no SEGD_* from the shell.
+fn serve_cmd(args: &[&str], env: &[(&str, &str)]) -> (std::process::Command, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_segd"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("SEGD_")) {
+        c.env_remove(k);
+    }
+    c.args(["serve", "--demo", "100", "--http-listen", "off", "--data-dir"]).arg(dir.path()).args(args);
+    c.envs(env.iter().copied()).stdin(std::process::Stdio::null());
+    (c, dir)
+}
+
+#[test]
+fn serve_refuses_bad_security_settings_before_loading_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty-token");
+    std::fs::write(&empty, "\n").unwrap();
+    let good = dir.path().join("token");
+    std::fs::write(&good, format!("{TOKEN}\n")).unwrap();
+    let (empty, good) = (empty.to_str().unwrap(), good.to_str().unwrap());
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 4] = [
+        (
+            &["--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"],
+            &[],
+            "reading --tls-cert /nonexistent/cert.pem",
+        ),
+        (&["--auth-token-file", empty], &[], "is empty"),
+        (
+            &["--auth-token-file", good],
+            &[("SEGD_AUTH_TOKEN", "x")],
+            "--auth-token-file or SEGD_AUTH_TOKEN, not both",
+        ),
+        (&[], &[("SEGD_AUTH_TOKEN", "two words")], "(in SEGD_AUTH_TOKEN) has a character at byte 3"),
+    ];
+    for (args, env, says) in cases {
+        let (mut c, _dir) = serve_cmd(args, env);
+        let out = c.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: no {says:?} in {stderr}");
+        assert!(!stderr.contains("customer base ready"), "{args:?} loaded the table first: {stderr}");
+    }
+    // A certificate without its key is a usage error.
+    let (mut c, _dir) = serve_cmd(&["--tls-cert", "cert.pem"], &[]);
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn serve_warns_when_it_listens_beyond_loopback_without_a_token() {
+    use std::io::BufRead;
+    let said = |args: &[&str], env: &[(&str, &str)]| {
+        let (mut c, _dir) = serve_cmd(args, env);
+        let mut child = c.stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let mut seen = vec![];
+        // The warning comes before the line naming the transport security, logged before
+        // the table is loaded.
+        for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok) {
+            let last = line.contains("transport security");
+            seen.push(line);
+            if last {
+                break;
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        seen.iter().any(|l| l.contains("WARN") && l.contains("beyond loopback without a bearer token"))
+    };
+    assert!(said(&["--listen", "0.0.0.0:0"], &[]));
+    assert!(!said(&["--listen", "0.0.0.0:0"], &[("SEGD_AUTH_TOKEN", TOKEN)]));
+    assert!(!said(&["--listen", "127.0.0.1:0"], &[]));
+}
