@@ -49,7 +49,8 @@ matches any value), else as text with `…` (or `...`) matching any run of chara
 trailing blanks ignored. Comments at the end of a command
 line are the shell's and are ignored.
 
-Prints one line per command and `readme-check: N passed, M failed`; exits 1 on a failure.
+Prints one line per command (a server started counts as one) and
+`readme-check: N passed, M failed, K skipped`; exits 1 on a failure.
 """
 
 import argparse
@@ -227,6 +228,7 @@ class Runner:
         self.segd = Path(segd).resolve()
         self.verbose = verbose
         self.passed = 0
+        self.skipped = 0
         self.failed = []
         self.bin = Path(tempfile.mkdtemp(prefix="readme-check-bin-"))
         (self.bin / "segd").symlink_to(self.segd)
@@ -259,6 +261,7 @@ class Runner:
                 text = self.rewrite(c.text, ports)
                 if any(s in c.text for s in skip):
                     print(f"skip {where}: {c.text.splitlines()[0]}")
+                    self.skipped += 1
                     continue
                 if SERVE.match(c.text.strip()):
                     server = self.start(text, cwd, ports, server, where)
@@ -381,8 +384,7 @@ def main():
             runner.run_block(b, readme.name)
         except StopBlock:
             pass
-    total = runner.passed + len(runner.failed)
-    print(f"\nreadme-check: {runner.passed} passed, {len(runner.failed)} failed ({total} steps)")
+    print(f"\nreadme-check: {runner.passed} passed, {len(runner.failed)} failed, {runner.skipped} skipped")
     for f in runner.failed:
         print(f"  failed: {f.splitlines()[0]}")
     sys.exit(1 if runner.failed else 0)
