@@ -11,7 +11,8 @@
 # tool, default 3), WHERE (the segment text, default q01's), ID (the customer id asked,
 # default ROWS/2+1), PORT (default 50071), REDIS_PORT (default 6391), OUT (default
 # /tmp/segd-cpu-per-call), PERF (0/1), STREAM (1: also StreamIsMember through segd loadgen,
-# when the binary has it; and redis-benchmark -P 16).
+# when the binary has it; and redis-benchmark -P 16), REDIS (0: skip Redis, e.g. when
+# comparing two segd builds back to back).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -102,6 +103,7 @@ if [ "$STREAM" = 1 ]; then
   done
 fi
 kill -TERM "$SEGD_PID"; wait "$SEGD_PID" 2> /dev/null || true; SEGD_PID=''
+[ "${REDIS:-1}" = 0 ] && exit 0
 
 redis-server --port "$REDIS_PORT" --bind "$HOST" --save '' --appendonly no > "$OUT/redis.log" 2>&1 &
 REDIS_PID=$!
