@@ -10,12 +10,14 @@
 //! - [`status`]: [`status::ServiceError`] and its exhaustive mapping to gRPC codes.
 //! - [`service`]: what both services share ([`service::Ctx`]: the app and the per-RPC
 //!   metrics) and the `SegmentService` implementation.
+//! - [`member_stream`]: `StreamIsMember`'s answer stream, pulled from its question stream.
 //! - [`customers`]: the `CustomerService` implementation (upserts, deletes, reads).
 //! - [`watch`]: an application subscription as the `WatchSegments` response stream.
 
 pub mod codec;
 pub mod convert;
 pub mod customers;
+pub mod member_stream;
 pub mod service;
 pub mod status;
 pub mod watch;

@@ -115,6 +115,15 @@ impl SegmentService for SegmentSvc {
         .await
     }
 
+    type StreamIsMemberStream = super::member_stream::AnswerStream;
+
+    async fn stream_is_member(
+        &self,
+        req: Request<tonic::Streaming<pb::StreamIsMemberRequest>>,
+    ) -> Result<Response<Self::StreamIsMemberStream>, Status> {
+        Ok(Response::new(super::member_stream::answers(self.0.clone(), req.into_inner())))
+    }
+
     async fn explain(
         &self,
         req: Request<pb::ExplainRequest>,
