@@ -10,8 +10,8 @@
 # bench-data/customers_$ROWS.parquet), N (calls per run, default 200000), REPEAT (runs per
 # tool, default 3), WHERE (the segment text, default q01's), ID (the customer id asked,
 # default ROWS/2+1), PORT (default 50071), REDIS_PORT (default 6391), OUT (default
-# /tmp/segd-cpu-per-call), PERF (0/1), STREAM (1: also StreamIsMember through segd loadgen,
-# when the binary has it; and redis-benchmark -P 16), REDIS (0: skip Redis, e.g. when
+# /tmp/segd-cpu-per-call), PERF (0/1), STREAM (1: also StreamIsMember through segd loadgen
+# -c 10 --pipeline 16, and redis-benchmark -c 10 -P 16), REDIS (0: skip Redis, e.g. when
 # comparing two segd builds back to back).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,19 +43,20 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
-# System calls that read / write (syscr, syscw of /proc/PID/io) and context switches of
-# every thread (voluntary + involuntary), as "r w cs".
-sys_counts() {
-  local r w cs
-  r=$(awk '/^syscr:/ { print $2 }' "/proc/$1/io")
-  w=$(awk '/^syscw:/ { print $2 }' "/proc/$1/io")
-  cs=$(cat /proc/"$1"/task/*/status 2> /dev/null | awk '/ctxt_switches:/ { s += $2 } END { print s }')
-  echo "$r $w $cs"
+# System calls per call, counted by perf's syscall tracepoints while a run goes on:
+# syscalls_start PID starts the count, syscalls_end CALLS stops it and prints the figures.
+SYSCALLS=(sendto writev write recvfrom read epoll_wait futex)
+syscalls_start() {
+  local ev=()
+  for c in "${SYSCALLS[@]}"; do ev+=(-e "syscalls:sys_enter_$c"); done
+  perf stat -x, "${ev[@]}" -p "$1" -o "$OUT/syscalls.csv" 2> /dev/null &
+  STAT_PID=$!
+  sleep 1
 }
-# per_call "r w cs" "r w cs" CALLS
-per_call() {
-  awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { split(a, x, " "); split(b, y, " ");
-    printf "reads %.2f, writes %.2f, context switches %.2f per call", (y[1] - x[1]) / n, (y[2] - x[2]) / n, (y[3] - x[3]) / n }'
+syscalls_end() {
+  kill -INT "$STAT_PID" 2> /dev/null; wait "$STAT_PID" 2> /dev/null || true
+  awk -F, -v n="$1" '/sys_enter_/ { sub(/.*sys_enter_/, "", $3); if ($1 > 0) printf "%s %.2f, ", $3, $1 / n }
+    END { print "per call" }' "$OUT/syscalls.csv"
 }
 # us_per_call PID_TICKS_BEFORE PID_TICKS_AFTER CALLS
 us_per_call() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.2f", (b - a) * 10000 / n }'; }
@@ -75,7 +76,7 @@ echo "segd $("$BIN" --version) at $(git rev-parse --short HEAD), $ROWS rows, id 
 echo "loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
 for r in $(seq "$REPEAT"); do
   a=$(ticks "$SEGD_PID")
-  sa=$(sys_counts "$SEGD_PID")
+  syscalls_start "$SEGD_PID"
   if [ "$PERF" = 1 ] && [ "$r" = 1 ]; then
     perf record --call-graph dwarf,16384 -F 1999 -o "$OUT/perf.data" -p "$SEGD_PID" 2> "$OUT/perf.log" &
     PERF_PID=$!
@@ -84,22 +85,23 @@ for r in $(seq "$REPEAT"); do
   "${H2[@]}" > "$OUT/h2load_$r.txt"
   if [ "$PERF" = 1 ] && [ "$r" = 1 ]; then kill -INT "$PERF_PID"; wait "$PERF_PID" || true; fi
   b=$(ticks "$SEGD_PID")
-  sb=$(sys_counts "$SEGD_PID")
   ok=$(awk '/^requests:/ { print $8 }' "$OUT/h2load_$r.txt")
   # Every IsMember answer carries at least the 5-byte gRPC prefix; an error carries none.
   data=$(sed -n 's/^traffic:.*(\([0-9]*\)) data$/\1/p' "$OUT/h2load_$r.txt")
   [ "$data" -ge $((5 * ok)) ] || echo "WARNING: $data data bytes for $ok calls: some calls failed" >&2
   echo "segd IsMember (h2load -c 10 -m 5 -t 1): $ok succeeded, server CPU $(us_per_call "$a" "$b" "$ok") us/call ($((b - a)) ticks), $(grep -m1 '^finished in' "$OUT/h2load_$r.txt")"
-  echo "  $(per_call "$sa" "$sb" "$ok")"
+  echo "  syscalls: $(syscalls_end "$ok")"
 done
 if [ "$STREAM" = 1 ]; then
   for r in $(seq "$REPEAT"); do
     a=$(ticks "$SEGD_PID")
-    "$BIN" loadgen --addr "http://$HOST:$PORT" --rpc stream-is-member --where "$WHERE" --ids "1..$ROWS" \
-      -c 1 --pipeline 16 -n "$N" --json > "$OUT/stream_$r.json"
+    syscalls_start "$SEGD_PID"
+    "$BIN" loadgen --addr "http://$HOST:$PORT" --rpc stream-is-member --where "$WHERE" --ids "$ID..$ID" \
+      -c 10 --pipeline 16 -n "$N" --json > "$OUT/stream_$r.json"
     b=$(ticks "$SEGD_PID")
     ok=$(jq .ok "$OUT/stream_$r.json")
-    echo "segd StreamIsMember (loadgen -c 1 --pipeline 16): $ok answered, server CPU $(us_per_call "$a" "$b" "$ok") us/call"
+    echo "segd StreamIsMember (loadgen -c 10 --pipeline 16): $ok answered, server CPU $(us_per_call "$a" "$b" "$ok") us/call ($((b - a)) ticks)"
+    echo "  syscalls: $(syscalls_end "$ok")"
   done
 fi
 kill -TERM "$SEGD_PID"; wait "$SEGD_PID" 2> /dev/null || true; SEGD_PID=''
@@ -113,11 +115,13 @@ for P in 1 16; do
   [ "$P" = 16 ] && [ "$STREAM" != 1 ] && continue
   for r in $(seq "$REPEAT"); do
     a=$(ticks "$REDIS_PID")
-    sa=$(sys_counts "$REDIS_PID")
-    redis-benchmark -h "$HOST" -p "$REDIS_PORT" -c 50 -P "$P" -n "$N" --csv GETBIT seg "$ID" > "$OUT/redis_P${P}_$r.csv"
+    syscalls_start "$REDIS_PID"
+    # Unpipelined: 50 clients, as h2load's 10 connections x 5 streams; pipelined: 10
+    # clients x 16, as loadgen's 10 streams x 16.
+    C=$([ "$P" = 1 ] && echo 50 || echo 10)
+    redis-benchmark -h "$HOST" -p "$REDIS_PORT" -c "$C" -P "$P" -n "$N" --csv GETBIT seg "$ID" > "$OUT/redis_P${P}_$r.csv"
     b=$(ticks "$REDIS_PID")
-    sb=$(sys_counts "$REDIS_PID")
-    echo "redis GETBIT (redis-benchmark -c 50 -P $P): $N calls, server CPU $(us_per_call "$a" "$b" "$N") us/call ($((b - a)) ticks)"
-    echo "  $(per_call "$sa" "$sb" "$N")"
+    echo "redis GETBIT (redis-benchmark -c $C -P $P): $N calls, server CPU $(us_per_call "$a" "$b" "$N") us/call ($((b - a)) ticks)"
+    echo "  syscalls: $(syscalls_end "$N")"
   done
 done
