@@ -12,7 +12,8 @@
 # default ROWS/2+1), PORT (default 50071), REDIS_PORT (default 6391), OUT (default
 # /tmp/segd-cpu-per-call), PERF (0/1), STREAM (1: also StreamIsMember through segd loadgen
 # -c 10 --pipeline 16, and redis-benchmark -c 10 -P 16), REDIS (0: skip Redis, e.g. when
-# comparing two segd builds back to back).
+# comparing two segd builds back to back), H2ARGS (h2load's concurrency, default
+# "-c 10 -m 5 -t 1").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -49,6 +50,7 @@ SYSCALLS=(sendto writev write recvfrom read epoll_wait futex)
 syscalls_start() {
   local ev=()
   for c in "${SYSCALLS[@]}"; do ev+=(-e "syscalls:sys_enter_$c"); done
+  rm -f "$OUT/syscalls.csv"
   perf stat -x, "${ev[@]}" -p "$1" -o "$OUT/syscalls.csv" 2> /dev/null &
   STAT_PID=$!
   sleep 1
@@ -68,7 +70,7 @@ until "$BIN" loadgen --addr "http://$HOST:$PORT" --rpc health -n 1 --wait-ready 
   kill -0 "$SEGD_PID" 2>/dev/null || { echo "error: segd exited; see $OUT/serve.log" >&2; exit 1; }
 done
 "$BIN" loadgen --rpc is-member --where "$WHERE" --ids "$ID..$ID" --dump-request "$OUT/body.bin" 2> /dev/null
-H2=(h2load -n "$N" -c 10 -m 5 -t 1 --header 'content-type: application/grpc' --header 'te: trailers'
+H2=(h2load -n "$N" ${H2ARGS:--c 10 -m 5 -t 1} --header 'content-type: application/grpc' --header 'te: trailers'
   -d "$OUT/body.bin" "http://$HOST:$PORT/segd.v1.SegmentService/IsMember")
 "${H2[@]}" -n 20000 > /dev/null  # warm-up: plan cache, connections, page faults
 
@@ -89,7 +91,7 @@ for r in $(seq "$REPEAT"); do
   # Every IsMember answer carries at least the 5-byte gRPC prefix; an error carries none.
   data=$(sed -n 's/^traffic:.*(\([0-9]*\)) data$/\1/p' "$OUT/h2load_$r.txt")
   [ "$data" -ge $((5 * ok)) ] || echo "WARNING: $data data bytes for $ok calls: some calls failed" >&2
-  echo "segd IsMember (h2load -c 10 -m 5 -t 1): $ok succeeded, server CPU $(us_per_call "$a" "$b" "$ok") us/call ($((b - a)) ticks), $(grep -m1 '^finished in' "$OUT/h2load_$r.txt")"
+  echo "segd IsMember (h2load ${H2ARGS:--c 10 -m 5 -t 1}): $ok succeeded, server CPU $(us_per_call "$a" "$b" "$ok") us/call ($((b - a)) ticks), $(grep -m1 '^finished in' "$OUT/h2load_$r.txt")"
   echo "  syscalls: $(syscalls_end "$ok")"
 done
 if [ "$STREAM" = 1 ]; then

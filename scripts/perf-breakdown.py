@@ -36,7 +36,7 @@ GENERIC = [
     ("tokio runtime (scheduler, wakers, I/O driver)", r"\btokio::|\bmio::|parking_lot|std::sys::.*futex"),
 ]
 SYSCALLS = [
-    ("kernel: send (writev; loopback delivery to the client included)",
+    ("kernel: send (writev / sendto; loopback delivery to the client included)",
      r"do_writev|sock_write_iter|tcp_sendmsg|__dev_queue_xmit|tcp_write_xmit|ksys_write"),
     ("kernel: receive (recvfrom / read)", r"recvfrom|tcp_recvmsg|sock_read_iter|ksys_read"),
     ("kernel: epoll_wait (runtime parks)", r"epoll"),
