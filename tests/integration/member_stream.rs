@@ -273,7 +273,6 @@ async fn a_reused_segment_sees_writes_and_shutdown_ends_the_stream() {
     // The stream's segment, reused after the write, is evaluated on the new state.
     assert_eq!(ask(3, None).await, (true, true));
     assert_eq!(unary(&mut s, id, &text).await.unwrap(), (true, true));
-    drop(ask);
     live.server.app().close_streams();
     let end = answers.message().await.expect_err("the stream ends with a status");
     assert_eq!(end.code(), Code::Unavailable, "{end:?}");
