@@ -31,6 +31,8 @@ pub enum Rpc {
     CountSegment,
     IsMember,
     BatchIsMember,
+    /// Counted per question, not per stream.
+    StreamIsMember,
     Explain,
     Schema,
     Breakdown,
@@ -52,10 +54,11 @@ pub enum Rpc {
 
 impl Rpc {
     /// Every variant, in declaration order (`rpc as usize` indexes it).
-    pub const ALL: [Rpc; 20] = [
+    pub const ALL: [Rpc; 21] = [
         Rpc::CountSegment,
         Rpc::IsMember,
         Rpc::BatchIsMember,
+        Rpc::StreamIsMember,
         Rpc::Explain,
         Rpc::Schema,
         Rpc::Breakdown,
@@ -81,6 +84,7 @@ impl Rpc {
             Rpc::CountSegment => "CountSegment",
             Rpc::IsMember => "IsMember",
             Rpc::BatchIsMember => "BatchIsMember",
+            Rpc::StreamIsMember => "StreamIsMember",
             Rpc::Explain => "Explain",
             Rpc::Schema => "Schema",
             Rpc::Breakdown => "Breakdown",

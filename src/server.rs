@@ -155,6 +155,9 @@ impl Server {
         let addr = listener.local_addr()?;
         // Small unary replies must not wait for Nagle.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        // Answers finished in the same turn of the runtime leave in one write.
+        let incoming =
+            tokio_stream::StreamExt::map(incoming, |c| c.map(crate::grpc::coalesce::Coalesced::new));
         tracing::info!(%addr, "serving segd.v1.SegmentService and segd.v1.CustomerService");
         let app = self.ctx.app.clone();
         let shutdown = async move {

@@ -11,6 +11,8 @@
 //!   and when a count is cached.
 //! - [`writes`]: every write use case, each submitted to the database's group commit.
 //! - [`watch`]: subscriptions to saved segments' ENTERED / LEFT events.
+//! - [`stream`]: membership questions asked one after another on one stream
+//!   ([`MemberSession`]), each failing alone.
 //!
 //! Work that scans chunks runs on the rayon pool, never on the caller's (async) thread;
 //! single-row work runs inline. Either way a panic becomes [`AppError::Internal`] for that
@@ -20,6 +22,7 @@ pub mod code;
 pub mod config;
 pub mod error;
 pub mod reads;
+pub mod stream;
 pub mod watch;
 pub mod writes;
 
@@ -43,6 +46,7 @@ pub use reads::{
     BatchMembership, Counted, CustomerRecord, Explained, Membership, Overlap, SchemaInfo, SegmentInfo,
     SegmentRef, SegmentsOf, Stats,
 };
+pub use stream::MemberSession;
 pub use watch::{Subscription, WatchQuery};
 pub use writes::{
     Deleted, MembersEdited, NewDefinition, NewSegment, PendingUpsert, SegmentCreated, Upserted,

@@ -124,7 +124,7 @@ pub struct Stats {
 }
 
 /// A request's segment against one version.
-enum Target<'e> {
+pub(super) enum Target<'e> {
     Plan(Arc<Cached>),
     Saved(&'e SavedSegment),
 }
@@ -137,10 +137,18 @@ impl Target<'_> {
         }
     }
 
-    fn is_member(&self, eng: &Engine, row: u32) -> bool {
+    pub(super) fn is_member(&self, eng: &Engine, row: u32) -> bool {
         match self {
             Target::Plan(c) => matches_row(eng.data(), &c.plan.root, row),
             Target::Saved(s) => s.members.contains(row),
+        }
+    }
+
+    /// The compiled plan, for a `where` text or a tree (a saved segment has none).
+    pub(super) fn plan(&self) -> Option<Arc<Cached>> {
+        match self {
+            Target::Plan(c) => Some(c.clone()),
+            Target::Saved(_) => None,
         }
     }
 }
@@ -166,7 +174,7 @@ impl App {
 
     /// The segment against this version: a compiled plan (`where` texts through the cache,
     /// at this version) or a saved segment.
-    fn target<'e>(&self, eng: &'e Engine, s: &SegmentRef) -> Result<Target<'e>, AppError> {
+    pub(super) fn target<'e>(&self, eng: &'e Engine, s: &SegmentRef) -> Result<Target<'e>, AppError> {
         let limits = &self.0.config.limits;
         let segs = |id: &str| eng.segments().members_of(id);
         Ok(match s {
@@ -230,11 +238,21 @@ impl App {
         guarded(|| {
             let eng = self.read();
             let target = self.target(&eng, &segment)?;
-            Ok(match eng.data().row_of(customer_id) {
-                Some(row) => Membership { is_member: target.is_member(&eng, row), customer_found: true },
-                None => Membership { is_member: false, customer_found: false },
-            })
+            Ok(self.membership(&eng, customer_id, |row| target.is_member(&eng, row)))
         })
+    }
+
+    /// One customer's membership, given the segment's row test.
+    pub(super) fn membership(
+        &self,
+        eng: &Engine,
+        customer_id: u64,
+        is_member: impl FnOnce(u32) -> bool,
+    ) -> Membership {
+        match eng.data().row_of(customer_id) {
+            Some(row) => Membership { is_member: is_member(row), customer_found: true },
+            None => Membership { is_member: false, customer_found: false },
+        }
     }
 
     /// Many customers against one segment, answers in request order. Small batches are

@@ -25,6 +25,9 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
+#[path = "loadgen/stream.rs"]
+mod stream;
+
 use segd::grpc::pb::{
     self, customer_service_client::CustomerServiceClient, segment_service_client::SegmentServiceClient,
 };
@@ -40,6 +43,10 @@ pub enum Rpc {
     IsMember,
     /// segd.v1.SegmentService/BatchIsMember (--batch-size random ids from --ids)
     BatchIsMember,
+    /// segd.v1.SegmentService/StreamIsMember: one stream per worker (-c), --pipeline
+    /// questions in flight on each (random ids from --ids; the segment named only when it
+    /// changes); every question is a request in the figures
+    StreamIsMember,
     /// segd.v1.SegmentService/Explain
     Explain,
     /// grpc.health.v1.Health/Check for segd.v1.SegmentService
@@ -60,6 +67,7 @@ impl Rpc {
             Rpc::Count => "/segd.v1.SegmentService/CountSegment",
             Rpc::IsMember => "/segd.v1.SegmentService/IsMember",
             Rpc::BatchIsMember => "/segd.v1.SegmentService/BatchIsMember",
+            Rpc::StreamIsMember => "/segd.v1.SegmentService/StreamIsMember",
             Rpc::Explain => "/segd.v1.SegmentService/Explain",
             Rpc::Health => "/grpc.health.v1.Health/Check",
             Rpc::Upsert => "/segd.v1.CustomerService/UpsertCustomers",
@@ -115,6 +123,10 @@ pub struct LoadgenArgs {
     /// Ids per BatchIsMember request; customers per UpsertCustomers request.
     #[arg(long, default_value_t = 10_000)]
     pub batch_size: usize,
+    /// stream-is-member: questions sent ahead of their answers on each stream (like
+    /// redis-benchmark -P).
+    #[arg(long, default_value_t = 16)]
+    pub pipeline: usize,
     /// Requests sent first and left out of every figure (closed loop, same concurrency).
     #[arg(long, default_value_t = 0)]
     pub warmup: u64,
@@ -156,6 +168,9 @@ pub fn run(args: LoadgenArgs) -> Result<()> {
     if !args.rps.is_finite() || args.rps < 0.0 {
         bail!("--rps must be 0 (unbounded) or a positive rate");
     }
+    if args.rpc == Rpc::StreamIsMember && (args.rps > 0.0 || args.pipeline == 0) {
+        bail!("stream-is-member runs closed loop (no --rps) with --pipeline at least 1");
+    }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(t) = args.threads {
         rt.worker_threads(t.max(1));
@@ -194,6 +209,7 @@ enum Req {
     Count(pb::CountSegmentRequest),
     IsMember(pb::IsMemberRequest),
     Batch(pb::BatchIsMemberRequest),
+    Stream(pb::StreamIsMemberRequest),
     Explain(pb::ExplainRequest),
     Health(HealthCheckRequest),
     Upsert(pb::UpsertCustomersRequest),
@@ -205,6 +221,7 @@ impl Req {
             Req::Count(r) => r.encode_to_vec(),
             Req::IsMember(r) => r.encode_to_vec(),
             Req::Batch(r) => r.encode_to_vec(),
+            Req::Stream(r) => r.encode_to_vec(),
             Req::Explain(r) => r.encode_to_vec(),
             Req::Health(r) => r.encode_to_vec(),
             Req::Upsert(r) => r.encode_to_vec(),
@@ -256,6 +273,11 @@ impl Workload {
             Rpc::BatchIsMember => Req::Batch(pb::BatchIsMemberRequest {
                 customer_ids: (0..self.batch_size).map(|_| rng.random_range(lo..=hi)).collect(),
                 segment: seg!(batch_is_member_request),
+            }),
+            Rpc::StreamIsMember => Req::Stream(pb::StreamIsMemberRequest {
+                tag: i,
+                customer_id: rng.random_range(lo..=hi),
+                segment: seg!(stream_is_member_request),
             }),
             Rpc::Explain => Req::Explain(pb::ExplainRequest { segment: seg!(explain_request) }),
             Rpc::Health | Rpc::CreateSegments => Req::Health(HealthCheckRequest { service: SERVICE.into() }),
@@ -454,6 +476,13 @@ async fn send(c: &mut Clients, req: Req) -> Result<Answer, Failure> {
             let found = a.customer_found.iter().filter(|f| **f).count() as u64;
             Answer::Batch { ids: n as u64, found, members: a.members }
         }
+        // One question on a stream of its own (the pipelined run is stream::worker).
+        Req::Stream(r) => {
+            let tag = r.tag;
+            let mut answers = c.seg.stream_is_member(tokio_stream::iter([r])).await.map_err(st)?.into_inner();
+            let a = answers.message().await.map_err(st)?.ok_or(("BAD_RESPONSE", "no answer".to_string()))?;
+            stream::answer(tag, a)?
+        }
         Req::Explain(r) => {
             c.seg.explain(r).await.map_err(st)?;
             Answer::Other
@@ -599,12 +628,18 @@ async fn run_async(args: &LoadgenArgs, workload: Arc<Workload>) -> Result<Report
             });
             let handles: Vec<_> = (0..args.concurrency)
                 .map(|w| {
-                    tokio::spawn(worker(
-                        clients[w % clients.len()].clone(),
-                        workload.clone(),
-                        plan.clone(),
-                        SmallRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(w as u64)),
-                    ))
+                    let (clients, workload, plan) =
+                        (clients[w % clients.len()].clone(), workload.clone(), plan.clone());
+                    let rng = SmallRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(w as u64));
+                    let pipeline = args.pipeline;
+                    tokio::spawn(async move {
+                        match workload.rpc {
+                            Rpc::StreamIsMember => {
+                                stream::worker(clients, workload, plan, rng, pipeline).await
+                            }
+                            _ => worker(clients, workload, plan, rng).await,
+                        }
+                    })
                 })
                 .collect();
             async move {
@@ -873,9 +908,11 @@ impl Report {
             let more = if segs.len() > 4 { format!(" (+{} more)", segs.len() - 4) } else { String::new() };
             let _ = writeln!(s, "  segments ({}, rotating): {}{more}", segs.len(), shown.join(" | "));
         }
-        if matches!(self.workload.rpc, Rpc::IsMember | Rpc::BatchIsMember) {
+        if matches!(self.workload.rpc, Rpc::IsMember | Rpc::BatchIsMember | Rpc::StreamIsMember) {
             let per = if self.workload.rpc == Rpc::BatchIsMember {
                 format!(", {} per request", self.workload.batch_size)
+            } else if self.workload.rpc == Rpc::StreamIsMember {
+                format!(", {} questions in flight per stream, one stream per worker", args.pipeline)
             } else {
                 String::new()
             };
@@ -965,8 +1002,9 @@ impl Report {
             "mode": self.mode(args),
             "rps_target": args.rps,
             "warmup": args.warmup,
+            "pipeline": (self.workload.rpc == Rpc::StreamIsMember).then_some(args.pipeline),
             "segments": self.segments(),
-            "ids": if matches!(self.workload.rpc, Rpc::IsMember | Rpc::BatchIsMember) {
+            "ids": if matches!(self.workload.rpc, Rpc::IsMember | Rpc::BatchIsMember | Rpc::StreamIsMember) {
                 serde_json::json!({"lo": self.workload.ids.0, "hi": self.workload.ids.1,
                     "batch_size": (self.workload.rpc == Rpc::BatchIsMember).then_some(self.workload.batch_size),
                     "answered": t.ids, "found": t.found, "members": t.members})

@@ -33,6 +33,7 @@ segment_ref_from!(
     segment,
     count_segment_request,
     is_member_request,
+    stream_is_member_request,
     batch_is_member_request,
     explain_request,
     breakdown_request

@@ -6,16 +6,21 @@
 //!
 //! - [`pb`]: code generated from `proto/segd/v1/segd.proto` and its descriptor set.
 //! - [`codec`]: prost decoding that answers INVALID_ARGUMENT for undecodable requests.
+//! - [`coalesce`]: the server connection's writes, coalesced across calls that finish
+//!   in the same turn of the runtime.
 //! - [`convert`]: proto <-> core (predicate trees, literals, plans, schema).
 //! - [`status`]: [`status::ServiceError`] and its exhaustive mapping to gRPC codes.
 //! - [`service`]: what both services share ([`service::Ctx`]: the app and the per-RPC
 //!   metrics) and the `SegmentService` implementation.
+//! - [`member_stream`]: `StreamIsMember`'s answer stream, pulled from its question stream.
 //! - [`customers`]: the `CustomerService` implementation (upserts, deletes, reads).
 //! - [`watch`]: an application subscription as the `WatchSegments` response stream.
 
+pub mod coalesce;
 pub mod codec;
 pub mod convert;
 pub mod customers;
+pub mod member_stream;
 pub mod service;
 pub mod status;
 pub mod watch;

@@ -10,6 +10,7 @@ mod golden;
 mod grpc;
 mod http;
 mod loading;
+mod member_stream;
 mod mutations;
 mod queries;
 mod realtime;
