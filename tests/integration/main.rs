@@ -13,5 +13,6 @@ mod loading;
 mod mutations;
 mod queries;
 mod realtime;
+mod replication;
 mod validation;
 mod write_faults;
