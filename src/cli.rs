@@ -212,6 +212,11 @@ pub struct ServeArgs {
     /// The JetStream stream of the replicated log.
     #[arg(long, default_value = "segd", env = "SEGD_STREAM")]
     pub stream: String,
+    /// Primary: how long a commit group is retried when JetStream does not acknowledge it
+    /// (a NATS restart, an election) before its writes fail and the primary refuses writes
+    /// until it is restarted.
+    #[arg(long, default_value_t = 15_000, env = "SEGD_REPLICATE_TIMEOUT_MS")]
+    pub replicate_timeout_ms: u64,
     /// Copies of the stream kept by the NATS cluster when the primary creates it.
     #[arg(long, default_value_t = 1, env = "SEGD_STREAM_REPLICAS")]
     pub stream_replicas: usize,
@@ -302,6 +307,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             &args.stream,
             args.stream_replicas,
             &args.listen.to_string(),
+            std::time::Duration::from_millis(args.replicate_timeout_ms),
         )
         .with_context(|| format!("--replicate {url} --stream {}", args.stream))?;
         opts.replicate = Some(std::sync::Arc::new(log));

@@ -28,10 +28,6 @@ use crate::persist::{record, Replay};
 /// Room left for headers below the server's `max_payload` (headers count against it).
 const HEADER_ROOM: usize = 1024;
 
-/// How long a group is retried (a NATS server restarting, a leader election) before the
-/// committer gives up and stops writes.
-const PUBLISH_PATIENCE: Duration = Duration::from_secs(15);
-
 /// A JetStream stream as the primary's replicated log.
 pub struct JetStreamLog {
     rt: Runtime,
@@ -39,6 +35,9 @@ pub struct JetStreamLog {
     stream: String,
     subject: String,
     max_payload: usize,
+    /// How long a group is retried (a NATS server restarting, a leader election) before
+    /// the committer gives up and stops writes.
+    patience: Duration,
 }
 
 impl std::fmt::Debug for JetStreamLog {
@@ -50,12 +49,14 @@ impl std::fmt::Debug for JetStreamLog {
 impl JetStreamLog {
     /// Connects and creates the stream when missing (file storage, `replicas` copies on
     /// the NATS cluster). `primary` (this node's gRPC address) is written into the stream's
-    /// description: replicas name it when they refuse a write.
+    /// description: replicas name it when they refuse a write. A group not acknowledged
+    /// within `patience` stops writes.
     pub fn connect(
         url: &str,
         stream: &str,
         replicas: usize,
         primary: &str,
+        patience: Duration,
     ) -> Result<JetStreamLog, ReplicaError> {
         let rt = Runtime::new()?;
         let subject = subject_of(stream);
@@ -64,7 +65,7 @@ impl JetStreamLog {
             let client = super::connect(url).await?;
             let max_payload = client.server_info().max_payload;
             let mut js = jetstream::new(client);
-            js.set_timeout(Duration::from_secs(5));
+            js.set_timeout(patience.min(Duration::from_secs(5)));
             let mut s = js
                 .get_or_create_stream(stream::Config {
                     name: stream.to_string(),
@@ -95,7 +96,7 @@ impl JetStreamLog {
             Ok((js, max_payload))
         })?;
         tracing::info!(url, stream, subject, max_payload, "replicating the log to JetStream");
-        Ok(JetStreamLog { rt, js, stream: stream.to_string(), subject, max_payload })
+        Ok(JetStreamLog { rt, js, stream: stream.to_string(), subject, max_payload, patience })
     }
 
     async fn last_sequence(&self) -> Result<u64, String> {
@@ -168,7 +169,7 @@ impl JetStreamLog {
     }
 
     /// Publishes `records` (in sequence order), retrying what was not confirmed until
-    /// [`PUBLISH_PATIENCE`] has passed.
+    /// `patience` has passed.
     async fn publish_all(&self, records: &[(u64, &[u8])]) -> Result<(), String> {
         let start = Instant::now();
         let mut done = 0;
@@ -178,7 +179,7 @@ impl JetStreamLog {
             done += confirmed;
             match failed {
                 None => return Ok(()),
-                Some((true, why)) if start.elapsed() < PUBLISH_PATIENCE => {
+                Some((true, why)) if start.elapsed() < self.patience => {
                     tracing::warn!(error = %why, "retrying the publish");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(1));

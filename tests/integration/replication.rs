@@ -88,13 +88,18 @@ impl Drop for Proc {
 
 /// A JetStream-enabled nats-server on a free port with its own store dir.
 struct Nats {
-    _proc: Proc,
+    proc: Proc,
     url: String,
+    port: u16,
 }
 
 fn start_nats(bin: &Path, dir: &Path) -> Nats {
-    let port = free_port();
-    let log = dir.join("nats.log");
+    start_nats_on(bin, dir, free_port(), "nats")
+}
+
+/// nats-server on `port` with its store in `dir/js` (the same after a restart).
+fn start_nats_on(bin: &Path, dir: &Path, port: u16, name: &str) -> Nats {
+    let log = dir.join(format!("{name}.log"));
     let child = Command::new(bin)
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
         .arg(dir.join("js"))
@@ -109,7 +114,7 @@ fn start_nats(bin: &Path, dir: &Path) -> Nats {
         assert!(t.elapsed() < Duration::from_secs(20), "nats-server did not come up: {}", proc.log_text());
         std::thread::sleep(Duration::from_millis(20));
     }
-    Nats { _proc: proc, url: format!("nats://127.0.0.1:{port}") }
+    Nats { proc, url: format!("nats://127.0.0.1:{port}"), port }
 }
 
 /// A segd node: its process, gRPC address and metrics address.
@@ -432,4 +437,51 @@ async fn a_restarted_replica_resumes_from_its_own_sequence() {
     assert_eq!(metric(&replica, "segd_replica_stopped"), Some(0));
     let log = replica.proc.log_text();
     assert!(log.contains("following the primary's stream"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_jetstream_never_acknowledged_stops_writes_until_a_restart_publishes_it() {
+    let Some(bin) = nats_server_bin() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = start_nats(&bin, dir.path());
+    let primary_role = ["--replicate", nats.url.as_str(), "--replicate-timeout-ms", "1000"];
+    let mut primary = spawn_segd(&dir.path().join("p"), &primary_role, "primary");
+    let (_, mut pc) = connect(&mut primary).await;
+    let mut replica = spawn_segd(&dir.path().join("r"), &["--replica-of", &nats.url], "replica");
+    let (mut rs, _) = connect(&mut replica).await;
+    let batches = demo();
+    let ids = demo_ids(&batches);
+    let mut model = Model::default();
+    write_batch(&mut pc, &mut model, 0, &ids[..60]).await;
+    caught_up(&replica, model.last_seq).await;
+
+    // JetStream gone: the write is logged locally but never acknowledged by the stream.
+    nats.proc.kill9();
+    let unacked: Vec<u64> = ids[60..120].to_vec();
+    let req =
+        pb::UpsertCustomersRequest { customers: unacked.iter().map(|&id| customer(id, MARK + 1)).collect() };
+    let err = pc.upsert_customers(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::Internal, "{err:?}");
+    assert!(err.message().contains("stream 'segtest'"), "{}", err.message());
+    // The primary does not run ahead of the stream: no later write is taken.
+    let req = pb::UpsertCustomersRequest { customers: vec![customer(ids[200], MARK + 2)] };
+    assert_eq!(pc.upsert_customers(req).await.unwrap_err().code(), Code::Unavailable);
+    assert_eq!(metric(&primary, "segd_commit_sequence"), Some(model.last_seq));
+    assert_eq!(metric(&replica, "segd_replica_applied_sequence"), Some(model.last_seq));
+
+    // NATS back, the primary restarted: its log holds the write, it publishes it first.
+    let nats = start_nats_on(&bin, dir.path(), nats.port, "nats2");
+    primary.proc.kill9();
+    let mut primary = spawn_segd(&dir.path().join("p"), &primary_role, "primary2");
+    let (mut ps, _) = connect(&mut primary).await;
+    assert!(primary.proc.log_text().contains("publishing logged records the stream does not hold yet"));
+    for &id in &unacked {
+        model.marker.insert(id, MARK + 1);
+    }
+    model.last_seq += 1;
+    // The replica reconnected by itself and applied it.
+    caught_up(&replica, model.last_seq).await;
+    same_answers(&mut ps, &mut rs, &model, &batches, 2).await;
+    assert_eq!(metric(&replica, "segd_replica_stopped"), Some(0));
+    drop(nats);
 }
