@@ -308,6 +308,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             args.stream_replicas,
             &args.listen.to_string(),
             std::time::Duration::from_millis(args.replicate_timeout_ms),
+            Some(args.data_dir.join("snapshots")),
         )
         .with_context(|| format!("--replicate {url} --stream {}", args.stream))?;
         opts.replicate = Some(std::sync::Arc::new(log));
@@ -325,6 +326,9 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             });
             let f = segd::replica::Follower::connect(url, &args.stream, &name)
                 .with_context(|| format!("--replica-of {url} --stream {}", args.stream))?;
+            if let Some(seq) = f.seed(&args.data_dir)? {
+                tracing::info!(sequence = seq, "data dir seeded from the stream's object store snapshot");
+            }
             config.replica = Some(f.status());
             Some(f)
         }

@@ -92,6 +92,14 @@ impl Follower {
         Ok(Follower { rt, js, stream: stream.to_string(), consumer: consumer.to_string(), status })
     }
 
+    /// Seeds an empty data dir with the newest snapshot in the stream's object store:
+    /// Some(its sequence), or None (a data dir of its own, or no snapshot uploaded yet:
+    /// then it imports like the primary did and follows the stream from its start).
+    pub fn seed(&self, data_dir: &std::path::Path) -> Result<Option<u64>, ReplicaError> {
+        block_on(&self.rt, super::snapshots::seed(&self.js, &self.stream, data_dir))
+            .map_err(ReplicaError::Nats)
+    }
+
     /// What the application reports and refuses writes with.
     pub fn status(&self) -> Arc<ReplicaStatus> {
         self.status.clone()

@@ -10,6 +10,7 @@
 
 pub mod follow;
 pub mod publish;
+mod snapshots;
 
 use std::future::Future;
 

@@ -50,13 +50,16 @@ impl JetStreamLog {
     /// Connects and creates the stream when missing (file storage, `replicas` copies on
     /// the NATS cluster). `primary` (this node's gRPC address) is written into the stream's
     /// description: replicas name it when they refuse a write. A group not acknowledged
-    /// within `patience` stops writes.
+    /// within `patience` stops writes. With `snapshots` (the data dir's snapshot dir), the
+    /// newest snapshot is uploaded to the object store and the stream trimmed (see
+    /// `snapshots`).
     pub fn connect(
         url: &str,
         stream: &str,
         replicas: usize,
         primary: &str,
         patience: Duration,
+        snapshots: Option<std::path::PathBuf>,
     ) -> Result<JetStreamLog, ReplicaError> {
         let rt = Runtime::new()?;
         let subject = subject_of(stream);
@@ -96,6 +99,10 @@ impl JetStreamLog {
             Ok((js, max_payload))
         })?;
         tracing::info!(url, stream, subject, max_payload, "replicating the log to JetStream");
+        if let Some(dir) = snapshots {
+            let every = Duration::from_secs(1);
+            rt.handle().spawn(super::snapshots::upload_loop(js.clone(), stream.to_string(), dir, every));
+        }
         Ok(JetStreamLog { rt, js, stream: stream.to_string(), subject, max_payload, patience })
     }
 

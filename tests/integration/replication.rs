@@ -485,3 +485,37 @@ async fn a_group_jetstream_never_acknowledged_stops_writes_until_a_restart_publi
     assert_eq!(metric(&replica, "segd_replica_stopped"), Some(0));
     drop(nats);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_replica_starts_from_the_object_store_snapshot_of_a_trimmed_stream() {
+    let Some(bin) = nats_server_bin() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let nats = start_nats(&bin, dir.path());
+    // A snapshot after every write: each is uploaded, and the stream trimmed behind them.
+    let role = ["--replicate", nats.url.as_str(), "--snapshot-every", "50"];
+    let mut primary = spawn_segd(&dir.path().join("p"), &role, "primary");
+    let (mut ps, mut pc) = connect(&mut primary).await;
+    let batches = demo();
+    let ids = demo_ids(&batches);
+    let mut model = Model::default();
+    let t = Instant::now();
+    let mut g = 0i64;
+    // Write until the stream has been trimmed (the primary says so), so a replica cannot
+    // have replayed it from its first record.
+    while !primary.proc.log_text().contains("stream trimmed before the previous snapshot") {
+        assert!(t.elapsed() < Duration::from_secs(60), "no trim: {}", primary.proc.log_text());
+        let at = (g as usize * 60) % 2_400;
+        write_batch(&mut pc, &mut model, g, &ids[at..at + 60]).await;
+        g += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    write_batch(&mut pc, &mut model, g, &ids[2_400..2_460]).await;
+    let mut replica = spawn_segd(&dir.path().join("r"), &["--replica-of", &nats.url], "replica");
+    let (mut rs, _) = connect(&mut replica).await;
+    caught_up(&replica, model.last_seq).await;
+    let log = replica.proc.log_text();
+    assert!(log.contains("data dir seeded from the stream's object store snapshot"), "{log}");
+    assert!(!log.contains("generating a demo customer base"), "the replica imported instead: {log}");
+    same_answers(&mut ps, &mut rs, &model, &batches, g + 1).await;
+    assert_eq!(metric(&replica, "segd_replica_stopped"), Some(0));
+}
