@@ -49,3 +49,7 @@ pub(super) fn encode_checked(sink: &dyn GroupSink, valid: &mut Vec<(Mutation, Do
     *valid = kept;
     encoded
 }
+
+#[cfg(test)]
+#[path = "sink_tests.rs"]
+mod tests;
