@@ -8,6 +8,20 @@ cd "$(dirname "$0")/.."
 
 cargo fmt --check
 cargo clippy --release --all-targets --locked -- -D warnings
+
+# ---- nats-server (Debian's, JetStream with -js) for tests/integration/replication.rs, which
+# start their own on a free port. Installed when missing; outside CI, SEGD_SKIP_NATS=1 skips
+# the install and those tests then skip with a note (in CI a missing nats-server fails them).
+if ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; then
+  if [ "${SEGD_SKIP_NATS:-}" = "1" ] && [ "${CI:-}" != "true" ]; then
+    echo "note: SEGD_SKIP_NATS=1: nats-server not installed, replication tests will skip" >&2
+  else
+    SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nats-server >/dev/null
+  fi
+fi
+
 cargo test --release --locked
 
 # `cargo test --release` above built the binary for the integration tests (a separate

@@ -212,6 +212,30 @@ pub struct ServeArgs {
     /// evaluator over gRPC).
     #[arg(long, env = "SEGD_NO_COUNT_CACHE")]
     pub no_count_cache: bool,
+    /// Primary: also store every commit group in the JetStream stream --stream on this
+    /// NATS server (e.g. nats://127.0.0.1:4222), acknowledged there before the write is
+    /// acknowledged. The stream is created when missing. See README "Replication".
+    #[arg(long, value_name = "NATS_URL", env = "SEGD_REPLICATE", conflicts_with = "replica_of")]
+    pub replicate: Option<String>,
+    /// Read replica: apply the stream --stream of this NATS server (written by a primary
+    /// started with --replicate) and serve reads; writes are refused, naming the primary.
+    /// An empty data dir first imports --data / --demo: give the primary's.
+    #[arg(long, value_name = "NATS_URL", env = "SEGD_REPLICA_OF")]
+    pub replica_of: Option<String>,
+    /// The JetStream stream of the replicated log.
+    #[arg(long, default_value = "segd", env = "SEGD_STREAM")]
+    pub stream: String,
+    /// Primary: how long a commit group is retried when JetStream does not acknowledge it
+    /// (a NATS restart, an election) before its writes fail and the primary refuses writes
+    /// until it is restarted.
+    #[arg(long, default_value_t = 15_000, env = "SEGD_REPLICATE_TIMEOUT_MS")]
+    pub replicate_timeout_ms: u64,
+    /// Copies of the stream kept by the NATS cluster when the primary creates it.
+    #[arg(long, default_value_t = 1, env = "SEGD_STREAM_REPLICAS")]
+    pub stream_replicas: usize,
+    /// A replica's durable consumer name on the stream [default: segd-replica-<--listen>].
+    #[arg(long, env = "SEGD_REPLICA_NAME")]
+    pub replica_name: Option<String>,
 }
 
 impl ServeArgs {
@@ -313,8 +337,42 @@ fn parse_sync(s: &str) -> Result<SyncMode, String> {
 /// `segd serve`: opens the data dir (importing --data / the demo into an empty one),
 /// serves until SIGINT / SIGTERM, drains, then writes the final snapshot.
 pub fn serve(args: ServeArgs) -> Result<()> {
-    let config = args.config();
     let security = args.security()?;
+    let mut config = args.config();
+    let mut opts = args.db_options();
+    if let Some(url) = &args.replicate {
+        let log = segd::replica::JetStreamLog::connect(
+            url,
+            &args.stream,
+            args.stream_replicas,
+            &args.listen.to_string(),
+            std::time::Duration::from_millis(args.replicate_timeout_ms),
+            Some(args.data_dir.join("snapshots")),
+        )
+        .with_context(|| format!("--replicate {url} --stream {}", args.stream))?;
+        opts.replicate = Some(std::sync::Arc::new(log));
+    }
+    let follower = match &args.replica_of {
+        Some(url) => {
+            let name = args.replica_name.clone().unwrap_or_else(|| {
+                let listen: String = args
+                    .listen
+                    .to_string()
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                    .collect();
+                format!("segd-replica-{listen}")
+            });
+            let f = segd::replica::Follower::connect(url, &args.stream, &name)
+                .with_context(|| format!("--replica-of {url} --stream {}", args.stream))?;
+            if let Some(seq) = f.seed(&args.data_dir)? {
+                tracing::info!(sequence = seq, "data dir seeded from the stream's object store snapshot");
+            }
+            config.replica = Some(f.status());
+            Some(f)
+        }
+        None => None,
+    };
     tracing::info!(?config, data_dir = %args.data_dir.display(), sync = ?args.sync, "configuration");
     let imported = std::cell::Cell::new(false);
     let import = || {
@@ -324,7 +382,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             DbError::Store(StoreError::Io { path, msg: format!("{e:#}") })
         })
     };
-    let server = Server::open(args.db_options(), import, config)
+    let server = Server::open(opts, import, config)
         .with_context(|| format!("opening --data-dir {}", args.data_dir.display()))?
         .with_security(security);
     // The import runs only into an empty data dir: say so when one was asked for in vain.
@@ -340,6 +398,8 @@ pub fn serve(args: ServeArgs) -> Result<()> {
              its log (use an empty --data-dir to import again)"
         );
     }
+    // Applies the primary's stream until the process ends.
+    let _following = follower.map(|f| f.start(server.db().expect("serve opens a data dir").clone()));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener = TcpListener::bind(args.listen)

@@ -11,6 +11,10 @@
 //! and a reader never waits for a write: it holds the version it started with, and the
 //! swap holds the lock only to replace one `Arc`.
 //!
+//! Replication: with [`DbOptions::replicate`] the group's records also go to a replicated
+//! log (`sink`) after the local log and before the apply, and are acknowledged there
+//! before the group's callers are answered.
+//!
 //! Events: the group's segment events are appended to the event log only after its version
 //! is published, so a watcher never sees an event of a sequence a read cannot see yet.
 //!
@@ -34,10 +38,12 @@ use parking_lot::{Mutex, RwLock};
 
 mod guard;
 mod replay;
+mod sink;
 
 pub use guard::Fault;
 use guard::{apply_guarded, locate};
 use replay::{replay_log, ReplayError};
+pub use sink::GroupSink;
 
 use crate::engine::{Engine, EngineError, Mutation, Outcome};
 use crate::persist::record::{self, SegmentMeta, SnapshotMeta};
@@ -82,6 +88,15 @@ pub enum DbError {
          logged (warn) and skipped, and a snapshot taken at once makes the skip permanent"
     )]
     Replay { sequence: u64, mutation: String, reason: String },
+    /// The replicated log (`--replicate`, see `sink`) could not be opened or reconciled.
+    #[error("replicated log: {0}")]
+    Replication(String),
+    /// A record larger than the replicated log takes; refused before it is logged.
+    #[error(
+        "the write's log record is {bytes} bytes, more than the replicated log takes ({limit} bytes: \
+         the NATS server's max_payload less room for headers); send fewer customers per request"
+    )]
+    ReplicaRecordTooLarge { bytes: usize, limit: usize },
 }
 
 #[derive(Clone, Debug)]
@@ -101,6 +116,9 @@ pub struct DbOptions {
     /// Test hook: applying the record of this sequence panics, live and at replay.
     #[doc(hidden)]
     pub fail_apply_at: Option<u64>,
+    /// A replicated log every commit group is also stored in before it is applied and
+    /// acknowledged (`--replicate`); None: the local log only.
+    pub replicate: Option<Arc<dyn GroupSink>>,
 }
 
 impl Default for DbOptions {
@@ -114,6 +132,7 @@ impl Default for DbOptions {
             max_group: 1_024,
             skip_sequences: vec![],
             fail_apply_at: None,
+            replicate: None,
         }
     }
 }
@@ -162,6 +181,9 @@ impl Db {
         if let Some(torn) = &replay.truncated {
             tracing::warn!(file = %torn.file.display(), offset = torn.offset, dropped = torn.dropped_bytes,
                 reason = %torn.reason, "write-ahead log tail was torn or corrupt and has been cut");
+        }
+        if let Some(sink) = &opts.replicate {
+            sink.open(wal.last_seq(), &replay).map_err(DbError::Replication)?;
         }
         let wal = Arc::new(wal);
         // Whether anything was read in an older record format: then a snapshot is written
@@ -490,8 +512,17 @@ fn commit_loop(rx: mpsc::Receiver<(Mutation, Done)>, c: Committer, on_commit: im
         if valid.is_empty() {
             continue;
         }
+        // With a replicated log the records are encoded once, for both logs.
+        let encoded = opts.replicate.as_deref().map(|sink| sink::encode_checked(sink, &mut valid));
+        if valid.is_empty() {
+            continue;
+        }
         let valid_changes: u64 = valid.iter().map(|(m, _)| m.changes()).sum();
-        let seqs = match wal.append_encoded(valid.iter().map(|(m, _)| m), record::encode_mutation) {
+        let appended = match &encoded {
+            None => wal.append_encoded(valid.iter().map(|(m, _)| m), record::encode_mutation),
+            Some(bytes) => wal.append_batch(&bytes.iter().map(Vec::as_slice).collect::<Vec<_>>()),
+        };
+        let seqs = match appended {
             Ok(s) => s,
             Err(e) => {
                 let msg = e.to_string();
@@ -501,6 +532,26 @@ fn commit_loop(rx: mpsc::Receiver<(Mutation, Done)>, c: Committer, on_commit: im
                 continue;
             }
         };
+        if let (Some(sink), Some(bytes)) = (&opts.replicate, &encoded) {
+            let records: Vec<(u64, &[u8])> =
+                seqs.iter().copied().zip(bytes.iter().map(Vec::as_slice)).collect();
+            if let Err(reason) = sink.append(&records) {
+                // Logged here but maybe not there: applying it would let this node run ahead
+                // of the replicated log. Stop writes; a restart reconciles (`GroupSink::open`).
+                let f = Arc::new(Fault {
+                    sequence: seqs[0],
+                    mutation: valid[0].0.summary(),
+                    reason,
+                    published: published.sequence(),
+                });
+                tracing::error!(error = %f, "replicating a commit group failed: writes are refused from now on");
+                fault.send_replace(Some(f.clone()));
+                for (_, done) in valid {
+                    done(Err(DbError::ApplyFailed(f.clone())));
+                }
+                continue;
+            }
+        }
         let mut next = Engine::clone(&published);
         let items: Vec<(u64, &Mutation)> = seqs.iter().copied().zip(valid.iter().map(|(m, _)| m)).collect();
         let outcomes = match apply_guarded(&mut next, &items, opts.fail_apply_at) {

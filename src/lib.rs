@@ -37,9 +37,9 @@
 //!   arbitration with an explanation per offer, contact history (caps, budgets,
 //!   suppression, adaptive models), reach funnels, and their protobuf record forms.
 //! - [`db`]: durability and publication around the engine: group-committed write-ahead
-//!   log, copy-on-write versions published by pointer swap (readers never wait for a
-//!   write) with their events, background snapshots, start-up from snapshot + log
-//!   replay. `db/guard.rs`: apply under `catch_unwind`; a failed apply stops writes (the
+//!   log (optionally also a replicated log behind `db/sink.rs`), copy-on-write versions
+//!   published by pointer swap (readers never wait for a write) with their events,
+//!   background snapshots, start-up from snapshot + log replay. `db/guard.rs`: apply under `catch_unwind`; a failed apply stops writes (the
 //!   health signal) and replay names the record (`--skip-sequence`).
 //! - [`app`]: the application core: one [`app::App`] owning the state (a [`db::Db`] or
 //!   a fixed table), the plan cache, the limits ([`app::Config`]) and the commit watch,
@@ -59,6 +59,10 @@
 //! - [`server`]: runs the gRPC services, health and reflection until shutdown.
 //! - [`security`]: TLS (rustls) and the optional bearer token, for both listeners: a tower
 //!   layer around every gRPC service, an axum middleware around every HTTP route.
+//! - [`replica`]: replication over NATS JetStream: the primary's commit groups stored in a
+//!   stream before they are acknowledged (a [`db::GroupSink`], `db/sink.rs`), and read
+//!   replicas following that stream through their own committer
+//!   ([`app::replica::ReplicaStatus`] is what the application sees of it).
 //!
 //! Layering: transports ([`grpc`], [`http`], [`server`], [`metrics`], [`security`]) → [`app`] → [`db`] →
 //! [`engine`] → [`store`] / [`index`] / [`segments`] / [`query`] / [`analytics`] /
@@ -81,6 +85,7 @@ pub mod naive;
 pub mod persist;
 pub mod plan_cache;
 pub mod query;
+pub mod replica;
 pub mod security;
 pub mod segments;
 pub mod server;

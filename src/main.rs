@@ -60,7 +60,7 @@ enum Cmd {
     },
     /// Serve segd.v1.SegmentService and CustomerService over gRPC from a data dir (with
     /// health, reflection, metrics).
-    Serve(cli::ServeArgs),
+    Serve(Box<cli::ServeArgs>),
     /// Load-test a running server (a ghz-like gRPC client); stops by itself.
     Loadgen(loadgen::LoadgenArgs),
     /// Write a synthetic customer table as Parquet: the benchmark kit's schema and
@@ -123,7 +123,7 @@ fn run(args: Args) -> Result<()> {
                 None => cli::count_one(&ds, where_.as_deref(), json.as_deref(), explain),
             }
         }
-        Cmd::Serve(args) => cli::serve(args),
+        Cmd::Serve(args) => cli::serve(*args),
         Cmd::Loadgen(args) => loadgen::run(args),
         Cmd::Gen { rows, out, seed } => {
             let t = std::time::Instant::now();

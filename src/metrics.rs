@@ -307,6 +307,30 @@ impl Collector for AppFigures {
             let g = ConstGauge::new(v as i64);
             g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
         }
+        if let Some(r) = &self.0.config().replica {
+            let gauges: [(&str, &str, u64); 4] = [
+                (
+                    "segd_replica_applied_sequence",
+                    "Replica: last replicated-log sequence applied.",
+                    r.applied(),
+                ),
+                (
+                    "segd_replica_stream_last_sequence",
+                    "Replica: last sequence the replicated log held.",
+                    r.stream_last(),
+                ),
+                ("segd_replica_lag", "Replica: records of the replicated log not applied yet.", r.lag()),
+                (
+                    "segd_replica_stopped",
+                    "Replica: 1 once the follower stopped for good (see the log).",
+                    r.stopped().is_some() as u64,
+                ),
+            ];
+            for (name, help, v) in gauges {
+                let g = ConstGauge::new(v as i64);
+                g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+            }
+        }
         let counters = [
             ("segd_plan_cache_hits", "Plan cache hits.", s.plan_cache_hits),
             ("segd_plan_cache_misses", "Plan cache misses.", s.plan_cache_misses),

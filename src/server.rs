@@ -148,6 +148,18 @@ impl Server {
                 }
             });
         }
+        if let Some(replica) = &self.ctx.app.config().replica {
+            // A follower that stopped for good leaves this replica's state behind for ever.
+            let (mut stopped, health) = (replica.subscribe_stopped(), health.clone());
+            tokio::spawn(async move {
+                if stopped.wait_for(|s| s.is_some()).await.is_ok() {
+                    tracing::error!("the replica's follower stopped: health is NOT_SERVING");
+                    health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+                    health.set_not_serving::<SegmentServiceServer<SegmentSvc>>().await;
+                    health.set_not_serving::<CustomerServiceServer<CustomerSvc>>().await;
+                }
+            });
+        }
         let max = self.ctx.app.config().max_request_bytes;
         let svc = SegmentServiceServer::new(SegmentSvc(self.ctx.clone())).max_decoding_message_size(max);
         let customers =

@@ -44,7 +44,7 @@ impl AppError {
             AppError::Gone(_) => ErrorCode::OutOfRange,
             AppError::SlowConsumer(_) => ErrorCode::ResourceExhausted,
             AppError::ShuttingDown => ErrorCode::Unavailable,
-            AppError::ReadOnly => ErrorCode::FailedPrecondition,
+            AppError::ReadOnly | AppError::NotPrimary { .. } => ErrorCode::FailedPrecondition,
             AppError::MissingSegment | AppError::Limit { .. } | AppError::Invalid { .. } => {
                 ErrorCode::InvalidArgument
             }
@@ -128,5 +128,7 @@ fn db_code(d: &DbError) -> ErrorCode {
         DbError::ApplyFailed(_) | DbError::Replay { .. } => ErrorCode::Internal,
         // Writes stopped after such a bug; health says NOT_SERVING, reads go on.
         DbError::Poisoned(_) => ErrorCode::Unavailable,
+        DbError::Replication(_) => ErrorCode::Unavailable,
+        DbError::ReplicaRecordTooLarge { .. } => ErrorCode::ResourceExhausted,
     }
 }

@@ -25,6 +25,9 @@ pub struct Config {
     pub watch_buffer: usize,
     /// A watcher whose buffer stays full this long is ended with "consumer too slow".
     pub slow_consumer: Duration,
+    /// Set on a read replica (`--replica-of`): writes are refused naming the primary, and
+    /// the follower reports its applied sequence and lag here.
+    pub replica: Option<std::sync::Arc<super::replica::ReplicaStatus>>,
 }
 
 impl Default for Config {
@@ -40,6 +43,7 @@ impl Default for Config {
             max_upsert_batch: 100_000,
             watch_buffer: 1024,
             slow_consumer: Duration::from_secs(5),
+            replica: None,
         }
     }
 }

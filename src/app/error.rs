@@ -35,6 +35,9 @@ pub enum AppError {
     /// A server started without a data dir serves a fixed table.
     #[error("this server serves a read-only table (no --data-dir): writes are not available")]
     ReadOnly,
+    /// A read replica (`--replica-of`) takes no writes: they go to the primary.
+    #[error("this server is a read replica of {primary}: writes are refused here; send them to the primary")]
+    NotPrimary { primary: String },
     /// A server limit, named by its flag so the caller knows what to ask for.
     #[error("limit exceeded: {what} is {got}, the limit is {limit} (--{flag})")]
     Limit { what: &'static str, got: usize, limit: usize, flag: &'static str },

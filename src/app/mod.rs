@@ -22,6 +22,7 @@ pub mod code;
 pub mod config;
 pub mod error;
 pub mod reads;
+pub mod replica;
 pub mod stream;
 pub mod watch;
 pub mod writes;
@@ -175,6 +176,9 @@ impl App {
     /// Queues a mutation; the receiver answers once it is durable and visible.
     fn submit(&self, m: Mutation) -> Result<oneshot::Receiver<Result<Committed, DbError>>, AppError> {
         let Backing::Live(db) = &self.0.backing else { return Err(AppError::ReadOnly) };
+        if let Some(r) = &self.0.config.replica {
+            return Err(AppError::NotPrimary { primary: r.primary.clone() });
+        }
         let (tx, rx) = oneshot::channel();
         db.submit(m, move |r| {
             let _ = tx.send(r);

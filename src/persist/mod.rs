@@ -52,7 +52,7 @@ mod segment;
 pub mod snapshot;
 pub mod wal;
 
-pub use snapshot::{read_latest_snapshot, write_snapshot, Snapshot};
+pub use snapshot::{latest_snapshot_files, read_latest_snapshot, write_snapshot, Snapshot};
 pub use wal::{Replay, SyncMode, TornTail, Wal, WalOptions};
 
 /// Everything that can go wrong in the durability layer.

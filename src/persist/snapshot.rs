@@ -160,6 +160,19 @@ pub fn read_latest_snapshot(dir: &Path) -> Result<Option<Snapshot>, PersistError
     Ok(Some(Snapshot { seq, schema, batches, extra, format: m.format, manifest: path }))
 }
 
+/// The newest snapshot's files, its data first and its manifest last, with its sequence:
+/// what a copy of it elsewhere needs (replicas seeded from an object store).
+pub fn latest_snapshot_files(dir: &Path) -> Result<Option<(u64, Vec<PathBuf>)>, PersistError> {
+    if !dir.exists() {
+        return Ok(None);
+    }
+    let Some(&seq) = manifests(dir)?.last() else { return Ok(None) };
+    let path = dir.join(manifest_name(seq));
+    let m = read_manifest(&path, seq)
+        .map_err(|reason| PersistError::CorruptSnapshot { path: path.clone(), reason })?;
+    Ok(Some((seq, vec![dir.join(&m.arrow.name), dir.join(&m.extra.name), path])))
+}
+
 fn read_manifest(path: &Path, seq: u64) -> Result<Manifest, String> {
     let text = fs::read_to_string(path).map_err(|e| format!("cannot read manifest: {e}"))?;
     let (body, sum) = text.split_once('\n').ok_or("manifest has no checksum line")?;

@@ -376,6 +376,14 @@ impl Log {
     }
 }
 
+/// Starts an empty log in `dir` whose first record will be `next_seq`: a data dir seeded
+/// with a snapshot of `next_seq - 1` copied from elsewhere. Fails if `dir` holds that
+/// segment already.
+pub fn create_empty(dir: &Path, next_seq: u64) -> Result<(), PersistError> {
+    std::fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+    create_segment(dir, next_seq).map(|_| ())
+}
+
 fn create_segment(dir: &Path, first_seq: u64) -> Result<(u64, PathBuf), PersistError> {
     let path = dir.join(segment::file_name(first_seq));
     // create_new: a file already under this name would hold records we do not know of.

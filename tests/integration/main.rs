@@ -14,6 +14,7 @@ mod member_stream;
 mod mutations;
 mod queries;
 mod realtime;
+mod replication;
 mod security;
 mod validation;
 mod write_faults;

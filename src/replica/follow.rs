@@ -1,0 +1,250 @@
+//! A read replica's follower (`segd serve --replica-of nats://… --stream NAME`): consumes
+//! the primary's stream in order with a durable pull consumer and applies each record
+//! through this node's own committer (`Db::submit`: check, local log, the same guarded
+//! group apply as replay, publication of the version and its events), so a replica is a
+//! data dir like any other: it restarts from its own snapshot and log.
+//!
+//! Ordering and exactly-once apply: the replica's local log assigns the same sequences
+//! as the stream (both start from the same import and take every record in order, and a
+//! replica takes no other write), and the follower checks it record by record:
+//! - a stream sequence at or below the applied one (a redelivery) is skipped;
+//! - one above the next expected is a gap (records purged from the stream): the follower
+//!   stops, it never applies past a hole;
+//! - a record whose `Nats-Msg-Id` is not its stream sequence, that does not decode, is
+//!   refused by this node's check, or is logged here under another sequence: the follower
+//!   stops (the replica diverged; its data dir must be rebuilt).
+//!
+//! The consumer is (re)created at each start at the replica's own applied sequence + 1:
+//! the data dir, not the consumer's ack floor, is what says what was applied, so a
+//! replica restored from an older snapshot still gets every record after it. Acks (all
+//! up to a message) follow the local commit, so the consumer's pending count is the lag.
+//!
+//! A stopped follower leaves the replica serving reads at the sequence it reached, with
+//! health NOT_SERVING and `segd_replica_stopped 1`; connection trouble is retried.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::{self, stream};
+use tokio::sync::oneshot;
+use tokio_stream::StreamExt;
+
+use super::{block_on, ReplicaError, Runtime};
+use crate::app::replica::ReplicaStatus;
+use crate::db::{Db, DbError};
+use crate::persist::record;
+
+/// Most records applied as one batch (submitted together, so the committer groups them).
+const BATCH: usize = 1024;
+
+/// Why following stopped.
+enum Stop {
+    /// Connection trouble: start over from the applied sequence after a pause.
+    Retry(String),
+    /// The replica cannot apply the stream any further: stop for good.
+    Fatal(String),
+}
+
+fn retry(e: impl std::fmt::Display) -> Stop {
+    Stop::Retry(e.to_string())
+}
+
+/// A replica's connection to the primary's stream, not following yet.
+pub struct Follower {
+    rt: Runtime,
+    js: jetstream::Context,
+    stream: String,
+    consumer: String,
+    status: Arc<ReplicaStatus>,
+}
+
+/// A running follower; dropping it stops it.
+pub struct Following {
+    _rt: Runtime,
+}
+
+impl Follower {
+    /// Connects to the stream (which must exist: the primary creates it) as the durable
+    /// consumer `consumer`. The primary is named from the stream's description.
+    pub fn connect(url: &str, stream: &str, consumer: &str) -> Result<Follower, ReplicaError> {
+        if consumer.is_empty() || consumer.chars().any(|c| c.is_whitespace() || ".*>/\\".contains(c)) {
+            return Err(ReplicaError::Config(format!(
+                "--replica-name '{consumer}' is not a valid JetStream consumer name (no spaces, '.', '*', '>', '/')"
+            )));
+        }
+        let rt = Runtime::new()?;
+        let (js, description) = block_on(&rt, async {
+            let js = jetstream::new(super::connect(url).await?);
+            let s: stream::Stream = js.get_stream(stream).await.map_err(|e| {
+                ReplicaError::Nats(format!(
+                    "stream '{stream}' on {url}: {e} (start the primary with --replicate {url} --stream {stream} first)"
+                ))
+            })?;
+            let description = s.cached_info().config.description.clone();
+            Ok::<_, ReplicaError>((js, description))
+        })?;
+        let primary = description.as_deref().and_then(|d| d.strip_prefix(super::PRIMARY_PREFIX)).map_or_else(
+            || format!("the primary writing stream '{stream}'"),
+            |a| format!("the primary at {a}"),
+        );
+        let status = Arc::new(ReplicaStatus::new(format!("{primary} (stream '{stream}' on {url})")));
+        Ok(Follower { rt, js, stream: stream.to_string(), consumer: consumer.to_string(), status })
+    }
+
+    /// Seeds an empty data dir with the newest snapshot in the stream's object store:
+    /// Some(its sequence), or None (a data dir of its own, or no snapshot uploaded yet:
+    /// then it imports like the primary did and follows the stream from its start).
+    pub fn seed(&self, data_dir: &std::path::Path) -> Result<Option<u64>, ReplicaError> {
+        block_on(&self.rt, super::snapshots::seed(&self.js, &self.stream, data_dir))
+            .map_err(ReplicaError::Nats)
+    }
+
+    /// What the application reports and refuses writes with.
+    pub fn status(&self) -> Arc<ReplicaStatus> {
+        self.status.clone()
+    }
+
+    /// Follows the stream into `db` on the follower's own thread until dropped.
+    pub fn start(self, db: Arc<Db>) -> Following {
+        let Follower { rt, js, stream, consumer, status } = self;
+        rt.handle().spawn(async move {
+            loop {
+                match follow(&js, &stream, &consumer, &db, &status).await {
+                    Ok(()) => return,
+                    Err(Stop::Retry(why)) => {
+                        tracing::warn!(error = %why, stream, "following the primary's stream: retrying in 1 s");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(Stop::Fatal(why)) => {
+                        tracing::error!(
+                            error = %why,
+                            applied = db.read().sequence(),
+                            "the replica stopped following the primary: reads answer from the sequence reached; \
+                             rebuild this replica's data dir to follow again"
+                        );
+                        status.stop(why);
+                        return;
+                    }
+                }
+            }
+        });
+        Following { _rt: rt }
+    }
+}
+
+/// Applies the stream from the replica's applied sequence on, until the database closes
+/// (Ok) or something stops it.
+async fn follow(
+    js: &jetstream::Context,
+    stream_name: &str,
+    consumer_name: &str,
+    db: &Db,
+    status: &ReplicaStatus,
+) -> Result<(), Stop> {
+    let stream = js.get_stream(stream_name).await.map_err(retry)?;
+    let applied = db.read().sequence();
+    let info = stream.get_info().await.map_err(retry)?;
+    if info.state.messages > 0 && info.state.first_sequence > applied + 1 {
+        return Err(Stop::Fatal(format!(
+            "stream '{stream_name}' starts at sequence {}, this replica has applied up to {applied}: the records \
+             between are gone from the stream",
+            info.state.first_sequence
+        )));
+    }
+    if info.state.last_sequence < applied {
+        return Err(Stop::Fatal(format!(
+            "stream '{stream_name}' ends at sequence {}, this replica has applied up to {applied}: it is not the \
+             stream this replica followed",
+            info.state.last_sequence
+        )));
+    }
+    status.progress(applied, info.state.last_sequence);
+    // The data dir says what was applied: a consumer left from before starts over there.
+    let _ = stream.delete_consumer(consumer_name).await;
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some(consumer_name.to_string()),
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: applied + 1 },
+            ack_policy: AckPolicy::All,
+            description: Some("a segd read replica".into()),
+            ..Default::default()
+        })
+        .await
+        .map_err(retry)?;
+    tracing::info!(
+        stream = stream_name,
+        consumer = consumer_name,
+        from = applied + 1,
+        "following the primary's stream"
+    );
+    let mut next = applied + 1;
+    loop {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(BATCH)
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await
+            .map_err(retry)?;
+        let mut messages = vec![];
+        while let Some(m) = batch.next().await {
+            messages.push(m.map_err(retry)?);
+        }
+        let Some(last) = messages.last() else {
+            let last = stream.get_info().await.map_err(retry)?.state.last_sequence;
+            status.progress(next - 1, last);
+            continue;
+        };
+        let pending = last.info().map_err(retry)?.pending;
+        let mut waits = Vec::with_capacity(messages.len());
+        for m in &messages {
+            let seq = m.info().map_err(retry)?.stream_sequence;
+            if seq < next {
+                continue;
+            }
+            if seq > next {
+                return Err(Stop::Fatal(format!(
+                    "stream '{stream_name}' delivered sequence {seq} where {next} was due: records are missing"
+                )));
+            }
+            let id = m.message.headers.as_ref().and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID));
+            if id.map(|v| v.as_str()) != Some(seq.to_string().as_str()) {
+                return Err(Stop::Fatal(format!(
+                    "stream sequence {seq} carries segd record {:?}: the stream was not written by one segd primary \
+                     from its first record",
+                    id.map(|v| v.as_str().to_string())
+                )));
+            }
+            let mutation = record::decode_mutation(record::FORMAT, &m.message.payload).map_err(|e| {
+                Stop::Fatal(format!("record {seq} of stream '{stream_name}' does not decode: {e}"))
+            })?;
+            let (tx, rx) = oneshot::channel();
+            db.submit(mutation, move |r| {
+                let _ = tx.send(r);
+            });
+            waits.push((seq, rx));
+            next += 1;
+        }
+        for (seq, rx) in waits {
+            match rx.await {
+                Ok(Ok(c)) if c.sequence == seq => {}
+                Ok(Ok(c)) => {
+                    return Err(Stop::Fatal(format!(
+                        "record {seq} of the stream was logged here as sequence {}: this replica diverged",
+                        c.sequence
+                    )))
+                }
+                Ok(Err(DbError::Closed)) | Err(_) => return Ok(()),
+                Ok(Err(e)) => {
+                    return Err(Stop::Fatal(format!(
+                        "record {seq} of the stream does not apply on this replica: {e}"
+                    )))
+                }
+            }
+        }
+        // Everything up to it is durable here: the consumer need not deliver it again.
+        last.ack().await.map_err(retry)?;
+        status.progress(next - 1, next - 1 + pending);
+    }
+}

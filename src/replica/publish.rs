@@ -1,0 +1,262 @@
+//! The primary's side (`segd serve --replicate nats://…`): each commit group's records
+//! published to a JetStream stream and acknowledged by it before the committer applies
+//! and acknowledges the group (see `crate::db::GroupSink`).
+//!
+//! One message per log record, the same `persist::record` bytes as the local log, so the
+//! stream's sequence IS segd's sequence (the stream belongs to one primary from its first
+//! record). Each message carries:
+//! - `Nats-Msg-Id: <sequence>`: a publish retried after a lost acknowledgement is found in
+//!   the stream's duplicate window and acknowledged with its first sequence, not stored
+//!   twice;
+//! - `Nats-Expected-Last-Sequence: <sequence − 1>`: JetStream stores the record only
+//!   directly after its predecessor, so a gap (a lost record) or a second writer is refused
+//!   by the stream itself, never stored out of order.
+//!
+//! And every acknowledgement is checked: stream name and stream sequence must equal the
+//! record's; anything else is an error that stops writes, never a silent divergence.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{self, stream};
+
+use super::{block_on, subject_of, ReplicaError, Runtime};
+use crate::db::GroupSink;
+use crate::persist::{record, Replay};
+
+/// Room left for headers below the server's `max_payload` (headers count against it).
+const HEADER_ROOM: usize = 1024;
+
+/// A JetStream stream as the primary's replicated log.
+pub struct JetStreamLog {
+    rt: Runtime,
+    js: jetstream::Context,
+    stream: String,
+    subject: String,
+    max_payload: usize,
+    /// How long a group is retried (a NATS server restarting, a leader election) before
+    /// the committer gives up and stops writes.
+    patience: Duration,
+}
+
+impl std::fmt::Debug for JetStreamLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JetStreamLog(stream {}, subject {})", self.stream, self.subject)
+    }
+}
+
+impl JetStreamLog {
+    /// Connects and creates the stream when missing (file storage, `replicas` copies on
+    /// the NATS cluster). `primary` (this node's gRPC address) is written into the stream's
+    /// description: replicas name it when they refuse a write. A group not acknowledged
+    /// within `patience` stops writes. With `snapshots` (the data dir's snapshot dir), the
+    /// newest snapshot is uploaded to the object store and the stream trimmed (see
+    /// `snapshots`).
+    pub fn connect(
+        url: &str,
+        stream: &str,
+        replicas: usize,
+        primary: &str,
+        patience: Duration,
+        snapshots: Option<std::path::PathBuf>,
+    ) -> Result<JetStreamLog, ReplicaError> {
+        let rt = Runtime::new()?;
+        let subject = subject_of(stream);
+        let description = format!("{}{primary}", super::PRIMARY_PREFIX);
+        let (js, max_payload) = block_on(&rt, async {
+            let client = super::connect(url).await?;
+            let max_payload = client.server_info().max_payload;
+            let mut js = jetstream::new(client);
+            js.set_timeout(patience.min(Duration::from_secs(5)));
+            let mut s = js
+                .get_or_create_stream(stream::Config {
+                    name: stream.to_string(),
+                    subjects: vec![subject.clone()],
+                    storage: stream::StorageType::File,
+                    num_replicas: replicas,
+                    description: Some(description.clone()),
+                    // The log is append-only: a record is never removed from its middle.
+                    deny_delete: true,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| ReplicaError::Nats(format!("creating stream '{stream}': {e}")))?;
+            let info = s.info().await.map_err(|e| ReplicaError::Nats(format!("stream '{stream}': {e}")))?;
+            if info.config.subjects != [subject.clone()] {
+                return Err(ReplicaError::Config(format!(
+                    "stream '{stream}' takes subjects {:?}; segd needs it to take exactly '{subject}'",
+                    info.config.subjects
+                )));
+            }
+            if info.config.description.as_deref() != Some(description.as_str()) {
+                let mut config = info.config.clone();
+                config.description = Some(description.clone());
+                js.update_stream(config).await.map_err(|e| {
+                    ReplicaError::Nats(format!("naming the primary on stream '{stream}': {e}"))
+                })?;
+            }
+            Ok((js, max_payload))
+        })?;
+        tracing::info!(url, stream, subject, max_payload, "replicating the log to JetStream");
+        if let Some(dir) = snapshots {
+            let every = Duration::from_secs(1);
+            rt.handle().spawn(super::snapshots::upload_loop(js.clone(), stream.to_string(), dir, every));
+        }
+        Ok(JetStreamLog { rt, js, stream: stream.to_string(), subject, max_payload, patience })
+    }
+
+    async fn last_sequence(&self) -> Result<u64, String> {
+        let s =
+            self.js.get_stream(&self.stream).await.map_err(|e| format!("stream '{}': {e}", self.stream))?;
+        let info = s.get_info().await.map_err(|e| format!("stream '{}': {e}", self.stream))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// Publishes `records` pipelined (each sent before the first acknowledgement is
+    /// awaited); returns how many were confirmed, in order, and if not all, why the next
+    /// one was not and whether a retry may succeed.
+    async fn publish_from(&self, records: &[(u64, &[u8])]) -> (usize, Option<(bool, String)>) {
+        let mut acks = Vec::with_capacity(records.len());
+        for &(seq, bytes) in records {
+            let msg = PublishMessage::build()
+                .payload(bytes.to_vec().into())
+                .message_id(seq.to_string())
+                .expected_last_sequence(seq - 1);
+            match self.js.send_publish(self.subject.clone(), msg).await {
+                Ok(ack) => acks.push(Pending::Sent(ack)),
+                Err(e) => {
+                    acks.push(Pending::Failed(e.kind(), e.to_string()));
+                    break;
+                }
+            }
+        }
+        let mut confirmed = 0;
+        for (ack, &(seq, _)) in acks.into_iter().zip(records) {
+            let ack = match ack {
+                Pending::Sent(ack) => ack.await.map_err(|e| (e.kind(), e.to_string())),
+                Pending::Failed(kind, msg) => Err((kind, msg)),
+            };
+            match ack {
+                Ok(ack) if ack.stream == self.stream && ack.sequence == seq => {
+                    if ack.duplicate {
+                        tracing::info!(sequence = seq, "record was already in the stream (a retried publish)");
+                    }
+                    confirmed += 1;
+                }
+                Ok(ack) => {
+                    return (
+                        confirmed,
+                        Some((
+                            false,
+                            format!(
+                                "record {seq} was stored as sequence {} of stream '{}' (expected {seq} of '{}'): \
+                                 the stream and this node's log disagree",
+                                ack.sequence, ack.stream, self.stream
+                            ),
+                        )),
+                    )
+                }
+                Err((kind, msg)) => {
+                    let retry = matches!(kind, PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::Other | PublishErrorKind::MaxAckPending);
+                    let why = match kind {
+                        PublishErrorKind::WrongLastSequence => format!(
+                            "stream '{}' refused record {seq}: its last sequence is not {} (another writer, or \
+                             records lost from the stream)",
+                            self.stream,
+                            seq - 1
+                        ),
+                        _ => format!("publishing record {seq} to stream '{}': {msg}", self.stream),
+                    };
+                    return (confirmed, Some((retry, why)));
+                }
+            }
+        }
+        (confirmed, None)
+    }
+
+    /// Publishes `records` (in sequence order), retrying what was not confirmed until
+    /// `patience` has passed.
+    async fn publish_all(&self, records: &[(u64, &[u8])]) -> Result<(), String> {
+        let start = Instant::now();
+        let mut done = 0;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let (confirmed, failed) = self.publish_from(&records[done..]).await;
+            done += confirmed;
+            match failed {
+                None => return Ok(()),
+                Some((true, why)) if start.elapsed() < self.patience => {
+                    tracing::warn!(error = %why, "retrying the publish");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Some((_, why)) => return Err(why),
+            }
+        }
+    }
+}
+
+/// A publish sent (its acknowledgement to come) or refused before it was sent.
+enum Pending {
+    Sent(jetstream::context::PublishAckFuture),
+    Failed(PublishErrorKind, String),
+}
+
+impl GroupSink for JetStreamLog {
+    fn open(&self, last: u64, local: &Replay) -> Result<(), String> {
+        block_on(&self.rt, async {
+            let stream_last = self.last_sequence().await?;
+            if stream_last > last {
+                return Err(format!(
+                    "stream '{}' holds records up to sequence {stream_last}, this data dir only up to {last}: \
+                     it is behind the replicated log (another primary wrote to it, or this data dir is older). \
+                     Start this node with --replica-of to follow the stream, or give the primary a new stream",
+                    self.stream
+                ));
+            }
+            if stream_last == last {
+                return Ok(());
+            }
+            // Logged here, never confirmed there (the primary stopped in between): publish
+            // them now, before anything is applied or acknowledged.
+            let missing: Vec<(u64, &[u8])> = local
+                .records
+                .iter()
+                .filter(|(seq, _)| *seq > stream_last)
+                .map(|(seq, bytes)| (*seq, bytes.as_slice()))
+                .collect();
+            let contiguous = missing.first().map(|r| r.0) == Some(stream_last + 1)
+                && missing.windows(2).all(|w| w[1].0 == w[0].0 + 1)
+                && missing.last().map(|r| r.0) == Some(last);
+            if !contiguous {
+                return Err(format!(
+                    "stream '{}' ends at sequence {stream_last}, this data dir's log at {last}, and the records \
+                     between are no longer in the local log (cut after a snapshot): the stream cannot be \
+                     completed. Give the primary a new stream (and start its replicas afresh)",
+                    self.stream
+                ));
+            }
+            if let Some(&(seq, _)) = missing.iter().find(|(seq, _)| local.format_of(*seq) != record::FORMAT) {
+                return Err(format!(
+                    "record {seq} is in an older record format; start once without --replicate so the data \
+                     dir is upgraded, then again with it"
+                ));
+            }
+            tracing::warn!(
+                from = stream_last + 1,
+                to = last,
+                "publishing logged records the stream does not hold yet"
+            );
+            self.publish_all(&missing).await
+        })
+    }
+
+    fn max_record_bytes(&self) -> usize {
+        self.max_payload.saturating_sub(HEADER_ROOM)
+    }
+
+    fn append(&self, records: &[(u64, &[u8])]) -> Result<(), String> {
+        block_on(&self.rt, self.publish_all(records))
+    }
+}
