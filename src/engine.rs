@@ -143,14 +143,23 @@ impl EventLog {
     }
 
     pub fn push(&mut self, events: Vec<SegmentEvent>) {
-        for e in events {
-            if self.events.len() == self.capacity {
-                if let Some(old) = self.events.pop_front() {
-                    self.dropped_through = old.sequence;
-                }
+        // Whole ranges rather than one event at a time: a replayed group of 250,000
+        // updates brings ~5M events to a log of 1M.
+        let mut events = events.into_iter();
+        let skip = events.len().saturating_sub(self.capacity);
+        if skip > 0 {
+            self.events.clear();
+            if let Some(last) = events.nth(skip - 1) {
+                self.dropped_through = last.sequence;
             }
-            self.events.push_back(e);
         }
+        let over = (self.events.len() + events.len()).saturating_sub(self.capacity);
+        if over > 0 {
+            if let Some(last) = self.events.drain(..over).next_back() {
+                self.dropped_through = last.sequence;
+            }
+        }
+        self.events.extend(events);
     }
 
     /// Marks every event up to `sequence` as gone (after a restart: events are not kept
@@ -376,27 +385,36 @@ impl Engine {
         let t0 = std::time::Instant::now();
         // Layers exist for the events; without saved segments there are none to derive,
         // and one pass gives the same table.
-        let layers = if self.segments.is_empty() { vec![Layer::Whole] } else { layers(batches) };
-        let mut events: Vec<((u64, u32, u32), SegmentEvent)> = vec![];
+        let layer_of = if self.segments.is_empty() { None } else { layers(batches) };
+        let depth = layer_of.as_ref().map_or(1, |(deepest, _)| deepest + 1);
+        // Each layer's events come out ordered by (sequence, segment, row).
+        let mut per_layer: Vec<Vec<EventKeyed>> = Vec::with_capacity(depth);
         let mut rows_written = 0;
-        for layer in &layers {
-            let refs: Vec<&[CustomerUpdate]> = match layer {
-                Layer::Whole => batches.to_vec(),
-                Layer::Part(parts) => parts.iter().map(|p| p.as_slice()).collect(),
+        for j in 0..depth {
+            let changed = match &layer_of {
+                None => self.data.apply_checked_upsert_batches(batches),
+                Some((_, of)) => {
+                    let n = of.iter().flatten().filter(|&&l| l == j).count();
+                    let part = batches.iter().zip(of).enumerate().flat_map(|(b, (batch, of))| {
+                        batch.iter().zip(of).filter(move |&(_, &l)| l == j).map(move |(u, _)| (b, u))
+                    });
+                    self.data.apply_checked_updates(n, part)
+                }
             };
-            let changed = self.data.apply_checked_upsert_batches(&refs);
             rows_written += changed.len();
             let rows: Vec<u32> = changed.iter().map(|&(r, _)| r).collect();
             let row_seqs: Vec<u64> = changed.iter().map(|&(_, b)| seqs[b]).collect();
-            events.extend(self.segments.on_write_keyed(&self.data, &rows, &row_seqs, &[], seqs[0]));
+            per_layer.push(self.segments.on_write_keyed(&self.data, &rows, &row_seqs, &[], seqs[0]));
         }
-        if layers.len() > 1 {
-            // Each layer is in order; a mutation's events can come from several layers.
-            events.sort_by_key(|&(k, _)| k);
+        // A mutation's events can come from several layers: merge the sorted lists, the
+        // small deep layers first.
+        let mut events = per_layer.pop().expect("one layer at least");
+        while let Some(shallower) = per_layer.pop() {
+            events = merge_by_key(shallower, events);
         }
         tracing::debug!(
             batches = batches.len(),
-            layers = layers.len(),
+            layers = depth,
             rows = rows_written,
             events = events.len(),
             ms = t0.elapsed().as_secs_f64() * 1e3,
@@ -460,19 +478,31 @@ impl Engine {
     }
 }
 
-/// The updates of one layer of a run of upserts (see [`Engine::apply_group`]).
-enum Layer {
-    /// Every batch whole: no customer is written by two batches of the run.
-    Whole,
-    /// One part per batch of the run (possibly empty).
-    Part(Vec<Vec<CustomerUpdate>>),
+/// A segment event with its order key (sequence, segment index, row).
+type EventKeyed = ((u64, u32, u32), SegmentEvent);
+
+/// Merges two lists sorted by key (no key is in both) into one.
+fn merge_by_key(a: Vec<EventKeyed>, b: Vec<EventKeyed>) -> Vec<EventKeyed> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let from_a = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => x.0 < y.0,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return out,
+        };
+        out.extend(if from_a { a.next() } else { b.next() });
+    }
 }
 
 /// Splits a run of upsert batches into layers: an update goes to layer `j` when `j`
 /// earlier batches of the run wrote its customer (updates of one customer within one
 /// batch stay together: they are one mutation's write). New customers first appear in
 /// layer 0 in the run's order, so they get the rows sequential apply would give them.
-fn layers(batches: &[&[CustomerUpdate]]) -> Vec<Layer> {
+/// Returns the deepest layer and each update's layer, per batch; None when every update
+/// is in layer 0 (no customer is written by two batches of the run).
+fn layers(batches: &[&[CustomerUpdate]]) -> Option<(usize, Vec<Vec<usize>>)> {
     // Per customer: (index of the last batch that wrote it, batches that wrote it).
     let mut seen: HashMap<u64, (usize, usize)> = HashMap::new();
     let mut deepest = 0;
@@ -489,22 +519,7 @@ fn layers(batches: &[&[CustomerUpdate]]) -> Vec<Layer> {
         }
         layer_of.push(of);
     }
-    if deepest == 0 {
-        return vec![Layer::Whole];
-    }
-    (0..=deepest)
-        .map(|j| {
-            Layer::Part(
-                batches
-                    .iter()
-                    .zip(&layer_of)
-                    .map(|(batch, of)| {
-                        batch.iter().zip(of).filter(|&(_, &l)| l == j).map(|(u, _)| u.clone()).collect()
-                    })
-                    .collect(),
-            )
-        })
-        .collect()
+    (deepest > 0).then_some((deepest, layer_of))
 }
 
 #[cfg(test)]

@@ -399,3 +399,47 @@ fn events_are_a_function_of_the_log_whatever_the_grouping() {
         }
     }
 }
+
+#[test]
+fn event_log_keeps_the_newest_events_whatever_the_batch_sizes() {
+    // The oracle: one event at a time into a bounded queue, remembering the sequence of
+    // the last one dropped.
+    let ev = |sequence: u64| SegmentEvent {
+        segment_id: "s".into(),
+        customer_id: sequence * 10,
+        change: Change::Entered,
+        sequence,
+    };
+    let mut r = SmallRng::seed_from_u64(9);
+    for capacity in [1usize, 3, 7] {
+        let mut log = EventLog::new(capacity);
+        let mut kept: std::collections::VecDeque<SegmentEvent> = Default::default();
+        let mut dropped = 0;
+        let mut seq = 0;
+        for _ in 0..60 {
+            // Batches below, at and above the capacity; several events per sequence.
+            let batch: Vec<SegmentEvent> = (0..r.random_range(0..=2 * capacity + 1))
+                .map(|_| {
+                    seq += r.random_range(0..2);
+                    ev(seq)
+                })
+                .collect();
+            for e in batch.clone() {
+                if kept.len() == capacity {
+                    dropped = kept.pop_front().unwrap().sequence;
+                }
+                kept.push_back(e);
+            }
+            log.push(batch);
+            let all = HashSet::new();
+            for from in 0..=seq + 1 {
+                let want = if from <= dropped {
+                    Err(Gone { asked: from, oldest: dropped + 1 })
+                } else {
+                    Ok(kept.iter().filter(|e| e.sequence >= from).cloned().collect::<Vec<_>>())
+                };
+                assert_eq!(log.since(from, &all, usize::MAX), want, "capacity {capacity}, from {from}");
+            }
+        }
+    }
+}

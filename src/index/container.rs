@@ -220,37 +220,37 @@ impl Container {
             }
         } else if let Container::Array(a) = self {
             if a.len() + add.len() <= ARRAY_MAX {
-                // Merge: the result stays an array.
+                // Merge: the result stays an array. Edits are few beside the array (a
+                // write's rows spread over every segment's containers), so the runs between
+                // two edited offsets are found by binary search and copied whole: an
+                // element-by-element merge was ~15% of a commit group's instructions.
                 let mut v = Vec::with_capacity(a.len() + add.len());
-                let (mut i, mut j, mut k) = (0, 0, 0);
-                while i < a.len() || j < add.len() {
-                    let x = match (a.get(i), add.get(j)) {
-                        (Some(&x), Some(&y)) if x == y => {
-                            i += 1;
-                            j += 1;
-                            x
-                        }
-                        (Some(&x), Some(&y)) if x < y => {
-                            i += 1;
-                            x
-                        }
-                        (Some(&x), None) => {
-                            i += 1;
-                            x
-                        }
-                        (_, Some(&y)) => {
-                            j += 1;
-                            y
-                        }
-                        (None, None) => unreachable!(),
+                let mut rest: &[u16] = a;
+                let (mut j, mut k) = (0, 0);
+                loop {
+                    // The next edited offset (`add` and `remove` are disjoint).
+                    let (o, adding) = match (add.get(j), remove.get(k)) {
+                        (Some(&x), Some(&y)) if x < y => (x, true),
+                        (_, Some(&y)) => (y, false),
+                        (Some(&x), None) => (x, true),
+                        (None, None) => break,
                     };
-                    while k < remove.len() && remove[k] < x {
+                    if adding {
+                        j += 1;
+                    } else {
                         k += 1;
                     }
-                    if remove.get(k) != Some(&x) {
-                        v.push(x);
+                    let p = rest.partition_point(|&x| x < o);
+                    v.extend_from_slice(&rest[..p]);
+                    rest = &rest[p..];
+                    if rest.first() == Some(&o) {
+                        rest = &rest[1..];
+                    }
+                    if adding {
+                        v.push(o);
                     }
                 }
+                v.extend_from_slice(rest);
                 *self = Container::from_sorted(&v);
             } else {
                 self.edit_dense(add, remove);
@@ -469,7 +469,8 @@ mod tests {
                 offs.sort_unstable();
                 offs.dedup();
                 let start = Container::from_sorted(&offs);
-                let k = r.random_range(0..3000);
+                // Few edits (a write's usual case) and many.
+                let k = if r.random_bool(0.5) { r.random_range(0..8) } else { r.random_range(0..3000) };
                 let mut add: Vec<u16> = (0..k).map(|_| r.random()).collect();
                 add.sort_unstable();
                 add.dedup();

@@ -73,8 +73,21 @@ pub struct SegmentMeta {
     pub members: Vec<u64>,
 }
 
+#[path = "record_upsert.rs"]
+mod upsert;
+
 /// Appends the record of `m` to `buf` (the log's group buffer: no intermediate copy).
 pub fn encode_mutation(m: &Mutation, buf: &mut Vec<u8>) {
+    // The hot path: an upsert is written straight from the batch, byte for byte what the
+    // general path below writes (`upsert_fast_path_writes_prost_bytes`).
+    if let Mutation::Upsert(batch) = m {
+        return upsert::encode_upsert(batch, buf);
+    }
+    encode_mutation_via_message(m, buf);
+}
+
+/// [`encode_mutation`] through the generated message, for every kind of mutation.
+fn encode_mutation_via_message(m: &Mutation, buf: &mut Vec<u8>) {
     let r = pb::Record::from(m);
     buf.reserve(r.encoded_len());
     if r.encode(buf).is_err() {
@@ -85,10 +98,20 @@ pub fn encode_mutation(m: &Mutation, buf: &mut Vec<u8>) {
 /// Decodes a log record written in `format`.
 pub fn decode_mutation(format: u32, bytes: &[u8]) -> Result<Mutation, DecodeError> {
     match format {
-        FORMAT => pb::Record::decode(bytes).map_err(|e| DecodeError::Protobuf(e.to_string()))?.try_into(),
+        FORMAT => match upsert::decode_upsert(bytes) {
+            // Replay's hot path: an upsert read straight into the batch; anything it does
+            // not read exactly as prost would goes the general way.
+            Some(batch) => Ok(Mutation::Upsert(batch)),
+            None => decode_mutation_via_message(bytes),
+        },
         LEGACY_FORMAT => super::legacy::decode_mutation(bytes),
         other => Err(DecodeError::UnknownFormat(other)),
     }
+}
+
+/// A format-2 record through the generated message, for every kind of mutation.
+fn decode_mutation_via_message(bytes: &[u8]) -> Result<Mutation, DecodeError> {
+    pb::Record::decode(bytes).map_err(|e| DecodeError::Protobuf(e.to_string()))?.try_into()
 }
 
 pub fn encode_snapshot_meta(meta: &SnapshotMeta) -> Vec<u8> {
