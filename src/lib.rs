@@ -24,6 +24,8 @@
 //!   ([`gamify::record`]) are protobuf messages of their own.
 //! - [`leaderboard`]: exact leaderboards per period in the program's time zone, read whole
 //!   or within any row bitmap (a segment, an ad-hoc `where`) with no copy per scope.
+//! - [`badge`]: badges awarded on a criterion's rising edge (once, or repeatable up to a
+//!   bound), kept per customer by interned key; pure, like the two below.
 //! - [`streak`]: consecutive days / weeks with a qualifying event in the customer's time
 //!   zone, with freezes and milestones; pure functions.
 //! - [`challenge`]: challenge windows (fixed, each week, each month) and progress toward a
@@ -70,6 +72,7 @@
 
 pub mod analytics;
 pub mod app;
+pub mod badge;
 pub mod challenge;
 pub mod db;
 pub mod decide;

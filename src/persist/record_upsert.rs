@@ -2,7 +2,7 @@
 //! as `pb::Record::from(m).encode(..)` (a test compares them), without building the
 //! `pb` message first. That message owns a copy of every attribute name and string
 //! value, and building, encoding and freeing it was ~22% of a commit group's CPU
-//! (callgrind, 4 × 10,000 upserts, 100 saved segments; see BENCHMARKS.md §7).
+//! (callgrind, 4 × 10,000 upserts, 100 saved segments; see BENCHMARKS.md §8).
 //!
 //! Protobuf's rules as prost applies them: fields in field-number order; a proto3 scalar
 //! equal to its default (`customer_id` 0, an empty `attribute`) is left out; a oneof case
