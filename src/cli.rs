@@ -300,8 +300,18 @@ pub fn serve(args: ServeArgs) -> Result<()> {
              its log (use an empty --data-dir to import again)"
         );
     }
+    // A fresh demo data dir gets the demo offer catalogue too (logged, like any PutOffer).
+    let demo_offers = imported.get() && args.data.is_none();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
+        if demo_offers {
+            let offers = segd::grpc::decide::demo_offers()?;
+            let n = offers.len();
+            for o in offers {
+                server.app().put_offer(o).await.context("loading the demo offer catalogue")?;
+            }
+            tracing::info!(offers = n, "demo offer catalogue loaded (src/decide/demo_offers.json)");
+        }
         let listener = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding --listen {}", args.listen))?;

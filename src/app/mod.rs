@@ -11,6 +11,7 @@
 //!   and when a count is cached.
 //! - [`writes`]: every write use case, each submitted to the database's group commit.
 //! - [`watch`]: subscriptions to saved segments' ENTERED / LEFT events.
+//! - [`decide`]: next-best-offer: offers, contact policy, decisions, outcomes, reach.
 //!
 //! Work that scans chunks runs on the rayon pool, never on the caller's (async) thread;
 //! single-row work runs inline. Either way a panic becomes [`AppError::Internal`] for that
@@ -18,6 +19,7 @@
 
 pub mod code;
 pub mod config;
+pub mod decide;
 pub mod error;
 pub mod reads;
 pub mod watch;
@@ -38,6 +40,7 @@ use crate::store::Dataset;
 
 pub use code::ErrorCode;
 pub use config::Config;
+pub use decide::{DecisionContext, NboAnswer, NboRequest, OutcomeRecorded};
 pub use error::AppError;
 pub use reads::{
     BatchMembership, Counted, CustomerRecord, Explained, Membership, Overlap, SchemaInfo, SegmentInfo,
@@ -68,6 +71,8 @@ struct Inner {
     /// The sequence the state was opened at: segment events are not persisted, so events
     /// at or before it are not retained.
     opened_at: u64,
+    /// The last decision id handed out (see `decide.rs`).
+    decision_ids: std::sync::atomic::AtomicU64,
 }
 
 /// The application. Cloning shares it.
@@ -121,6 +126,7 @@ impl App {
             commits,
             closing: tokio_watch::channel(false).0,
             opened_at,
+            decision_ids: Default::default(),
         }))
     }
 

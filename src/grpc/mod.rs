@@ -12,10 +12,12 @@
 //!   metrics) and the `SegmentService` implementation.
 //! - [`customers`]: the `CustomerService` implementation (upserts, deletes, reads).
 //! - [`watch`]: an application subscription as the `WatchSegments` response stream.
+//! - [`decide`]: the `DecisionService` implementation (next-best-offer) and its conversions.
 
 pub mod codec;
 pub mod convert;
 pub mod customers;
+pub mod decide;
 pub mod service;
 pub mod status;
 pub mod watch;
