@@ -400,8 +400,19 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     }
     // Applies the primary's stream until the process ends.
     let _following = follower.map(|f| f.start(server.db().expect("serve opens a data dir").clone()));
+    // A fresh demo data dir gets the demo offer catalogue too (logged, like any PutOffer);
+    // a replica gets it from its primary's stream instead.
+    let demo_offers = imported.get() && args.data.is_none() && args.replica_of.is_none();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
+        if demo_offers {
+            let offers = segd::grpc::decide::demo_offers()?;
+            let n = offers.len();
+            for o in offers {
+                server.app().put_offer(o).await.context("loading the demo offer catalogue")?;
+            }
+            tracing::info!(offers = n, "demo offer catalogue loaded (src/decide/demo_offers.json)");
+        }
         let listener = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding --listen {}", args.listen))?;

@@ -374,6 +374,10 @@ fn load_snapshot(snap_dir: &std::path::Path, opts: &DbOptions) -> Result<Option<
     )?;
     let mut engine = Engine::new(data, opts.max_segments, opts.event_capacity);
     restore_segments(&mut engine, extra.segments)?;
+    let decide = crate::decide::record::decode_state(&extra.decide).map_err(|e| {
+        DbError::Corrupt(format!("snapshot {}: next-best-offer state: {e}", snap.manifest.display()))
+    })?;
+    engine.restore_decide(decide);
     engine.restored_at(snap.seq);
     tracing::info!(sequence = snap.seq, "snapshot loaded");
     Ok(Some((engine, format)))
@@ -440,8 +444,12 @@ fn snapshot(engine: &Engine, dir: &std::path::Path, seq: u64) -> Result<(), DbEr
             }
         })
         .collect();
-    let extra =
-        record::encode_snapshot_meta(&SnapshotMeta { id_column: data.id_column().name.clone(), segments });
+    let decide = crate::decide::record::encode_state(engine.decide());
+    let extra = record::encode_snapshot_meta(&SnapshotMeta {
+        id_column: data.id_column().name.clone(),
+        segments,
+        decide,
+    });
     let schema = data.export_schema();
     let batches = (0..data.n_chunks()).map(|c| data.export_chunk(&schema, c));
     write_snapshot(dir, seq, schema.clone(), batches, &extra)?;

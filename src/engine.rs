@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use crate::decide;
 use crate::segments::{Definition, SegmentError, SegmentEvent, Segments};
 use crate::store::mutate::{CustomerUpdate, MutationError, NewAttribute};
 use crate::store::Dataset;
@@ -39,6 +40,10 @@ pub enum Mutation {
         customer_ids: Vec<u64>,
         add: bool,
     },
+    /// Next-best-offer decisions: offers, the contact policy, decisions and outcomes.
+    /// Logged as its own record (`segd.log.v1` field 30), never as serde.
+    #[serde(skip)]
+    Decide(decide::Change),
 }
 
 impl Mutation {
@@ -49,7 +54,7 @@ impl Mutation {
             Mutation::Delete(ids) => ids.len() as u64,
             Mutation::EditMembers { customer_ids, .. } => customer_ids.len() as u64,
             Mutation::CreateSegment { members, .. } => members.len().max(1) as u64,
-            Mutation::AddAttribute { .. } | Mutation::DeleteSegment { .. } => 1,
+            Mutation::AddAttribute { .. } | Mutation::DeleteSegment { .. } | Mutation::Decide(_) => 1,
         }
     }
 
@@ -63,6 +68,7 @@ impl Mutation {
             | Mutation::DeleteSegment { .. } => true,
             // Their checks read only the schema and the saved segments, which these leave alone.
             Mutation::Upsert(_) | Mutation::Delete(_) | Mutation::EditMembers { .. } => false,
+            Mutation::Decide(c) => c.changes_catalogue(),
         }
     }
 
@@ -99,6 +105,7 @@ impl Mutation {
                 customer_ids.len(),
                 some_ids(customer_ids.iter().copied())
             ),
+            Mutation::Decide(c) => c.summary(),
         }
     }
 }
@@ -111,6 +118,7 @@ pub enum Outcome {
     SegmentCreated { count: u64 },
     SegmentDeleted,
     MembersEdited { changed: u64 },
+    Decide(decide::ChangeOutcome),
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -119,6 +127,8 @@ pub enum EngineError {
     Mutation(#[from] MutationError),
     #[error(transparent)]
     Segment(#[from] SegmentError),
+    #[error(transparent)]
+    Decide(#[from] decide::ChangeError),
 }
 
 /// A watcher asked for events older than the retention window.
@@ -204,6 +214,8 @@ impl EventLog {
 pub struct Engine {
     data: Dataset,
     segments: Segments,
+    /// Offers, contact policy and contact history (shared whole by versions it did not change).
+    decide: Arc<decide::State>,
     /// Shared by every version: the events of published versions.
     events: Arc<Mutex<EventLog>>,
     /// Sequence of the last mutation applied.
@@ -218,6 +230,7 @@ impl Clone for Engine {
         Engine {
             data: self.data.clone(),
             segments: self.segments.clone(),
+            decide: self.decide.clone(),
             events: self.events.clone(),
             sequence: self.sequence,
             unpublished: vec![],
@@ -230,6 +243,7 @@ impl Engine {
         Engine {
             data,
             segments: Segments::new(max_segments),
+            decide: Arc::default(),
             events: Arc::new(Mutex::new(EventLog::new(event_capacity))),
             sequence: 0,
             unpublished: vec![],
@@ -258,6 +272,16 @@ impl Engine {
     /// The saved segments of this version.
     pub fn segments(&self) -> &Segments {
         &self.segments
+    }
+
+    /// The decision state of this version.
+    pub fn decide(&self) -> &decide::State {
+        &self.decide
+    }
+
+    /// Start-up only: the decision state of a snapshot.
+    pub fn restore_decide(&mut self, state: decide::State) {
+        self.decide = Arc::new(state);
     }
 
     /// Sequence of the last mutation applied (the data version plans and counts are
@@ -325,7 +349,14 @@ impl Engine {
                     return Err(SegmentError::NotStatic(id.clone()).into());
                 }
             }
-            Mutation::DeleteSegment { id } => self.segments.check_delete(id)?,
+            Mutation::DeleteSegment { id } => {
+                self.segments.check_delete(id)?;
+                self.decide.check_delete_segment(id)?;
+            }
+            Mutation::Decide(c) => {
+                let segs = |id: &str| self.segments.members_of(id);
+                self.decide.check(&self.data, &segs, c)?;
+            }
             Mutation::EditMembers { id, .. } => {
                 if self.segments.get(id)?.definition != Definition::Static {
                     return Err(SegmentError::NotStatic(id.clone()).into());
@@ -472,6 +503,7 @@ impl Engine {
                 self.unpublished.extend(follow);
                 Outcome::MembersEdited { changed }
             }
+            Mutation::Decide(c) => Outcome::Decide(decide::change::apply_shared(&mut self.decide, c)?),
         };
         self.sequence = sequence;
         Ok(outcome)

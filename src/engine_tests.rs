@@ -310,6 +310,8 @@ impl Oracle {
                     }
                 }
             }
+            // Decisions change no customer attribute and no saved segment: no events.
+            Mutation::Decide(_) => {}
         }
         // Row order: rows are never reused, new customers get new rows at the end.
         let seen: HashSet<u64> = before.iter().copied().collect();

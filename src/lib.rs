@@ -37,7 +37,9 @@
 //!   derived from it alone, whatever the grouping (`engine_tests.rs`: the oracle).
 //! - [`decide`]: next-best-offer decisions: the offer catalogue and contact policy,
 //!   arbitration with an explanation per offer, contact history (caps, budgets,
-//!   suppression, adaptive models), reach funnels, and their protobuf record forms.
+//!   suppression, adaptive models) in persistent maps versions share, reach funnels, and
+//!   their protobuf record forms; [`decide::change`] is what the engine holds
+//!   ([`decide::State`]) and applies ([`decide::Change`], `Mutation::Decide`).
 //! - [`db`]: durability and publication around the engine: group-committed write-ahead
 //!   log (optionally also a replicated log behind `db/sink.rs`), copy-on-write versions
 //!   published by pointer swap (readers never wait for a write) with their events,
@@ -51,8 +53,9 @@
 //! prost / axum (except [`persist::record`] and the record forms of [`gamify`],
 //! [`decide`] and [`leaderboard`], which use prost for storage, not for any API); they
 //! translate and call [`app::App`]:
-//! - [`grpc`]: the `segd.v1.SegmentService` / `CustomerService` adapters: generated proto
-//!   types, conversions (`TryFrom`), the one error-to-status mapping.
+//! - [`grpc`]: the `segd.v1.SegmentService` / `CustomerService` / `DecisionService`
+//!   adapters: generated proto types, conversions (`TryFrom`), the one error-to-status
+//!   mapping.
 //! - [`http`]: the same use cases as proto3 JSON over HTTP/1.1 (grpc-gateway-style paths),
 //!   with the gRPC adapter's conversions and codes, and the segment builder page at `/`.
 //! - [`metrics`]: per-RPC counters and histograms (`prometheus-client`, labels from

@@ -50,11 +50,20 @@ pub enum Rpc {
     DeleteCustomers,
     GetCustomer,
     AddAttribute,
+    PutOffer,
+    GetOffer,
+    ListOffers,
+    DeleteOffer,
+    GetContactPolicy,
+    SetContactPolicy,
+    NextBestOffer,
+    RecordOutcome,
+    ReachEstimate,
 }
 
 impl Rpc {
     /// Every variant, in declaration order (`rpc as usize` indexes it).
-    pub const ALL: [Rpc; 21] = [
+    pub const ALL: [Rpc; 30] = [
         Rpc::CountSegment,
         Rpc::IsMember,
         Rpc::BatchIsMember,
@@ -76,6 +85,15 @@ impl Rpc {
         Rpc::DeleteCustomers,
         Rpc::GetCustomer,
         Rpc::AddAttribute,
+        Rpc::PutOffer,
+        Rpc::GetOffer,
+        Rpc::ListOffers,
+        Rpc::DeleteOffer,
+        Rpc::GetContactPolicy,
+        Rpc::SetContactPolicy,
+        Rpc::NextBestOffer,
+        Rpc::RecordOutcome,
+        Rpc::ReachEstimate,
     ];
 
     /// The method name, as the `rpc` label and in logs.
@@ -102,6 +120,15 @@ impl Rpc {
             Rpc::DeleteCustomers => "DeleteCustomers",
             Rpc::GetCustomer => "GetCustomer",
             Rpc::AddAttribute => "AddAttribute",
+            Rpc::PutOffer => "PutOffer",
+            Rpc::GetOffer => "GetOffer",
+            Rpc::ListOffers => "ListOffers",
+            Rpc::DeleteOffer => "DeleteOffer",
+            Rpc::GetContactPolicy => "GetContactPolicy",
+            Rpc::SetContactPolicy => "SetContactPolicy",
+            Rpc::NextBestOffer => "NextBestOffer",
+            Rpc::RecordOutcome => "RecordOutcome",
+            Rpc::ReachEstimate => "ReachEstimate",
         }
     }
 }

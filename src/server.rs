@@ -193,6 +193,12 @@ impl Server {
             .add_service(reflection().build_v1alpha()?)
             .add_service(svc)
             .add_service(customers)
+            .add_service(
+                crate::grpc::pb::decision_service_server::DecisionServiceServer::new(
+                    crate::grpc::decide::DecisionSvc(self.ctx.clone()),
+                )
+                .max_decoding_message_size(max),
+            )
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await?;
         tracing::info!("stopped");

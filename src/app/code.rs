@@ -48,6 +48,8 @@ impl AppError {
             AppError::MissingSegment | AppError::Limit { .. } | AppError::Invalid { .. } => {
                 ErrorCode::InvalidArgument
             }
+            AppError::Decide(d) => super::decide::change_code(d),
+            AppError::Decision(d) => super::decide::decide_code(d),
             AppError::Internal(_) => ErrorCode::Internal,
         };
         if matches!(code, ErrorCode::Internal | ErrorCode::DataLoss | ErrorCode::Unavailable) {
@@ -103,6 +105,7 @@ fn db_code(d: &DbError) -> ErrorCode {
     match d {
         DbError::Rejected(EngineError::Mutation(m)) => mutation_code(m),
         DbError::Rejected(EngineError::Segment(s)) => segment_code(s),
+        DbError::Rejected(EngineError::Decide(d)) => super::decide::change_code(d),
         DbError::Locked(_) => ErrorCode::FailedPrecondition,
         // The log refuses writes after a failed write or fsync: this server cannot take
         // writes any more (reads still work).

@@ -44,6 +44,12 @@ pub enum AppError {
     /// A request field with a value no use case can take.
     #[error("invalid {field}: {msg}")]
     Invalid { field: &'static str, msg: String },
+    /// A next-best-offer change refused (offers, contact policy, outcomes).
+    #[error(transparent)]
+    Decide(#[from] crate::decide::ChangeError),
+    /// A decision that cannot be taken (limits of the request, unknown customer).
+    #[error(transparent)]
+    Decision(#[from] crate::decide::DecideError),
     /// A bug, caught (e.g. a panic in evaluation) so the server keeps serving.
     #[error("internal error: {0}")]
     Internal(String),

@@ -13,6 +13,7 @@
 //! - [`watch`]: subscriptions to saved segments' ENTERED / LEFT events.
 //! - [`stream`]: membership questions asked one after another on one stream
 //!   ([`MemberSession`]), each failing alone.
+//! - [`decide`]: next-best-offer: offers, contact policy, decisions, outcomes, reach.
 //!
 //! Work that scans chunks runs on the rayon pool, never on the caller's (async) thread;
 //! single-row work runs inline. Either way a panic becomes [`AppError::Internal`] for that
@@ -20,6 +21,7 @@
 
 pub mod code;
 pub mod config;
+pub mod decide;
 pub mod error;
 pub mod reads;
 pub mod replica;
@@ -42,6 +44,7 @@ use crate::store::Dataset;
 
 pub use code::ErrorCode;
 pub use config::Config;
+pub use decide::{DecisionContext, NboAnswer, NboRequest, OutcomeRecorded};
 pub use error::AppError;
 pub use reads::{
     BatchMembership, Counted, CustomerRecord, Explained, Membership, Overlap, SchemaInfo, SegmentInfo,
@@ -73,6 +76,8 @@ struct Inner {
     /// The sequence the state was opened at: segment events are not persisted, so events
     /// at or before it are not retained.
     opened_at: u64,
+    /// The last decision id handed out (see `decide.rs`).
+    decision_ids: std::sync::atomic::AtomicU64,
 }
 
 /// The application. Cloning shares it.
@@ -126,6 +131,7 @@ impl App {
             commits,
             closing: tokio_watch::channel(false).0,
             opened_at,
+            decision_ids: Default::default(),
         }))
     }
 

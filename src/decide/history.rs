@@ -11,13 +11,13 @@
 //! decision expires), so acceptances never exceed a budget either. Time comes only from
 //! the records, never from the wall clock, so replay rebuilds the same state.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::arbitrate::{Context, DecisionRecord, DropReason, Dropped, ModelKey, Ranked};
 use super::catalogue::{Catalogue, ContactPolicy};
+use super::idmap::IdMap;
 use super::offer::{Channel, Offer, OfferError, MAX_WINDOW_MS};
-use super::shards::Sharded;
 
 /// A customer's response to an offer of a decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -224,21 +224,25 @@ pub enum HistoryError {
     AfterExpiry { decision: u64, at_ms: i64, expires_ms: i64 },
 }
 
-/// The decision state. Cloning it for a copy-on-write version shares the per-customer and
-/// per-decision maps shard by shard; the expiry index is still copied whole (see the
-/// module's integration notes).
+/// The decision state. Cloning it for a copy-on-write version is O(number of offers): the
+/// per-customer and per-decision maps and the expiry index are persistent trees shared
+/// with the published version, and a write copies only the paths it touches (see
+/// [`super::idmap`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ContactState {
     pub config: ContactConfig,
     /// Latest record time applied: expiry and history pruning follow it, not the wall clock.
     pub clock_ms: i64,
     /// Retained decisions by id.
-    pub decisions: Sharded<StoredDecision>,
+    pub decisions: IdMap<StoredDecision>,
     /// (expires at, decision id), to release decisions in order.
-    pub expiry: BTreeSet<(i64, u64)>,
+    pub expiry: imbl::OrdSet<(i64, u64)>,
     /// Each customer's contacts within the history kept, in apply order.
-    pub customers: Sharded<Vec<Contact>>,
+    pub customers: IdMap<Vec<Contact>>,
     pub offers: HashMap<String, OfferStats>,
+    /// Highest decision id ever applied (expired ones included): the service numbers new
+    /// decisions above it, so an id is never reused across restarts.
+    pub last_decision_id: u64,
 }
 
 impl ContactState {
@@ -254,11 +258,11 @@ impl ContactState {
             return;
         }
         self.clock_ms = at_ms;
-        while let Some(&(exp, id)) = self.expiry.first() {
+        while let Some(&(exp, id)) = self.expiry.get_min() {
             if exp > at_ms {
                 break;
             }
-            self.expiry.pop_first();
+            self.expiry.remove_min();
             if let Some(d) = self.decisions.remove(id) {
                 for t in d.offers.iter().filter(|t| t.reserved) {
                     if let Some(s) = self.offers.get_mut(&t.ranked.offer_id) {
@@ -364,6 +368,7 @@ impl ContactState {
             }
         }
         self.expiry.insert((self.expires(&stored), rec.decision_id));
+        self.last_decision_id = self.last_decision_id.max(rec.decision_id);
         self.decisions.insert(rec.decision_id, stored);
         Ok(Applied { offers: kept, fallback_used, dropped })
     }

@@ -7,6 +7,8 @@
 //! [`ContactState`]) changes only by applying records in commit order:
 //! - [`offer`]: what an offer is, and its validation.
 //! - [`catalogue`]: the offers and the contact policy they share.
+//! - [`change`]: the subsystem as the engine drives it: [`State`], the logged [`Change`]s,
+//!   their check before logging and their apply.
 //! - [`facts`]: what a decision reads about a customer ([`CustomerFacts`]), from a table or
 //!   from maps.
 //! - [`arbitrate`]: [`decide`]: stages, scores, ranking, the decision record to log.
@@ -15,7 +17,7 @@
 //! - [`reach`]: the exact funnel of an offer over the whole base.
 //! - [`campaign`]: decisions for every member of a segment.
 //! - [`record`]: protobuf record forms of all of the above, for the log and snapshots.
-//! - [`shards`]: id-keyed maps split in `Arc`ed shards for cheap copy-on-write versions.
+//! - [`idmap`]: id-keyed persistent maps: a version's clone is O(1), a write copies its path.
 //! - [`hash`]: stable hold-out / control-group draws and sampling seeds.
 //!
 //! # How the engine drives it
@@ -33,21 +35,22 @@
 //! - `ReachEstimate`: [`reach_estimate`]; `DecideForSegment`: [`decide_for_segment`], each
 //!   decision then logged and applied like a single one.
 //!
-//! Known costs to address with the service: the expiry index is copied whole when the
-//! state is cloned for a version; hold-out and control draws in a reach are one SipHash per
-//! suitable customer (a per-offer bitmap kept at apply would make them a bitmap AND).
+//! Costs: a version's clone of the state is O(offers) (the per-customer and per-decision
+//! maps and the expiry index are persistent trees, [`idmap`]); hold-out and control draws
+//! in a reach are one SipHash per suitable customer (see [`reach`]).
 
 pub mod arbitrate;
 pub mod campaign;
 pub mod catalogue;
+pub mod change;
 pub mod facts;
 pub mod hash;
 pub mod history;
+pub mod idmap;
 pub mod limits;
 pub mod offer;
 pub mod reach;
 pub mod record;
-pub mod shards;
 
 pub use arbitrate::{
     decide, Context, DecideError, Decision, DecisionRecord, DropReason, Dropped, ModelKey, Ranked, Request,
@@ -55,6 +58,7 @@ pub use arbitrate::{
 };
 pub use campaign::{decide_for_segment, Blast};
 pub use catalogue::{Catalogue, ContactPolicy};
+pub use change::{Change, ChangeError, ChangeOutcome, State};
 pub use facts::{CustomerFacts, DatasetFacts, FactsError, MapFacts};
 pub use history::{Applied, ContactConfig, ContactState, HistoryError, OutcomeApplied, OutcomeKind};
 pub use offer::{
@@ -62,6 +66,8 @@ pub use offer::{
 };
 pub use reach::{reach_estimate, Funnel};
 
+#[cfg(test)]
+mod db_tests;
 #[cfg(test)]
 mod table_tests;
 #[cfg(test)]

@@ -15,12 +15,14 @@
 //! - [`member_stream`]: `StreamIsMember`'s answer stream, pulled from its question stream.
 //! - [`customers`]: the `CustomerService` implementation (upserts, deletes, reads).
 //! - [`watch`]: an application subscription as the `WatchSegments` response stream.
+//! - [`decide`]: the `DecisionService` implementation (next-best-offer) and its conversions.
 
 pub mod coalesce;
 pub mod codec;
 pub mod convert;
 pub mod customers;
 pub mod member_stream;
+pub mod decide;
 pub mod service;
 pub mod status;
 pub mod watch;

@@ -51,6 +51,8 @@ pub enum DecodeError {
     Missing(&'static str),
     #[error("field '{field}' has unknown value {value}")]
     UnknownEnum { field: &'static str, value: i32 },
+    #[error("next-best-offer record: {0}")]
+    Decide(String),
     #[error("format {0} is not one this version reads (it reads {LEGACY_FORMAT} to {FORMAT}); upgrade segd")]
     UnknownFormat(u32),
 }
@@ -61,6 +63,9 @@ pub struct SnapshotMeta {
     pub id_column: String,
     /// In creation order.
     pub segments: Vec<SegmentMeta>,
+    /// The next-best-offer state's section ([`crate::decide::record::encode_state`]; empty
+    /// when decisions were never used).
+    pub decide: Vec<u8>,
 }
 
 /// A saved segment in a snapshot.
@@ -159,6 +164,7 @@ impl From<&Mutation> for pb::Record {
                 customer_ids: customer_ids.clone(),
                 add: *add,
             }),
+            Mutation::Decide(c) => Kind::Decide(crate::decide::record::encode_change(c)),
         };
         pb::Record { kind: Some(kind) }
     }
@@ -192,6 +198,10 @@ impl TryFrom<pb::Record> for Mutation {
             Kind::EditMembers(pb::EditMembers { id, customer_ids, add }) => {
                 Mutation::EditMembers { id, customer_ids, add }
             }
+            Kind::Decide(bytes) => Mutation::Decide(
+                crate::decide::record::decode_change(&bytes)
+                    .map_err(|e| DecodeError::Decide(e.to_string()))?,
+            ),
         })
     }
 }
@@ -435,8 +445,9 @@ impl TryFrom<pb::Literal> for Literal {
 
 impl From<&SnapshotMeta> for pb::SnapshotMeta {
     fn from(m: &SnapshotMeta) -> Self {
-        let SnapshotMeta { id_column, segments } = m;
+        let SnapshotMeta { id_column, segments, decide } = m;
         pb::SnapshotMeta {
+            decide: decide.clone(),
             id_column: id_column.clone(),
             segments: segments
                 .iter()
@@ -455,7 +466,7 @@ impl TryFrom<pb::SnapshotMeta> for SnapshotMeta {
     type Error = DecodeError;
 
     fn try_from(m: pb::SnapshotMeta) -> Result<Self, DecodeError> {
-        let pb::SnapshotMeta { id_column, segments } = m;
+        let pb::SnapshotMeta { id_column, segments, decide } = m;
         let segments = segments
             .into_iter()
             .map(|pb::SavedSegment { id, description, definition, members }| {
@@ -467,7 +478,7 @@ impl TryFrom<pb::SnapshotMeta> for SnapshotMeta {
                 })
             })
             .collect::<Result<_, DecodeError>>()?;
-        Ok(SnapshotMeta { id_column, segments })
+        Ok(SnapshotMeta { id_column, segments, decide })
     }
 }
 

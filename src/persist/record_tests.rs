@@ -133,6 +133,7 @@ fn snapshot_meta_round_trips() {
                 members: vec![],
             },
         ],
+        decide: vec![0x0a, 0x00],
     };
     assert_eq!(decode_snapshot_meta(FORMAT, &encode_snapshot_meta(&meta)), Ok(meta));
 }

@@ -3,6 +3,7 @@
 mod boundary;
 mod cli;
 mod common;
+mod decide;
 mod differential;
 mod durability;
 mod errors;

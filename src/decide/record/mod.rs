@@ -7,11 +7,15 @@
 //!   mutation and the catalogue snapshot section).
 //! - [`expr`]: segment predicate trees.
 //! - [`state`]: the decision taken, outcomes, and the contact-state snapshot section.
+//! - [`change`]: a logged [`crate::decide::Change`] (log record field 30) and the whole
+//!   state (snapshot field 30).
 
+pub mod change;
 pub mod expr;
 pub mod offer;
 pub mod state;
 
+pub use change::{decode_change, decode_state, encode_change, encode_state, ChangeRecord, StateRecord};
 pub use expr::ExprRecord;
 pub use offer::{CatalogueRecord, ContactPolicyRecord, OfferRecord};
 pub use state::{ContactStateRecord, DecisionTakenRecord, OutcomeRecord};

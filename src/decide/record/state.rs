@@ -172,6 +172,8 @@ pub struct ContactStateRecord {
     pub customers: Vec<CustomerContactsRecord>,
     #[prost(message, repeated, tag = "6")]
     pub offers: Vec<OfferStatsRecord>,
+    #[prost(uint64, tag = "7")]
+    pub last_decision_id: u64,
 }
 
 impl From<&Context> for ContextRecord {
@@ -309,21 +311,19 @@ impl OutcomeRecord {
 
 impl From<&ContactState> for ContactStateRecord {
     fn from(s: &ContactState) -> Self {
-        let ContactState { config, clock_ms, decisions, expiry: _, customers, offers } = s;
+        let ContactState { config, clock_ms, decisions, expiry: _, customers, offers, last_decision_id } = s;
         let ContactConfig { history_ms, decision_retention_ms } = *config;
-        let mut ds: Vec<&StoredDecision> = decisions.iter().map(|(_, d)| d).collect();
-        ds.sort_by_key(|d| d.decision_id);
-        let mut cs: Vec<(u64, &Vec<Contact>)> = customers.iter().collect();
-        cs.sort_by_key(|c| c.0);
+        // Both maps iterate in id order.
+        let ds = decisions.iter().map(|(_, d)| d);
+        let cs = customers.iter();
         let mut os: Vec<(&String, &OfferStats)> = offers.iter().collect();
         os.sort_by_key(|o| o.0);
         ContactStateRecord {
             history_ms,
             decision_retention_ms,
             clock_ms: *clock_ms,
-            decisions: ds.into_iter().map(stored_record).collect(),
+            decisions: ds.map(stored_record).collect(),
             customers: cs
-                .into_iter()
                 .map(|(id, v)| CustomerContactsRecord {
                     customer_id: id,
                     contacts: v.iter().map(contact_record).collect(),
@@ -348,6 +348,7 @@ impl From<&ContactState> for ContactStateRecord {
                     }
                 })
                 .collect(),
+            last_decision_id: *last_decision_id,
         }
     }
 }
@@ -396,11 +397,19 @@ impl TryFrom<ContactStateRecord> for ContactState {
     type Error = RecordError;
 
     fn try_from(r: ContactStateRecord) -> Result<Self, RecordError> {
-        let ContactStateRecord { history_ms, decision_retention_ms, clock_ms, decisions, customers, offers } =
-            r;
+        let ContactStateRecord {
+            history_ms,
+            decision_retention_ms,
+            clock_ms,
+            decisions,
+            customers,
+            offers,
+            last_decision_id,
+        } = r;
         let config = ContactConfig { history_ms, decision_retention_ms };
         let mut s = ContactState::new(config)?;
         s.clock_ms = clock_ms;
+        s.last_decision_id = last_decision_id;
         for d in decisions {
             let StoredDecisionRecord {
                 decision_id,
