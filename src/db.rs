@@ -352,6 +352,7 @@ fn load_snapshot(snap_dir: &std::path::Path, opts: &DbOptions) -> Result<Option<
     )?;
     let mut engine = Engine::new(data, opts.max_segments, opts.event_capacity);
     restore_segments(&mut engine, extra.segments)?;
+    engine.restore_gamify(&extra.gamify).map_err(|e| DbError::Corrupt(format!("gamification state: {e}")))?;
     engine.restored_at(snap.seq);
     tracing::info!(sequence = snap.seq, "snapshot loaded");
     Ok(Some((engine, format)))
@@ -418,8 +419,11 @@ fn snapshot(engine: &Engine, dir: &std::path::Path, seq: u64) -> Result<(), DbEr
             }
         })
         .collect();
-    let extra =
-        record::encode_snapshot_meta(&SnapshotMeta { id_column: data.id_column().name.clone(), segments });
+    let extra = record::encode_snapshot_meta(&SnapshotMeta {
+        id_column: data.id_column().name.clone(),
+        segments,
+        gamify: engine.gamify_snapshot(),
+    });
     let schema = data.export_schema();
     let batches = (0..data.n_chunks()).map(|c| data.export_chunk(&schema, c));
     write_snapshot(dir, seq, schema.clone(), batches, &extra)?;

@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use crate::gamify::{self, ChangeOutcome, GamifyError};
 use crate::segments::{Definition, SegmentError, SegmentEvent, Segments};
 use crate::store::mutate::{CustomerUpdate, MutationError, NewAttribute};
 use crate::store::Dataset;
@@ -39,6 +40,9 @@ pub enum Mutation {
         customer_ids: Vec<u64>,
         add: bool,
     },
+    /// A gamification write (`engine_gamify.rs`). Never in the format-1 JSON log.
+    #[serde(skip)]
+    Gamify(gamify::Change),
 }
 
 impl Mutation {
@@ -50,6 +54,7 @@ impl Mutation {
             Mutation::EditMembers { customer_ids, .. } => customer_ids.len() as u64,
             Mutation::CreateSegment { members, .. } => members.len().max(1) as u64,
             Mutation::AddAttribute { .. } | Mutation::DeleteSegment { .. } => 1,
+            Mutation::Gamify(c) => c.changes(),
         }
     }
 
@@ -63,6 +68,7 @@ impl Mutation {
             | Mutation::DeleteSegment { .. } => true,
             // Their checks read only the schema and the saved segments, which these leave alone.
             Mutation::Upsert(_) | Mutation::Delete(_) | Mutation::EditMembers { .. } => false,
+            Mutation::Gamify(c) => c.changes_schema(),
         }
     }
 
@@ -99,6 +105,7 @@ impl Mutation {
                 customer_ids.len(),
                 some_ids(customer_ids.iter().copied())
             ),
+            Mutation::Gamify(c) => c.summary(),
         }
     }
 }
@@ -111,6 +118,7 @@ pub enum Outcome {
     SegmentCreated { count: u64 },
     SegmentDeleted,
     MembersEdited { changed: u64 },
+    Gamify(ChangeOutcome),
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -119,6 +127,8 @@ pub enum EngineError {
     Mutation(#[from] MutationError),
     #[error(transparent)]
     Segment(#[from] SegmentError),
+    #[error(transparent)]
+    Gamify(#[from] GamifyError),
 }
 
 /// A watcher asked for events older than the retention window.
@@ -201,7 +211,13 @@ pub struct Engine {
     sequence: u64,
     /// Events of mutations applied to this version and not yet published, in log order.
     unpublished: Vec<SegmentEvent>,
+    /// The gamification program, state and achievements (`engine_gamify.rs`).
+    gamify: gamify_glue::GamifyPart,
 }
+
+#[path = "engine_gamify.rs"]
+mod gamify_glue;
+pub use gamify_glue::{AchievementEvent, Gamification};
 
 impl Clone for Engine {
     /// A clone starts with no unpublished events: they belong to the version that made them.
@@ -212,6 +228,7 @@ impl Clone for Engine {
             events: self.events.clone(),
             sequence: self.sequence,
             unpublished: vec![],
+            gamify: self.gamify.clone(),
         }
     }
 }
@@ -224,6 +241,7 @@ impl Engine {
             events: Arc::new(Mutex::new(EventLog::new(event_capacity))),
             sequence: 0,
             unpublished: vec![],
+            gamify: gamify_glue::GamifyPart::new(event_capacity),
         }
     }
 
@@ -239,6 +257,7 @@ impl Engine {
         if !events.is_empty() {
             self.events.lock().push(events);
         }
+        self.gamify.publish();
     }
 
     /// The customer table of this version.
@@ -273,6 +292,7 @@ impl Engine {
     pub fn restored_at(&mut self, sequence: u64) {
         self.sequence = sequence;
         self.events.lock().forget_through(sequence);
+        self.gamify.forget_through(sequence);
     }
 
     /// Replay only: the record at `sequence` was skipped by the operator
@@ -285,6 +305,7 @@ impl Engine {
     /// across a restart; replayed ones after it are, being a function of the log.
     pub fn forget_events_through(&self, sequence: u64) {
         self.events.lock().forget_through(sequence);
+        self.gamify.forget_through(sequence);
     }
 
     /// Start-up only: re-creates a saved segment from a snapshot (`members`: the customer
@@ -322,6 +343,7 @@ impl Engine {
                     return Err(SegmentError::NotStatic(id.clone()).into());
                 }
             }
+            Mutation::Gamify(c) => self.check_gamify(c)?,
         }
         Ok(())
     }
@@ -454,6 +476,7 @@ impl Engine {
                 self.unpublished.extend(follow);
                 Outcome::MembersEdited { changed }
             }
+            Mutation::Gamify(c) => self.apply_gamify(sequence, c)?,
         };
         self.sequence = sequence;
         Ok(outcome)

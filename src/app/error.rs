@@ -4,6 +4,7 @@
 use crate::analytics::AnalyticsError;
 use crate::db::DbError;
 use crate::engine::Gone;
+use crate::gamify::GamifyError;
 use crate::query::QueryError;
 use crate::segments::SegmentError;
 
@@ -41,6 +42,9 @@ pub enum AppError {
     /// A request field with a value no use case can take.
     #[error("invalid {field}: {msg}")]
     Invalid { field: &'static str, msg: String },
+    /// A gamification request refused (bad event, short balance, no program, ...).
+    #[error(transparent)]
+    Gamify(#[from] GamifyError),
     /// A bug, caught (e.g. a panic in evaluation) so the server keeps serving.
     #[error("internal error: {0}")]
     Internal(String),

@@ -51,6 +51,8 @@ pub enum DecodeError {
     Missing(&'static str),
     #[error("field '{field}' has unknown value {value}")]
     UnknownEnum { field: &'static str, value: i32 },
+    #[error("gamify record: {0}")]
+    Gamify(String),
     #[error("format {0} is not one this version reads (it reads {LEGACY_FORMAT} to {FORMAT}); upgrade segd")]
     UnknownFormat(u32),
 }
@@ -61,6 +63,9 @@ pub struct SnapshotMeta {
     pub id_column: String,
     /// In creation order.
     pub segments: Vec<SegmentMeta>,
+    /// The gamification section (`crate::gamify::mutation::encode_snapshot`; empty:
+    /// no program).
+    pub gamify: Vec<u8>,
 }
 
 /// A saved segment in a snapshot.
@@ -136,6 +141,7 @@ impl From<&Mutation> for pb::Record {
                 customer_ids: customer_ids.clone(),
                 add: *add,
             }),
+            Mutation::Gamify(c) => Kind::Gamify(crate::gamify::mutation::encode_change(c)),
         };
         pb::Record { kind: Some(kind) }
     }
@@ -169,6 +175,10 @@ impl TryFrom<pb::Record> for Mutation {
             Kind::EditMembers(pb::EditMembers { id, customer_ids, add }) => {
                 Mutation::EditMembers { id, customer_ids, add }
             }
+            Kind::Gamify(bytes) => Mutation::Gamify(
+                crate::gamify::mutation::decode_change(&bytes)
+                    .map_err(|e| DecodeError::Gamify(e.to_string()))?,
+            ),
         })
     }
 }
@@ -412,9 +422,10 @@ impl TryFrom<pb::Literal> for Literal {
 
 impl From<&SnapshotMeta> for pb::SnapshotMeta {
     fn from(m: &SnapshotMeta) -> Self {
-        let SnapshotMeta { id_column, segments } = m;
+        let SnapshotMeta { id_column, segments, gamify } = m;
         pb::SnapshotMeta {
             id_column: id_column.clone(),
+            gamify: gamify.clone(),
             segments: segments
                 .iter()
                 .map(|SegmentMeta { id, description, definition, members }| pb::SavedSegment {
@@ -432,7 +443,7 @@ impl TryFrom<pb::SnapshotMeta> for SnapshotMeta {
     type Error = DecodeError;
 
     fn try_from(m: pb::SnapshotMeta) -> Result<Self, DecodeError> {
-        let pb::SnapshotMeta { id_column, segments } = m;
+        let pb::SnapshotMeta { id_column, segments, gamify } = m;
         let segments = segments
             .into_iter()
             .map(|pb::SavedSegment { id, description, definition, members }| {
@@ -444,7 +455,7 @@ impl TryFrom<pb::SnapshotMeta> for SnapshotMeta {
                 })
             })
             .collect::<Result<_, DecodeError>>()?;
-        Ok(SnapshotMeta { id_column, segments })
+        Ok(SnapshotMeta { id_column, segments, gamify })
     }
 }
 

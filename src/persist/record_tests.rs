@@ -133,6 +133,7 @@ fn snapshot_meta_round_trips() {
                 members: vec![],
             },
         ],
+        gamify: vec![],
     };
     assert_eq!(decode_snapshot_meta(FORMAT, &encode_snapshot_meta(&meta)), Ok(meta));
 }

@@ -91,6 +91,7 @@ fn expected_snapshot_meta() -> SnapshotMeta {
                 members: vec![1, 2, 3],
             },
         ],
+        gamify: vec![],
     }
 }
 

@@ -397,7 +397,7 @@ impl Model {
                 self.statics.remove(id);
                 true
             }
-            Mutation::AddAttribute { .. } => unreachable!("not generated"),
+            Mutation::AddAttribute { .. } | Mutation::Gamify(_) => unreachable!("not generated"),
         }
     }
 }
