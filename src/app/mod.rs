@@ -11,6 +11,7 @@
 //!   and when a count is cached.
 //! - [`writes`]: every write use case, each submitted to the database's group commit.
 //! - [`watch`]: subscriptions to saved segments' ENTERED / LEFT events.
+//! - [`gamify`]: gamification: programs, events, points, tiers, reads, clock ticks.
 //!
 //! Work that scans chunks runs on the rayon pool, never on the caller's (async) thread;
 //! single-row work runs inline. Either way a panic becomes [`AppError::Internal`] for that
@@ -19,10 +20,13 @@
 pub mod code;
 pub mod config;
 pub mod error;
+pub mod gamify;
 pub mod reads;
 pub mod watch;
 pub mod writes;
 
+#[cfg(test)]
+mod gamify_tests;
 #[cfg(test)]
 mod tests;
 
