@@ -378,6 +378,7 @@ fn load_snapshot(snap_dir: &std::path::Path, opts: &DbOptions) -> Result<Option<
         DbError::Corrupt(format!("snapshot {}: next-best-offer state: {e}", snap.manifest.display()))
     })?;
     engine.restore_decide(decide);
+    engine.restore_gamify(&extra.gamify).map_err(|e| DbError::Corrupt(format!("gamification state: {e}")))?;
     engine.restored_at(snap.seq);
     tracing::info!(sequence = snap.seq, "snapshot loaded");
     Ok(Some((engine, format)))
@@ -449,6 +450,7 @@ fn snapshot(engine: &Engine, dir: &std::path::Path, seq: u64) -> Result<(), DbEr
         id_column: data.id_column().name.clone(),
         segments,
         decide,
+        gamify: engine.gamify_snapshot(),
     });
     let schema = data.export_schema();
     let batches = (0..data.n_chunks()).map(|c| data.export_chunk(&schema, c));

@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::decide;
+use crate::gamify::{self, ChangeOutcome, GamifyError};
 use crate::segments::{Definition, SegmentError, SegmentEvent, Segments};
 use crate::store::mutate::{CustomerUpdate, MutationError, NewAttribute};
 use crate::store::Dataset;
@@ -44,6 +45,9 @@ pub enum Mutation {
     /// Logged as its own record (`segd.log.v1` field 30), never as serde.
     #[serde(skip)]
     Decide(decide::Change),
+    /// A gamification write (`engine_gamify.rs`). Never in the format-1 JSON log.
+    #[serde(skip)]
+    Gamify(gamify::Change),
 }
 
 impl Mutation {
@@ -55,6 +59,7 @@ impl Mutation {
             Mutation::EditMembers { customer_ids, .. } => customer_ids.len() as u64,
             Mutation::CreateSegment { members, .. } => members.len().max(1) as u64,
             Mutation::AddAttribute { .. } | Mutation::DeleteSegment { .. } | Mutation::Decide(_) => 1,
+            Mutation::Gamify(c) => c.changes(),
         }
     }
 
@@ -69,6 +74,7 @@ impl Mutation {
             // Their checks read only the schema and the saved segments, which these leave alone.
             Mutation::Upsert(_) | Mutation::Delete(_) | Mutation::EditMembers { .. } => false,
             Mutation::Decide(c) => c.changes_catalogue(),
+            Mutation::Gamify(c) => c.changes_schema(),
         }
     }
 
@@ -106,6 +112,7 @@ impl Mutation {
                 some_ids(customer_ids.iter().copied())
             ),
             Mutation::Decide(c) => c.summary(),
+            Mutation::Gamify(c) => c.summary(),
         }
     }
 }
@@ -119,6 +126,7 @@ pub enum Outcome {
     SegmentDeleted,
     MembersEdited { changed: u64 },
     Decide(decide::ChangeOutcome),
+    Gamify(ChangeOutcome),
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -129,6 +137,7 @@ pub enum EngineError {
     Segment(#[from] SegmentError),
     #[error(transparent)]
     Decide(#[from] decide::ChangeError),
+    Gamify(#[from] GamifyError),
 }
 
 /// A watcher asked for events older than the retention window.
@@ -222,7 +231,13 @@ pub struct Engine {
     sequence: u64,
     /// Events of mutations applied to this version and not yet published, in log order.
     unpublished: Vec<SegmentEvent>,
+    /// The gamification program, state and achievements (`engine_gamify.rs`).
+    gamify: gamify_glue::GamifyPart,
 }
+
+#[path = "engine_gamify.rs"]
+mod gamify_glue;
+pub use gamify_glue::{AchievementEvent, Gamification};
 
 impl Clone for Engine {
     /// A clone starts with no unpublished events: they belong to the version that made them.
@@ -234,6 +249,7 @@ impl Clone for Engine {
             events: self.events.clone(),
             sequence: self.sequence,
             unpublished: vec![],
+            gamify: self.gamify.clone(),
         }
     }
 }
@@ -247,6 +263,7 @@ impl Engine {
             events: Arc::new(Mutex::new(EventLog::new(event_capacity))),
             sequence: 0,
             unpublished: vec![],
+            gamify: gamify_glue::GamifyPart::new(event_capacity),
         }
     }
 
@@ -262,6 +279,7 @@ impl Engine {
         if !events.is_empty() {
             self.events.lock().push(events);
         }
+        self.gamify.publish();
     }
 
     /// The customer table of this version.
@@ -306,6 +324,7 @@ impl Engine {
     pub fn restored_at(&mut self, sequence: u64) {
         self.sequence = sequence;
         self.events.lock().forget_through(sequence);
+        self.gamify.forget_through(sequence);
     }
 
     /// Replay only: the record at `sequence` was skipped by the operator
@@ -318,6 +337,7 @@ impl Engine {
     /// across a restart; replayed ones after it are, being a function of the log.
     pub fn forget_events_through(&self, sequence: u64) {
         self.events.lock().forget_through(sequence);
+        self.gamify.forget_through(sequence);
     }
 
     /// Start-up only: re-creates a saved segment from a snapshot (`members`: the customer
@@ -362,6 +382,7 @@ impl Engine {
                     return Err(SegmentError::NotStatic(id.clone()).into());
                 }
             }
+            Mutation::Gamify(c) => self.check_gamify(c)?,
         }
         Ok(())
     }
@@ -504,6 +525,7 @@ impl Engine {
                 Outcome::MembersEdited { changed }
             }
             Mutation::Decide(c) => Outcome::Decide(decide::change::apply_shared(&mut self.decide, c)?),
+            Mutation::Gamify(c) => self.apply_gamify(sequence, c)?,
         };
         self.sequence = sequence;
         Ok(outcome)

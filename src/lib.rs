@@ -35,6 +35,8 @@
 //! - [`engine`]: the state machine: table + saved segments + recent events, changed only
 //!   by logged mutations applied in commit order; each mutation's segment events are
 //!   derived from it alone, whatever the grouping (`engine_tests.rs`: the oracle).
+//!   `engine_gamify.rs`: its gamification part (`Mutation::Gamify`): the program and
+//!   state, derived attributes written to indexed columns in the same apply, achievements.
 //! - [`decide`]: next-best-offer decisions: the offer catalogue and contact policy,
 //!   arbitration with an explanation per offer, contact history (caps, budgets,
 //!   suppression, adaptive models) in persistent maps versions share, reach funnels, and

@@ -136,6 +136,8 @@ impl Server {
         };
         health.set_serving::<CustomerServiceServer<CustomerSvc>>().await;
         if let Some(db) = self.db() {
+            // Expiry, pending windows and downgrades happen through logged ticks.
+            self.ctx.app.spawn_ticker(crate::app::gamify::TICK_EVERY);
             // A failed apply stops writes for good (until a restart): stop advertising.
             let (mut fault, health) = (db.health(), health.clone());
             tokio::spawn(async move {

@@ -7,6 +7,7 @@ use super::AppError;
 use crate::analytics::AnalyticsError;
 use crate::db::DbError;
 use crate::engine::EngineError;
+use crate::gamify::GamifyError;
 use crate::persist::PersistError;
 use crate::query::QueryError;
 use crate::segments::SegmentError;
@@ -50,6 +51,7 @@ impl AppError {
             }
             AppError::Decide(d) => super::decide::change_code(d),
             AppError::Decision(d) => super::decide::decide_code(d),
+            AppError::Gamify(g) => gamify_code(g),
             AppError::Internal(_) => ErrorCode::Internal,
         };
         if matches!(code, ErrorCode::Internal | ErrorCode::DataLoss | ErrorCode::Unavailable) {
@@ -88,6 +90,24 @@ fn segment_code(s: &SegmentError) -> ErrorCode {
     }
 }
 
+fn gamify_code(g: &GamifyError) -> ErrorCode {
+    match g {
+        GamifyError::Program(_)
+        | GamifyError::Event { .. }
+        | GamifyError::BatchTooLarge { .. }
+        | GamifyError::UnknownWallet(_)
+        | GamifyError::UnknownTier(_)
+        | GamifyError::BadRequest { .. } => ErrorCode::InvalidArgument,
+        GamifyError::UnknownCustomer(_) => ErrorCode::NotFound,
+        // The request is fine; the state does not allow it (yet).
+        GamifyError::InsufficientPoints { .. } | GamifyError::ProgramChange(_) | GamifyError::NoProgram => {
+            ErrorCode::FailedPrecondition
+        }
+        GamifyError::RequestIdReused { .. } => ErrorCode::AlreadyExists,
+        GamifyError::Corrupt(_) => ErrorCode::DataLoss,
+    }
+}
+
 fn mutation_code(m: &MutationError) -> ErrorCode {
     match m {
         MutationError::UnknownAttribute { .. }
@@ -106,6 +126,7 @@ fn db_code(d: &DbError) -> ErrorCode {
         DbError::Rejected(EngineError::Mutation(m)) => mutation_code(m),
         DbError::Rejected(EngineError::Segment(s)) => segment_code(s),
         DbError::Rejected(EngineError::Decide(d)) => super::decide::change_code(d),
+        DbError::Rejected(EngineError::Gamify(g)) => gamify_code(g),
         DbError::Locked(_) => ErrorCode::FailedPrecondition,
         // The log refuses writes after a failed write or fsync: this server cannot take
         // writes any more (reads still work).

@@ -4,6 +4,7 @@
 use crate::analytics::AnalyticsError;
 use crate::db::DbError;
 use crate::engine::Gone;
+use crate::gamify::GamifyError;
 use crate::query::QueryError;
 use crate::segments::SegmentError;
 
@@ -50,6 +51,9 @@ pub enum AppError {
     /// A decision that cannot be taken (limits of the request, unknown customer).
     #[error(transparent)]
     Decision(#[from] crate::decide::DecideError),
+    /// A gamification request refused (bad event, short balance, no program, ...).
+    #[error(transparent)]
+    Gamify(#[from] GamifyError),
     /// A bug, caught (e.g. a panic in evaluation) so the server keeps serving.
     #[error("internal error: {0}")]
     Internal(String),

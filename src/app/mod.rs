@@ -14,6 +14,7 @@
 //! - [`stream`]: membership questions asked one after another on one stream
 //!   ([`MemberSession`]), each failing alone.
 //! - [`decide`]: next-best-offer: offers, contact policy, decisions, outcomes, reach.
+//! - [`gamify`]: gamification: programs, events, points, tiers, reads, clock ticks.
 //!
 //! Work that scans chunks runs on the rayon pool, never on the caller's (async) thread;
 //! single-row work runs inline. Either way a panic becomes [`AppError::Internal`] for that
@@ -23,12 +24,15 @@ pub mod code;
 pub mod config;
 pub mod decide;
 pub mod error;
+pub mod gamify;
 pub mod reads;
 pub mod replica;
 pub mod stream;
 pub mod watch;
 pub mod writes;
 
+#[cfg(test)]
+mod gamify_tests;
 #[cfg(test)]
 mod tests;
 

@@ -23,6 +23,8 @@
 //! - [`change`]: a program change (every customer re-tiered in one mutation) and its
 //!   preview, the tier / level transition matrix.
 //! - [`view`]: reads: a customer's state (`GetGamificationState`), a ledger page.
+//! - [`mutation`]: [`Change`], the one logged mutation kind the engine applies
+//!   (`Mutation::Gamify`), its outcome, and its log / snapshot bytes.
 //! - [`record`]: the snapshot and log form (protobuf messages), kept apart from the
 //!   in-memory types so a renamed field never changes the bytes.
 //! - [`gen`]: a seeded event generator for benchmarks and examples.
@@ -61,6 +63,7 @@ pub mod eval;
 pub mod events;
 pub mod gen;
 pub mod ledger;
+pub mod mutation;
 pub mod points;
 pub mod program;
 pub mod record;
@@ -81,6 +84,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use applied::{Achievement, Applied, CustomerAttrs, EventOutcome, TierReason};
+pub use mutation::{Change, ChangeOutcome};
 pub use points::{Grant, LedgerOutcome, Spend};
 pub use program::{Program, ProgramSpec};
 pub use state::GamifyState;
@@ -206,4 +210,8 @@ pub enum GamifyError {
     ProgramChange(String),
     #[error("corrupt gamification record: {0}")]
     Corrupt(String),
+    #[error(
+        "no gamification program is in force: put one with PutProgram (or start segd with --program FILE)"
+    )]
+    NoProgram,
 }

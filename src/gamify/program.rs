@@ -273,6 +273,13 @@ pub struct Program {
     pub tier_mins: Vec<i64>,
 }
 
+/// Two programs are equal when their specs are: everything else is derived from it.
+impl PartialEq for Program {
+    fn eq(&self, other: &Program) -> bool {
+        self.spec == other.spec
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct EventType {
     pub spec: EventTypeSpec,

@@ -8,14 +8,14 @@
 //! Everything a mutation accepts round-trips: ids and strings are bounded UTF-8, numbers
 //! are checked finite before they are logged, instants are i64 milliseconds.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 
 use prost::Message;
 
 use super::ledger::{Credit, Debit, DebitKind, Wallet};
 use super::program::Program;
 use super::rules::CapUse;
-use super::state::{Customer, GamifyState};
+use super::state::{Customer, Customers, GamifyState};
 use super::tiers::Buckets;
 use super::time::CapPeriod;
 use super::{Event, GamifyError, PropValue};
@@ -399,15 +399,15 @@ pub fn decode_state(bytes: &[u8], program: &Program) -> Result<GamifyState, Gami
         state.name_ids.insert(name.as_str().into(), i as u16);
         state.names.push(name.into());
     }
-    let mut dedup = HashMap::new();
-    let mut queue = VecDeque::new();
+    let mut dedup = imbl::HashMap::new();
+    let mut queue = imbl::Vector::new();
     for d in rec.dedup {
         dedup.insert(d.event_id.as_str().into(), d.logged_at_ms);
         queue.push_back((d.logged_at_ms, d.event_id.into()));
     }
     state.dedup = dedup;
     state.dedup_queue = queue;
-    let mut customers = BTreeMap::new();
+    let mut customers = Customers::default();
     for c in rec.customers {
         let mut wallets = Vec::new();
         for w in c.wallets {
@@ -510,6 +510,11 @@ fn decode_wallet(w: WalletRecord, names: usize) -> Result<Wallet, GamifyError> {
 
 /// An events batch's log form.
 pub fn encode_events(events: &[Event], logged_at_ms: i64) -> Vec<u8> {
+    events_record(events, logged_at_ms).encode_to_vec()
+}
+
+/// An events batch as its record message.
+pub fn events_record(events: &[Event], logged_at_ms: i64) -> EventsRecord {
     EventsRecord {
         logged_at_ms,
         events: events
@@ -535,12 +540,15 @@ pub fn encode_events(events: &[Event], logged_at_ms: i64) -> Vec<u8> {
             })
             .collect(),
     }
-    .encode_to_vec()
 }
 
 /// Reads [`encode_events`]'s bytes: (events, logged time).
 pub fn decode_events(bytes: &[u8]) -> Result<(Vec<Event>, i64), GamifyError> {
-    let rec = EventsRecord::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
+    events_from_record(EventsRecord::decode(bytes).map_err(|e| corrupt(e.to_string()))?)
+}
+
+/// An events record message as (events, logged time).
+pub fn events_from_record(rec: EventsRecord) -> Result<(Vec<Event>, i64), GamifyError> {
     let mut events = Vec::with_capacity(rec.events.len());
     for e in rec.events {
         let mut properties = BTreeMap::new();

@@ -9,7 +9,8 @@
 //! use, and an agenda entry (~24 bytes) when something is due. The dedup window holds
 //! every event id of the last 7 days twice (map and queue): ~80 bytes per event.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use super::ledger::{Wallet, GRANT_RULE};
 use super::program::{ExpirySpec, Program, DEDUP_WINDOW_MS};
@@ -106,23 +107,68 @@ pub(super) struct Keys {
     pub counters: Vec<u16>,
 }
 
-/// Every customer's gamification state.
+/// Every customer's state, in a persistent map (`imbl`): the engine clones the whole
+/// state for every commit group, and a clone shares every node; a write copies the
+/// path to the customer it changes and, through [`Arc::make_mut`], that one customer
+/// (a node copy clones 64 `Arc`s, never 64 ledgers).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Customers(imbl::OrdMap<u64, Arc<Customer>>);
+
+impl Customers {
+    pub fn get(&self, id: &u64) -> Option<&Customer> {
+        self.0.get(id).map(|c| &**c)
+    }
+    pub fn get_mut(&mut self, id: &u64) -> Option<&mut Customer> {
+        self.0.get_mut(id).map(Arc::make_mut)
+    }
+    pub fn contains_key(&self, id: &u64) -> bool {
+        self.0.contains_key(id)
+    }
+    pub fn insert(&mut self, id: u64, c: Customer) {
+        self.0.insert(id, Arc::new(c));
+    }
+    pub fn remove(&mut self, id: &u64) -> Option<Customer> {
+        self.0.remove(id).map(Arc::unwrap_or_clone)
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// Ascending by id.
+    pub fn iter(&self) -> impl Iterator<Item = (&u64, &Customer)> {
+        self.0.iter().map(|(k, v)| (k, &**v))
+    }
+    pub fn keys(&self) -> impl Iterator<Item = &u64> {
+        self.0.keys()
+    }
+    pub fn values(&self) -> impl Iterator<Item = &Customer> {
+        self.0.values().map(|v| &**v)
+    }
+    pub(super) fn get_or_create(&mut self, id: u64) -> &mut Customer {
+        Arc::make_mut(self.0.entry(id).or_insert_with(|| Arc::new(Customer::new())))
+    }
+}
+
+/// Every customer's gamification state. Cloning is O(1) and shares structure (see
+/// [`Customers`]; the dedup window and the agenda are persistent collections too).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GamifyState {
-    pub(super) customers: BTreeMap<u64, Customer>,
+    pub(super) customers: Customers,
     /// Interned names (wallet, rule, measure and counter ids); credits store 2 bytes.
     pub(super) names: Vec<Box<str>>,
     pub(super) name_ids: HashMap<Box<str>, u16>,
     /// Event ids of the dedup window and their logged time; the queue in logged order.
-    pub(super) dedup: HashMap<Box<str>, i64>,
-    pub(super) dedup_queue: VecDeque<(i64, Box<str>)>,
+    pub(super) dedup: imbl::HashMap<Box<str>, i64>,
+    pub(super) dedup_queue: imbl::Vector<(i64, Box<str>)>,
     /// (due, customer): who a tick must visit.
-    pub(super) agenda: BTreeSet<(i64, u64)>,
+    pub(super) agenda: imbl::OrdSet<(i64, u64)>,
     /// The latest logged time seen: "now" for the 30-day figure.
     pub(super) clock_ms: i64,
 }
 
-pub(super) fn check_time(field: &'static str, ms: i64) -> Result<(), GamifyError> {
+pub fn check_time(field: &'static str, ms: i64) -> Result<(), GamifyError> {
     if !(0..=MAX_MS).contains(&ms) {
         return Err(GamifyError::BadRequest { field, rule: "between 1970 and 9999", got: ms.to_string() });
     }
@@ -154,6 +200,20 @@ impl GamifyState {
 
     pub fn clock_ms(&self) -> i64 {
         self.clock_ms
+    }
+
+    /// The earliest instant a tick has work (None: nothing is due, ever).
+    pub fn next_due_ms(&self) -> Option<i64> {
+        self.agenda.get_min().map(|&(due, _)| due)
+    }
+
+    /// Customers with gamification state.
+    pub fn len(&self) -> usize {
+        self.customers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.customers.is_empty()
     }
 
     /// An interned name's text.
@@ -208,7 +268,7 @@ impl GamifyState {
     /// Notes a customer this mutation touches (creating its state).
     pub(super) fn touch(&mut self, id: u64, touched: &mut BTreeSet<u64>) {
         touched.insert(id);
-        self.customers.entry(id).or_insert_with(Customer::new);
+        self.customers.get_or_create(id);
     }
 
     /// Reschedules the touched customers and reports all their derived values: a value
@@ -253,11 +313,11 @@ impl GamifyState {
         self.prune_dedup();
         let mut out = Applied::default();
         let mut touched = BTreeSet::new();
-        while let Some(&(due, id)) = self.agenda.first() {
+        while let Some(&(due, id)) = self.agenda.get_min() {
             if due > now {
                 break;
             }
-            self.agenda.pop_first();
+            self.agenda.remove_min();
             if let Some(c) = self.customers.get_mut(&id) {
                 c.due_ms = i64::MAX;
             }
@@ -272,7 +332,7 @@ impl GamifyState {
 
     /// Checks the ledger invariant of every wallet and the agenda's consistency.
     pub fn check_invariants(&self) -> Result<(), String> {
-        for (id, c) in &self.customers {
+        for (id, c) in self.customers.iter() {
             for (k, w) in &c.wallets {
                 w.check_invariant().map_err(|e| format!("customer {id} wallet {}: {e}", self.name(*k)))?;
             }

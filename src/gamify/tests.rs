@@ -88,10 +88,10 @@ fn purchase_points_are_pending_for_14_days() {
         ("points_expiring_30d".to_string(), AttrValue::Int(0)),
         ("tier".to_string(), AttrValue::Str("NONE".into())),
         ("level".to_string(), AttrValue::Int(2)),
-        ("purchase_count".to_string(), AttrValue::Int(1)),
+        ("purchases".to_string(), AttrValue::Int(1)),
         ("purchase_sum_eur".to_string(), AttrValue::Float(120.5)),
-        ("login_count".to_string(), AttrValue::Int(0)),
-        ("review_count".to_string(), AttrValue::Int(0)),
+        ("logins".to_string(), AttrValue::Int(0)),
+        ("reviews".to_string(), AttrValue::Int(0)),
     ];
     assert_eq!(out.changed, vec![CustomerAttrs { customer_id: 1, values: want }]);
     let day14 = t + 14 * DAY_MS;

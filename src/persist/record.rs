@@ -53,6 +53,8 @@ pub enum DecodeError {
     UnknownEnum { field: &'static str, value: i32 },
     #[error("next-best-offer record: {0}")]
     Decide(String),
+    #[error("gamify record: {0}")]
+    Gamify(String),
     #[error("format {0} is not one this version reads (it reads {LEGACY_FORMAT} to {FORMAT}); upgrade segd")]
     UnknownFormat(u32),
 }
@@ -66,6 +68,9 @@ pub struct SnapshotMeta {
     /// The next-best-offer state's section ([`crate::decide::record::encode_state`]; empty
     /// when decisions were never used).
     pub decide: Vec<u8>,
+    /// The gamification section (`crate::gamify::mutation::encode_snapshot`; empty:
+    /// no program).
+    pub gamify: Vec<u8>,
 }
 
 /// A saved segment in a snapshot.
@@ -165,6 +170,7 @@ impl From<&Mutation> for pb::Record {
                 add: *add,
             }),
             Mutation::Decide(c) => Kind::Decide(crate::decide::record::encode_change(c)),
+            Mutation::Gamify(c) => Kind::Gamify(crate::gamify::mutation::encode_change(c)),
         };
         pb::Record { kind: Some(kind) }
     }
@@ -201,6 +207,9 @@ impl TryFrom<pb::Record> for Mutation {
             Kind::Decide(bytes) => Mutation::Decide(
                 crate::decide::record::decode_change(&bytes)
                     .map_err(|e| DecodeError::Decide(e.to_string()))?,
+            Kind::Gamify(bytes) => Mutation::Gamify(
+                crate::gamify::mutation::decode_change(&bytes)
+                    .map_err(|e| DecodeError::Gamify(e.to_string()))?,
             ),
         })
     }
@@ -445,10 +454,11 @@ impl TryFrom<pb::Literal> for Literal {
 
 impl From<&SnapshotMeta> for pb::SnapshotMeta {
     fn from(m: &SnapshotMeta) -> Self {
-        let SnapshotMeta { id_column, segments, decide } = m;
+        let SnapshotMeta { id_column, segments, decide, gamify } = m;
         pb::SnapshotMeta {
             decide: decide.clone(),
             id_column: id_column.clone(),
+            gamify: gamify.clone(),
             segments: segments
                 .iter()
                 .map(|SegmentMeta { id, description, definition, members }| pb::SavedSegment {
@@ -466,7 +476,7 @@ impl TryFrom<pb::SnapshotMeta> for SnapshotMeta {
     type Error = DecodeError;
 
     fn try_from(m: pb::SnapshotMeta) -> Result<Self, DecodeError> {
-        let pb::SnapshotMeta { id_column, segments, decide } = m;
+        let pb::SnapshotMeta { id_column, segments, decide, gamify } = m;
         let segments = segments
             .into_iter()
             .map(|pb::SavedSegment { id, description, definition, members }| {
@@ -478,7 +488,7 @@ impl TryFrom<pb::SnapshotMeta> for SnapshotMeta {
                 })
             })
             .collect::<Result<_, DecodeError>>()?;
-        Ok(SnapshotMeta { id_column, segments, decide })
+        Ok(SnapshotMeta { id_column, segments, decide, gamify })
     }
 }
 

@@ -92,6 +92,7 @@ fn expected_snapshot_meta() -> SnapshotMeta {
             },
         ],
         decide: vec![],
+        gamify: vec![],
     }
 }
 

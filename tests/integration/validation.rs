@@ -397,7 +397,7 @@ impl Model {
                 self.statics.remove(id);
                 true
             }
-            Mutation::AddAttribute { .. } | Mutation::Decide(_) => unreachable!("not generated"),
+            Mutation::AddAttribute { .. } | Mutation::Decide(_) | Mutation::Gamify(_) => unreachable!("not generated"),
         }
     }
 }

@@ -1,0 +1,406 @@
+//! The engine's gamification part: the program in force and every customer's state
+//! ([`Gamification`]), applied by `Mutation::Gamify` in commit order like every other
+//! mutation, and the achievements (tier changes, level-ups) each change produced.
+//!
+//! A change's derived attributes (`points_balance`, `points_pending`, `lifetime_points`,
+//! `points_expiring_30d`, `tier`, `level` and the program's counters) are written into
+//! indexed customer columns in the same apply, through the upsert path: counts see them,
+//! saved segments follow, and `WatchSegments` reports who entered in the same commit.
+//! A program adds the columns it needs (those that exist must take its values).
+//!
+//! Achievements, like segment events, are a function of the log alone and are published
+//! with their version (see [`Engine::publish_events`]): a watcher never sees one of a
+//! sequence a read cannot see yet.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::{Engine, EngineError, Gone, Outcome};
+use crate::gamify::state::check_time;
+use crate::gamify::{
+    Achievement, Applied, AttrValue, Change, ChangeOutcome, CustomerFacts, GamifyError, GamifyState, Program,
+    Value,
+};
+use crate::segments::Segments;
+use crate::store::mutate::{CellValue, CustomerUpdate, NewAttribute};
+use crate::store::Dataset;
+
+/// The program in force and every customer's state. Cloning is O(1) (the state is
+/// persistent, see [`crate::gamify::state::Customers`]).
+#[derive(Clone, Debug)]
+pub struct Gamification {
+    pub program: Arc<Program>,
+    /// The logged time the program took effect.
+    pub effective_ms: i64,
+    pub state: GamifyState,
+}
+
+/// An achievement with the commit sequence of the change that produced it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AchievementEvent {
+    pub sequence: u64,
+    pub achievement: Achievement,
+}
+
+impl AchievementEvent {
+    pub fn customer_id(&self) -> u64 {
+        match &self.achievement {
+            Achievement::TierChanged { customer_id, .. } | Achievement::LevelUp { customer_id, .. } => {
+                *customer_id
+            }
+        }
+    }
+}
+
+/// The most recent achievements, bounded like the segment event log.
+struct AchievementLog {
+    events: VecDeque<AchievementEvent>,
+    capacity: usize,
+    /// Highest sequence whose achievements were (partly) dropped.
+    dropped_through: u64,
+}
+
+impl AchievementLog {
+    fn push(&mut self, events: Vec<AchievementEvent>) {
+        for e in events {
+            if self.events.len() == self.capacity {
+                if let Some(old) = self.events.pop_front() {
+                    self.dropped_through = old.sequence;
+                }
+            }
+            self.events.push_back(e);
+        }
+    }
+
+    fn forget_through(&mut self, sequence: u64) {
+        self.events.retain(|e| e.sequence > sequence);
+        self.dropped_through = self.dropped_through.max(sequence);
+    }
+
+    fn since(&self, from: u64, customers: &HashSet<u64>, max: usize) -> Result<Vec<AchievementEvent>, Gone> {
+        if from <= self.dropped_through {
+            return Err(Gone { asked: from, oldest: self.dropped_through + 1 });
+        }
+        let start = self.events.partition_point(|e| e.sequence < from);
+        Ok(self
+            .events
+            .range(start..)
+            .filter(|e| customers.is_empty() || customers.contains(&e.customer_id()))
+            .take(max)
+            .cloned()
+            .collect())
+    }
+}
+
+/// [`Engine`]'s gamification field.
+pub(super) struct GamifyPart {
+    live: Option<Gamification>,
+    /// Shared by every version: achievements of published versions.
+    log: Arc<Mutex<AchievementLog>>,
+    /// Achievements of changes applied to this version, not yet published (a lock so
+    /// that publishing, from a shared version, can take them).
+    unpublished: Mutex<Vec<AchievementEvent>>,
+}
+
+impl GamifyPart {
+    pub(super) fn new(capacity: usize) -> GamifyPart {
+        GamifyPart {
+            live: None,
+            log: Arc::new(Mutex::new(AchievementLog {
+                events: VecDeque::new(),
+                capacity: capacity.max(1),
+                dropped_through: 0,
+            })),
+            unpublished: Mutex::new(vec![]),
+        }
+    }
+
+    /// Moves this version's achievements to the shared log (once it is published).
+    pub(super) fn publish(&self) {
+        let events = std::mem::take(&mut *self.unpublished.lock());
+        if !events.is_empty() {
+            self.log.lock().push(events);
+        }
+    }
+
+    pub(super) fn forget_through(&self, sequence: u64) {
+        self.log.lock().forget_through(sequence);
+    }
+}
+
+impl Clone for GamifyPart {
+    /// A clone starts with no unpublished achievements: they belong to the version that
+    /// made them.
+    fn clone(&self) -> Self {
+        GamifyPart { live: self.live.clone(), log: self.log.clone(), unpublished: Mutex::new(vec![]) }
+    }
+}
+
+/// What the gamification core may read of the table: existence, attributes, segments.
+struct TableFacts<'a> {
+    data: &'a Dataset,
+    segments: &'a Segments,
+}
+
+impl CustomerFacts for TableFacts<'_> {
+    fn exists(&self, customer_id: u64) -> bool {
+        self.data.row_of(customer_id).is_some()
+    }
+
+    fn attribute(&self, customer_id: u64, name: &str) -> Value {
+        let (Some(ci), Some(row)) = (self.data.column_index(name), self.data.row_of(customer_id)) else {
+            return Value::Null;
+        };
+        match self.data.cell(ci, row) {
+            CellValue::Null => Value::Null,
+            CellValue::Bool(b) => Value::Bool(b),
+            CellValue::Int(i) => Value::Int(i),
+            CellValue::Float(x) => Value::Float(x),
+            CellValue::Str(s) => Value::Str(s),
+            CellValue::List(items) => Value::List(items),
+        }
+    }
+
+    fn in_segment(&self, customer_id: u64, segment_id: &str) -> bool {
+        matches!(self.segments.is_member(self.data, segment_id, customer_id), Ok(Some(true)))
+    }
+}
+
+/// The columns a program writes: (name, the kind it is added with, a value as large as
+/// any it will hold: an existing column must take it).
+fn derived_columns(program: &Program) -> Vec<(String, NewAttribute, CellValue)> {
+    let int = |n: &str| (n.to_string(), NewAttribute::Int, CellValue::Int(i64::MAX));
+    let longest = program.spec.tiers.tiers.iter().map(|t| t.name.clone()).max_by_key(|n| n.len());
+    let mut v = vec![
+        int("points_balance"),
+        int("points_pending"),
+        int("lifetime_points"),
+        int("points_expiring_30d"),
+        ("tier".to_string(), NewAttribute::String, CellValue::Str(longest.unwrap_or_default())),
+        ("level".to_string(), NewAttribute::Int, CellValue::Int(program.spec.levels.thresholds.len() as i64)),
+    ];
+    for c in &program.spec.counters {
+        v.push(match c.sum {
+            // Sums are hundredths shown as a float: a 64-bit float column holds them.
+            Some(_) => (c.name.clone(), NewAttribute::Float, CellValue::Float(1e12 + 0.25)),
+            None => int(&c.name),
+        });
+    }
+    v
+}
+
+/// Whether the table can take `program`'s derived attributes: a missing column must be
+/// a valid new attribute name, an existing one must hold every value the program writes.
+fn check_columns(data: &Dataset, program: &Program) -> Result<(), GamifyError> {
+    for (name, _, probe) in derived_columns(program) {
+        let err = |e: &dyn std::fmt::Display| {
+            GamifyError::Program(format!("attribute '{name}' cannot hold the program's values: {e}"))
+        };
+        if data.column_index(&name).is_none() {
+            data.check_new_attribute(&name).map_err(|e| err(&e))?;
+        } else {
+            let probe = CustomerUpdate { customer_id: 1, attributes: vec![(name.clone(), probe)] };
+            data.check_upserts(&[probe]).map_err(|e| err(&e))?;
+        }
+    }
+    Ok(())
+}
+
+fn cell(v: AttrValue) -> CellValue {
+    match v {
+        AttrValue::Int(i) => CellValue::Int(i),
+        AttrValue::Float(x) => CellValue::Float(x),
+        AttrValue::Str(s) => CellValue::Str(s),
+    }
+}
+
+impl Engine {
+    /// The program in force and the state, or None before the first program.
+    pub fn gamification(&self) -> Option<&Gamification> {
+        self.gamify.live.as_ref()
+    }
+
+    /// Up to `max` retained achievements with `sequence >= from`, of the given customers
+    /// (all when empty).
+    pub fn achievements_since(
+        &self,
+        from: u64,
+        customers: &HashSet<u64>,
+        max: usize,
+    ) -> Result<Vec<AchievementEvent>, Gone> {
+        self.gamify.log.lock().since(from, customers, max)
+    }
+
+    /// The snapshot section (empty before the first program).
+    pub fn gamify_snapshot(&self) -> Vec<u8> {
+        match &self.gamify.live {
+            Some(g) => crate::gamify::mutation::encode_snapshot(&g.program, g.effective_ms, &g.state),
+            None => vec![],
+        }
+    }
+
+    /// Start-up only: the snapshot section [`Engine::gamify_snapshot`] wrote.
+    pub fn restore_gamify(&mut self, bytes: &[u8]) -> Result<(), GamifyError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let (program, effective_ms, state) = crate::gamify::mutation::decode_snapshot(bytes)?;
+        self.gamify.live = Some(Gamification { program: Arc::new(program), effective_ms, state });
+        Ok(())
+    }
+
+    /// Whether `c` would apply against this version (nothing changes).
+    pub(super) fn check_gamify(&self, c: &Change) -> Result<(), EngineError> {
+        let facts = TableFacts { data: &self.data, segments: &self.segments };
+        if let Change::PutProgram { program, effective_ms } = c {
+            check_time("effective_ms", *effective_ms)?;
+            check_columns(&self.data, program)?;
+            if let Some(g) = &self.gamify.live {
+                g.state.check_program_change(&g.program, program)?;
+            }
+            return Ok(());
+        }
+        let g = self.gamify.live.as_ref().ok_or(GamifyError::NoProgram)?;
+        let (program, state) = (&*g.program, &g.state);
+        // A customer the change would create must have an id the table's id column holds.
+        let id_fits = |id: u64| {
+            let known = state.customer(id).is_some() || self.data.row_of(id).is_some();
+            let probe = CustomerUpdate { customer_id: id, attributes: vec![] };
+            if known {
+                Ok(())
+            } else {
+                self.data.check_upserts(&[probe])
+            }
+        };
+        match c {
+            Change::PutProgram { .. } => unreachable!("answered above"),
+            Change::RecordEvents { events, logged_at_ms } => {
+                state.check_events(program, events, &facts, *logged_at_ms)?;
+                for (index, e) in events.iter().enumerate() {
+                    id_fits(e.customer_id).map_err(|err| GamifyError::Event {
+                        index,
+                        event_id: e.event_id.clone(),
+                        reason: format!("customer_id: {err}"),
+                    })?;
+                }
+            }
+            Change::SpendPoints { spend, logged_at_ms } => {
+                check_time("logged_at_ms", *logged_at_ms)?;
+                state.check_spend(program, spend)?;
+            }
+            Change::GrantPoints { grant, logged_at_ms } => {
+                check_time("logged_at_ms", *logged_at_ms)?;
+                state.check_grant(program, grant, &facts)?;
+                id_fits(grant.customer_id)?;
+            }
+            Change::SetManualTier { customer_id, tier, logged_at_ms } => {
+                check_time("logged_at_ms", *logged_at_ms)?;
+                if let Some(t) = tier {
+                    program.tier_index(t).ok_or_else(|| GamifyError::UnknownTier(t.clone()))?;
+                }
+                if state.customer(*customer_id).is_none() && !facts.exists(*customer_id) {
+                    return Err(GamifyError::UnknownCustomer(*customer_id).into());
+                }
+            }
+            Change::Tick { now_ms } => check_time("now_ms", *now_ms)?,
+        }
+        Ok(())
+    }
+
+    /// Applies `c` as commit `sequence`. A change the core refuses at its turn (see
+    /// [`ChangeOutcome::Rejected`]) changes nothing; an error here is a bug (the table
+    /// refused derived values the program check admitted).
+    pub(super) fn apply_gamify(&mut self, sequence: u64, c: &Change) -> Result<Outcome, EngineError> {
+        let done = |o: ChangeOutcome| Ok(Outcome::Gamify(o));
+        if let Change::PutProgram { program, effective_ms } = c {
+            let applied = match self.gamify.live.as_mut() {
+                Some(g) => {
+                    // The core checks before it changes anything, so an error leaves the
+                    // state as it was.
+                    match g.state.apply_program(&g.program, program, *effective_ms) {
+                        Ok(a) => a,
+                        Err(e) => return done(ChangeOutcome::Rejected(e)),
+                    }
+                }
+                None => Applied::default(),
+            };
+            for (name, kind, _) in derived_columns(program) {
+                if self.data.column_index(&name).is_none() {
+                    self.data.add_attribute(&name, kind)?;
+                }
+            }
+            let state = self.gamify.live.take().map(|g| g.state).unwrap_or_default();
+            self.gamify.live =
+                Some(Gamification { program: program.clone(), effective_ms: *effective_ms, state });
+            let customers_changed = applied.changed.len() as u64;
+            self.write_derived(sequence, applied)?;
+            return done(ChangeOutcome::ProgramPut { customers_changed });
+        }
+        let Some(g) = self.gamify.live.as_mut() else {
+            return done(ChangeOutcome::Rejected(GamifyError::NoProgram));
+        };
+        let program = g.program.clone();
+        // Out of the engine while the core reads the table through `facts`; the core
+        // changes nothing on error, so it goes back as it was then.
+        let mut state = std::mem::take(&mut g.state);
+        let facts = TableFacts { data: &self.data, segments: &self.segments };
+        let result = match c {
+            Change::PutProgram { .. } => unreachable!("applied above"),
+            Change::RecordEvents { events, logged_at_ms } => state
+                .apply_events(&program, events, &facts, *logged_at_ms)
+                .map(|a| (ChangeOutcome::Events(a.outcomes.clone()), a)),
+            Change::SpendPoints { spend, logged_at_ms } => {
+                state.spend(&program, spend, *logged_at_ms).map(|(o, a)| (ChangeOutcome::Spent(o), a))
+            }
+            Change::GrantPoints { grant, logged_at_ms } => state
+                .grant(&program, grant, &facts, *logged_at_ms)
+                .map(|(o, a)| (ChangeOutcome::Granted(o), a)),
+            Change::SetManualTier { customer_id, tier, logged_at_ms } => state
+                .set_manual_tier(&program, *customer_id, tier.as_deref(), &facts, *logged_at_ms)
+                .map(|a| (ChangeOutcome::ManualTierSet, a)),
+            Change::Tick { now_ms } => state
+                .tick(&program, *now_ms)
+                .map(|a| (ChangeOutcome::Ticked { customers_changed: a.changed.len() as u64 }, a)),
+        };
+        if let Some(g) = self.gamify.live.as_mut() {
+            g.state = state;
+        }
+        match result {
+            Ok((outcome, applied)) => {
+                self.write_derived(sequence, applied)?;
+                done(outcome)
+            }
+            Err(e) => done(ChangeOutcome::Rejected(e)),
+        }
+    }
+
+    /// Writes a change's derived attributes into the table (new customers get rows),
+    /// with the saved segments' events, and keeps its achievements for publication.
+    fn write_derived(&mut self, sequence: u64, applied: Applied) -> Result<(), EngineError> {
+        let Applied { outcomes: _, created: _, changed, achievements } = applied;
+        // Created customers are among the changed ones (every touched customer is).
+        let batch: Vec<CustomerUpdate> = changed
+            .into_iter()
+            .map(|c| CustomerUpdate {
+                customer_id: c.customer_id,
+                attributes: c.values.into_iter().map(|(n, v)| (n, cell(v))).collect(),
+            })
+            .collect();
+        if !batch.is_empty() {
+            let rows = self.data.apply_upserts(&batch)?;
+            let events = self.segments.on_write(&self.data, &rows, &[], &[], sequence);
+            self.unpublished.extend(events);
+        }
+        if !achievements.is_empty() {
+            let mut u = self.gamify.unpublished.lock();
+            u.extend(achievements.into_iter().map(|achievement| AchievementEvent { sequence, achievement }));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_gamify_tests.rs"]
+mod tests;
