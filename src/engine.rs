@@ -137,6 +137,7 @@ pub enum EngineError {
     Segment(#[from] SegmentError),
     #[error(transparent)]
     Decide(#[from] decide::ChangeError),
+    #[error(transparent)]
     Gamify(#[from] GamifyError),
 }
 

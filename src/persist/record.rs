@@ -207,6 +207,7 @@ impl TryFrom<pb::Record> for Mutation {
             Kind::Decide(bytes) => Mutation::Decide(
                 crate::decide::record::decode_change(&bytes)
                     .map_err(|e| DecodeError::Decide(e.to_string()))?,
+            ),
             Kind::Gamify(bytes) => Mutation::Gamify(
                 crate::gamify::mutation::decode_change(&bytes)
                     .map_err(|e| DecodeError::Gamify(e.to_string()))?,

@@ -397,7 +397,9 @@ impl Model {
                 self.statics.remove(id);
                 true
             }
-            Mutation::AddAttribute { .. } | Mutation::Decide(_) | Mutation::Gamify(_) => unreachable!("not generated"),
+            Mutation::AddAttribute { .. } | Mutation::Decide(_) | Mutation::Gamify(_) => {
+                unreachable!("not generated")
+            }
         }
     }
 }
