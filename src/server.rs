@@ -201,6 +201,18 @@ impl Server {
                 )
                 .max_decoding_message_size(max),
             )
+            .add_service(
+                crate::grpc::pb::event_service_server::EventServiceServer::new(
+                    crate::grpc::gamify::EventSvc(self.ctx.clone()),
+                )
+                .max_decoding_message_size(max),
+            )
+            .add_service(
+                crate::grpc::pb::gamification_service_server::GamificationServiceServer::new(
+                    crate::grpc::gamify::GamificationSvc(self.ctx.clone()),
+                )
+                .max_decoding_message_size(max),
+            )
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await?;
         tracing::info!("stopped");
