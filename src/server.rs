@@ -172,7 +172,7 @@ impl Server {
         // Answers finished in the same turn of the runtime leave in one write.
         let incoming =
             tokio_stream::StreamExt::map(incoming, |c| c.map(crate::grpc::coalesce::Coalesced::new));
-        tracing::info!(%addr, "serving segd.v1.SegmentService and segd.v1.CustomerService");
+        tracing::info!(%addr, "serving segd.v1.SegmentService, CustomerService, DecisionService, EventService and GamificationService");
         let app = self.ctx.app.clone();
         let shutdown = async move {
             shutdown.await;
