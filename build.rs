@@ -16,7 +16,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(out.join("segd_descriptor.bin"))
         // Undecodable requests are the caller's fault: INVALID_ARGUMENT, not INTERNAL.
         .codec_path("crate::grpc::codec::SegdCodec")
-        .compile_protos(&["proto/segd/v1/segd.proto", "proto/segd/v1/decide.proto"], &["proto"])?;
+        .compile_protos(
+            &["proto/segd/v1/segd.proto", "proto/segd/v1/decide.proto", "proto/segd/v1/gamify.proto"],
+            &["proto"],
+        )?;
     // proto3 JSON (serde) for the same messages: the HTTP API's bodies (src/http). Fields
     // at their default are written too (`"count": "0"`, `"isMember": false`), as
     // grpcurl -emit-defaults shows them: HTTP clients need not know proto3's defaults.

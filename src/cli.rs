@@ -162,6 +162,13 @@ pub struct ServeArgs {
     /// absent [default: 1000000]. Ignored (with a warning) once the data dir holds a snapshot.
     #[arg(long, env = "SEGD_DEMO")]
     pub demo: Option<usize>,
+    /// A gamification program (JSON; README "Gamification") put at start, logged like a
+    /// PutProgram, when no program is in force yet. Once one is (from this flag, the demo
+    /// or PutProgram), the file is ignored with a warning if it differs: a restart never
+    /// reverts a PutProgram nor re-tiers every customer. A fresh --demo data dir without
+    /// this flag gets src/gamify/demo_program.json. Not applied on a replica.
+    #[arg(long, value_name = "FILE", env = "SEGD_PROGRAM")]
+    pub program: Option<PathBuf>,
     /// gRPC address. Loopback unless asked: beyond it, use --tls-cert / --tls-key and
     /// --auth-token-file.
     #[arg(long, default_value = "127.0.0.1:50051", env = "SEGD_LISTEN")]
@@ -403,6 +410,21 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     // A fresh demo data dir gets the demo offer catalogue too (logged, like any PutOffer);
     // a replica gets it from its primary's stream instead.
     let demo_offers = imported.get() && args.data.is_none() && args.replica_of.is_none();
+    // The program to put when none is in force: --program's, else (a fresh demo) the demo's.
+    let program = match (&args.program, args.replica_of.is_none()) {
+        (Some(p), true) => Some((
+            std::fs::read_to_string(p).with_context(|| format!("reading --program {}", p.display()))?,
+            p.display().to_string(),
+        )),
+        (None, true) if demo_offers => {
+            Some((segd::gamify::program::DEMO_PROGRAM.to_string(), "src/gamify/demo_program.json".into()))
+        }
+        (Some(_), false) => {
+            tracing::warn!("--program is ignored on a replica: it follows its primary's program");
+            None
+        }
+        (None, _) => None,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         if demo_offers {
@@ -412,6 +434,9 @@ pub fn serve(args: ServeArgs) -> Result<()> {
                 server.app().put_offer(o).await.context("loading the demo offer catalogue")?;
             }
             tracing::info!(offers = n, "demo offer catalogue loaded (src/decide/demo_offers.json)");
+        }
+        if let Some((json, from)) = program {
+            load_program(server.app(), &json, &from).await?;
         }
         let listener = TcpListener::bind(args.listen)
             .await
@@ -471,4 +496,22 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
         _ = term => tracing::info!("SIGTERM"),
     }
+}
+
+/// Puts the program `json` (read from `from`) unless one is in force; warns when the one
+/// in force differs from it.
+async fn load_program(app: &segd::app::App, json: &str, from: &str) -> Result<()> {
+    match app.put_program_if_none(json).await.with_context(|| format!("loading the program {from}"))? {
+        Some(sequence) => tracing::info!(sequence, "gamification program loaded ({from})"),
+        None => {
+            let given =
+                segd::gamify::Program::from_json(json).with_context(|| format!("the program {from}"))?;
+            if app.get_program()?.json != given.to_json() {
+                tracing::warn!(
+                    "the program {from} is ignored: a different program is in force (change it with PutProgram)"
+                );
+            }
+        }
+    }
+    Ok(())
 }

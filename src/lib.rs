@@ -55,8 +55,8 @@
 //! prost / axum (except [`persist::record`] and the record forms of [`gamify`],
 //! [`decide`] and [`leaderboard`], which use prost for storage, not for any API); they
 //! translate and call [`app::App`]:
-//! - [`grpc`]: the `segd.v1.SegmentService` / `CustomerService` / `DecisionService`
-//!   adapters: generated proto types, conversions (`TryFrom`), the one error-to-status
+//! - [`grpc`]: the `segd.v1.SegmentService` / `CustomerService` / `DecisionService` /
+//!   `EventService` / `GamificationService` adapters: generated proto types, conversions (`TryFrom`), the one error-to-status
 //!   mapping.
 //! - [`http`]: the same use cases as proto3 JSON over HTTP/1.1 (grpc-gateway-style paths),
 //!   with the gRPC adapter's conversions and codes, and the segment builder page at `/`.

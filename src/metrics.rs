@@ -59,11 +59,23 @@ pub enum Rpc {
     NextBestOffer,
     RecordOutcome,
     ReachEstimate,
+    RecordEvents,
+    /// Counted per request message, not per stream.
+    RecordEventStream,
+    PutProgram,
+    GetProgram,
+    PreviewProgram,
+    GetGamificationState,
+    GetLedger,
+    SpendPoints,
+    GrantPoints,
+    SetManualTier,
+    WatchAchievements,
 }
 
 impl Rpc {
     /// Every variant, in declaration order (`rpc as usize` indexes it).
-    pub const ALL: [Rpc; 30] = [
+    pub const ALL: [Rpc; 41] = [
         Rpc::CountSegment,
         Rpc::IsMember,
         Rpc::BatchIsMember,
@@ -94,6 +106,17 @@ impl Rpc {
         Rpc::NextBestOffer,
         Rpc::RecordOutcome,
         Rpc::ReachEstimate,
+        Rpc::RecordEvents,
+        Rpc::RecordEventStream,
+        Rpc::PutProgram,
+        Rpc::GetProgram,
+        Rpc::PreviewProgram,
+        Rpc::GetGamificationState,
+        Rpc::GetLedger,
+        Rpc::SpendPoints,
+        Rpc::GrantPoints,
+        Rpc::SetManualTier,
+        Rpc::WatchAchievements,
     ];
 
     /// The method name, as the `rpc` label and in logs.
@@ -129,6 +152,17 @@ impl Rpc {
             Rpc::NextBestOffer => "NextBestOffer",
             Rpc::RecordOutcome => "RecordOutcome",
             Rpc::ReachEstimate => "ReachEstimate",
+            Rpc::RecordEvents => "RecordEvents",
+            Rpc::RecordEventStream => "RecordEventStream",
+            Rpc::PutProgram => "PutProgram",
+            Rpc::GetProgram => "GetProgram",
+            Rpc::PreviewProgram => "PreviewProgram",
+            Rpc::GetGamificationState => "GetGamificationState",
+            Rpc::GetLedger => "GetLedger",
+            Rpc::SpendPoints => "SpendPoints",
+            Rpc::GrantPoints => "GrantPoints",
+            Rpc::SetManualTier => "SetManualTier",
+            Rpc::WatchAchievements => "WatchAchievements",
         }
     }
 }

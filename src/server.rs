@@ -172,7 +172,7 @@ impl Server {
         // Answers finished in the same turn of the runtime leave in one write.
         let incoming =
             tokio_stream::StreamExt::map(incoming, |c| c.map(crate::grpc::coalesce::Coalesced::new));
-        tracing::info!(%addr, "serving segd.v1.SegmentService and segd.v1.CustomerService");
+        tracing::info!(%addr, "serving segd.v1.SegmentService, CustomerService, DecisionService, EventService and GamificationService");
         let app = self.ctx.app.clone();
         let shutdown = async move {
             shutdown.await;
@@ -198,6 +198,18 @@ impl Server {
             .add_service(
                 crate::grpc::pb::decision_service_server::DecisionServiceServer::new(
                     crate::grpc::decide::DecisionSvc(self.ctx.clone()),
+                )
+                .max_decoding_message_size(max),
+            )
+            .add_service(
+                crate::grpc::pb::event_service_server::EventServiceServer::new(
+                    crate::grpc::gamify::EventSvc(self.ctx.clone()),
+                )
+                .max_decoding_message_size(max),
+            )
+            .add_service(
+                crate::grpc::pb::gamification_service_server::GamificationServiceServer::new(
+                    crate::grpc::gamify::GamificationSvc(self.ctx.clone()),
                 )
                 .max_decoding_message_size(max),
             )

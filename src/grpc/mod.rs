@@ -16,12 +16,15 @@
 //! - [`customers`]: the `CustomerService` implementation (upserts, deletes, reads).
 //! - [`watch`]: an application subscription as the `WatchSegments` response stream.
 //! - [`decide`]: the `DecisionService` implementation (next-best-offer) and its conversions.
+//! - [`gamify`]: the `EventService` and `GamificationService` implementations and their
+//!   conversions.
 
 pub mod coalesce;
 pub mod codec;
 pub mod convert;
 pub mod customers;
 pub mod decide;
+pub mod gamify;
 pub mod member_stream;
 pub mod service;
 pub mod status;

@@ -7,6 +7,7 @@ mod decide;
 mod differential;
 mod durability;
 mod errors;
+mod gamify;
 mod golden;
 mod grpc;
 mod http;
