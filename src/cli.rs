@@ -191,6 +191,11 @@ pub struct ServeArgs {
     /// Address of the Prometheus endpoint (`GET /metrics`); none when absent.
     #[arg(long, env = "SEGD_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// How often the gamification agenda is looked at: `60s`, `500ms`, `2m` (a bare
+    /// number is seconds). A clock tick is logged only when something is due then
+    /// (pending points, expiry, downgrade checks), so an idle server's log does not grow.
+    #[arg(long, default_value = "60s", value_parser = parse_interval, env = "SEGD_TICK_INTERVAL")]
+    pub tick_interval: std::time::Duration,
     /// Largest request message in bytes (larger: OUT_OF_RANGE before decoding).
     #[arg(long, default_value_t = 4 << 20, env = "SEGD_MAX_REQUEST_BYTES")]
     pub max_request_bytes: usize,
@@ -260,6 +265,7 @@ impl ServeArgs {
             plan_cache_entries: self.plan_cache_entries,
             cache_counts: !self.no_count_cache,
             max_upsert_batch: self.max_upsert_batch,
+            tick_every: self.tick_interval,
             ..Config::default()
         }
     }
@@ -339,6 +345,26 @@ fn parse_sync(s: &str) -> Result<SyncMode, String> {
             .ok_or_else(|| format!("'{ms}' is not a positive number of milliseconds")),
         _ => Err(format!("'{s}': use 'always' or 'interval:<ms>'")),
     }
+}
+
+/// `--tick-interval`: a positive duration, `<n>ms`, `<n>s` (or a bare `<n>`), `<n>m`, of at
+/// most a day.
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit_ms) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1_000)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        (s, 1_000)
+    };
+    let n: u64 = num.trim().parse().map_err(|_| format!("'{s}': use e.g. 60s, 500ms or 2m"))?;
+    let ms = n.saturating_mul(unit_ms);
+    if !(1..=86_400_000).contains(&ms) {
+        return Err(format!("'{s}': the interval must be between 1ms and 24h"));
+    }
+    Ok(std::time::Duration::from_millis(ms))
 }
 
 /// `segd serve`: opens the data dir (importing --data / the demo into an empty one),
@@ -514,4 +540,22 @@ async fn load_program(app: &segd::app::App, json: &str, from: &str) -> Result<()
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_interval;
+    use std::time::Duration;
+
+    #[test]
+    fn tick_intervals_parse_with_their_units_and_bounds() {
+        assert_eq!(parse_interval("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_interval("60"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_interval("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_interval("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_interval("1440m"), Ok(Duration::from_secs(86_400)));
+        for bad in ["0", "0ms", "1441m", "-1s", "1h", "", "s", "1.5s"] {
+            assert!(parse_interval(bad).is_err(), "{bad}");
+        }
+    }
 }

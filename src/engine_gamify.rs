@@ -6,7 +6,8 @@
 //! `points_expiring_30d`, `tier`, `level` and the program's counters) are written into
 //! indexed customer columns in the same apply, through the upsert path: counts see them,
 //! saved segments follow, and `WatchSegments` reports who entered in the same commit.
-//! A program adds the columns it needs (those that exist must take its values).
+//! A program adds the columns it needs (those that exist must take its values) and owns
+//! them: a PutProgram writes every customer's values, over whatever the table held.
 //!
 //! Achievements, like segment events, are a function of the log alone and are published
 //! with their version (see [`Engine::publish_events`]): a watcher never sees one of a
@@ -208,6 +209,16 @@ fn check_columns(data: &Dataset, program: &Program) -> Result<(), GamifyError> {
     Ok(())
 }
 
+/// Whether a cell holds `want` (an int written to a float column reads back as a float).
+fn same_cell(have: &CellValue, want: &CellValue) -> bool {
+    match (have, want) {
+        (CellValue::Float(x), CellValue::Int(i)) | (CellValue::Int(i), CellValue::Float(x)) => {
+            *i as f64 == *x
+        }
+        _ => have == want,
+    }
+}
+
 fn cell(v: AttrValue) -> CellValue {
     match v {
         AttrValue::Int(i) => CellValue::Int(i),
@@ -334,8 +345,11 @@ impl Engine {
             let state = self.gamify.live.take().map(|g| g.state).unwrap_or_default();
             self.gamify.live =
                 Some(Gamification { program: program.clone(), effective_ms: *effective_ms, state });
-            let customers_changed = applied.changed.len() as u64;
-            self.write_derived(sequence, applied)?;
+            // Every row's columns are compared and rewritten below, so the changed
+            // customers' values need no upsert of their own: only the achievements.
+            let Applied { achievements, .. } = applied;
+            let customers_changed = self.own_columns(sequence)?;
+            self.write_derived(sequence, Applied { achievements, ..Applied::default() })?;
             return done(ChangeOutcome::ProgramPut { customers_changed });
         }
         let Some(g) = self.gamify.live.as_mut() else {
@@ -376,6 +390,66 @@ impl Engine {
         }
     }
 
+    /// The program owns its derived columns: after a PutProgram every customer's row
+    /// holds the program's values, its state's or, for a customer no change has touched
+    /// yet, the starting values (tier the first one, level 1, zero points and counters),
+    /// whatever the table held before (the demo table's generated `tier` and `level`, an
+    /// upsert's value). Only cells that differ are written, a column at a time (at 10M
+    /// rows a column of cells is ~400 MB, an update per customer would be gigabytes);
+    /// saved segments follow in the same apply. Answers the customers whose row changed.
+    fn own_columns(&mut self, sequence: u64) -> Result<u64, EngineError> {
+        use rayon::prelude::*;
+        let Some(g) = self.gamify.live.as_ref() else { return Ok(0) };
+        let start: Vec<(String, CellValue)> =
+            g.state.starting_attributes(&g.program).into_iter().map(|(n, v)| (n, cell(v))).collect();
+        let mut cols = Vec::with_capacity(start.len());
+        for (name, _) in &start {
+            let ci = self.data.column_index(name).ok_or_else(|| {
+                GamifyError::Corrupt(format!("the program's column '{name}' was not added"))
+            })?;
+            cols.push(ci);
+        }
+        let rows = self.data.rows();
+        let mut has_state = vec![false; rows];
+        // Cells of customers with state that differ from their state, per column.
+        let mut cells: Vec<Vec<(u32, CellValue)>> = vec![vec![]; cols.len()];
+        let data = &self.data;
+        g.state.for_each_attributes(&g.program, |id, attrs| {
+            let Some(row) = data.row_of(id) else { return };
+            has_state[row as usize] = true;
+            for (k, (_, v)) in attrs.into_iter().enumerate() {
+                let v = cell(v);
+                if let Some(&ci) = cols.get(k) {
+                    if !same_cell(&data.cell(ci, row), &v) {
+                        cells[k].push((row, v));
+                    }
+                }
+            }
+        });
+        let mut changed = vec![false; rows];
+        for (k, mut cells) in cells.into_iter().enumerate() {
+            let (ci, want) = (cols[k], &start[k].1);
+            let data = &self.data;
+            let stale: Vec<u32> = (0..rows as u32)
+                .into_par_iter()
+                .filter(|&r| {
+                    !has_state[r as usize] && data.live.contains(r) && !same_cell(&data.cell(ci, r), want)
+                })
+                .collect();
+            cells.extend(stale.into_iter().map(|r| (r, want.clone())));
+            for &(r, _) in &cells {
+                changed[r as usize] = true;
+            }
+            self.data.write_column_cells(ci, cells);
+        }
+        let changed: Vec<u32> = (0..rows as u32).filter(|&r| changed[r as usize]).collect();
+        if !changed.is_empty() {
+            let events = self.segments.on_write(&self.data, &changed, &[], &[], sequence);
+            self.unpublished.extend(events);
+        }
+        Ok(changed.len() as u64)
+    }
+
     /// Writes a change's derived attributes into the table (new customers get rows),
     /// with the saved segments' events, and keeps its achievements for publication.
     fn write_derived(&mut self, sequence: u64, applied: Applied) -> Result<(), EngineError> {
@@ -404,3 +478,7 @@ impl Engine {
 #[cfg(test)]
 #[path = "engine_gamify_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "engine_gamify_columns_tests.rs"]
+mod columns_tests;

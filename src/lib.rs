@@ -36,7 +36,8 @@
 //!   by logged mutations applied in commit order; each mutation's segment events are
 //!   derived from it alone, whatever the grouping (`engine_tests.rs`: the oracle).
 //!   `engine_gamify.rs`: its gamification part (`Mutation::Gamify`): the program and
-//!   state, derived attributes written to indexed columns in the same apply, achievements.
+//!   state, derived attributes written to indexed columns in the same apply (the program
+//!   owns those columns: a PutProgram rewrites them for every customer), achievements.
 //! - [`decide`]: next-best-offer decisions: the offer catalogue and contact policy,
 //!   arbitration with an explanation per offer, contact history (caps, budgets,
 //!   suppression, adaptive models) in persistent maps versions share, reach funnels, and
@@ -58,8 +59,9 @@
 //! - [`grpc`]: the `segd.v1.SegmentService` / `CustomerService` / `DecisionService` /
 //!   `EventService` / `GamificationService` adapters: generated proto types, conversions (`TryFrom`), the one error-to-status
 //!   mapping.
-//! - [`http`]: the same use cases as proto3 JSON over HTTP/1.1 (grpc-gateway-style paths),
-//!   with the gRPC adapter's conversions and codes, and the segment builder page at `/`.
+//! - [`http`]: the same use cases as proto3 JSON over HTTP/1.1 (grpc-gateway-style paths;
+//!   `http/gamify.rs` the event and gamification ones), with the gRPC adapter's conversions
+//!   and codes, and the segment builder page at `/`.
 //! - [`metrics`]: per-RPC counters and histograms (`prometheus-client`, labels from
 //!   [`metrics::Rpc`]), the HTTP API's per-route requests, and the axum `/metrics`
 //!   endpoint.

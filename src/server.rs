@@ -137,7 +137,7 @@ impl Server {
         health.set_serving::<CustomerServiceServer<CustomerSvc>>().await;
         if let Some(db) = self.db() {
             // Expiry, pending windows and downgrades happen through logged ticks.
-            self.ctx.app.spawn_ticker(crate::app::gamify::TICK_EVERY);
+            self.ctx.app.spawn_ticker(self.ctx.app.config().tick_every);
             // A failed apply stops writes for good (until a restart): stop advertising.
             let (mut fault, health) = (db.health(), health.clone());
             tokio::spawn(async move {

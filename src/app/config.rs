@@ -28,6 +28,10 @@ pub struct Config {
     /// Set on a read replica (`--replica-of`): writes are refused naming the primary, and
     /// the follower reports its applied sequence and lag here.
     pub replica: Option<std::sync::Arc<super::replica::ReplicaStatus>>,
+    /// How often a server looks at the gamification agenda (`--tick-interval`): a tick is
+    /// logged only when something is due, so this bounds how late expiry, pending points
+    /// and downgrades land, not how much the log grows.
+    pub tick_every: Duration,
 }
 
 impl Default for Config {
@@ -44,6 +48,7 @@ impl Default for Config {
             watch_buffer: 1024,
             slow_consumer: Duration::from_secs(5),
             replica: None,
+            tick_every: super::gamify::TICK_EVERY,
         }
     }
 }

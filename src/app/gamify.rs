@@ -85,13 +85,15 @@ impl App {
 
     /// Records a batch of events (valid whole or refused whole): per event, what it did.
     pub async fn record_events(&self, events: Vec<Event>) -> Result<Recorded<Vec<EventOutcome>>, AppError> {
+        self.submit_events(events)?.wait().await
+    }
+
+    /// Submits a batch of events without waiting for its commit: a stream submits the
+    /// next batch while this one commits. Batches commit in submission order.
+    pub fn submit_events(&self, events: Vec<Event>) -> Result<PendingEvents, AppError> {
         self.batch_limit("events in the batch", events.len())?;
-        let (sequence, o) =
-            self.commit_gamify(Change::RecordEvents { events, logged_at_ms: now_ms() }).await?;
-        match o {
-            ChangeOutcome::Events(outcomes) => Ok(Recorded { sequence, result: outcomes }),
-            other => Err(AppError::Internal(format!("record events answered {other:?}"))),
-        }
+        let m = Mutation::Gamify(Change::RecordEvents { events, logged_at_ms: now_ms() });
+        Ok(PendingEvents(self.submit(m)?))
     }
 
     /// The wallet named, or the program's primary wallet when empty.
@@ -188,6 +190,24 @@ impl App {
     /// The last committed sequence, and a receiver that changes after every commit.
     pub fn commit_watch(&self) -> tokio::sync::watch::Receiver<u64> {
         self.0.commits.subscribe()
+    }
+}
+
+/// A batch of events submitted ([`App::submit_events`]), its answer pending.
+pub struct PendingEvents(tokio::sync::oneshot::Receiver<Result<crate::db::Committed, crate::db::DbError>>);
+
+impl PendingEvents {
+    /// Waits until the batch is durable and visible, or refused (also at its turn in
+    /// the commit group: [`ChangeOutcome::Rejected`]).
+    pub async fn wait(self) -> Result<Recorded<Vec<EventOutcome>>, AppError> {
+        let committed = self.0.await.map_err(|_| crate::db::DbError::Closed)??;
+        match committed.outcome {
+            Outcome::Gamify(ChangeOutcome::Events(outcomes)) => {
+                Ok(Recorded { sequence: committed.sequence, result: outcomes })
+            }
+            Outcome::Gamify(ChangeOutcome::Rejected(e)) => Err(e.into()),
+            other => Err(super::unexpected(other)),
+        }
     }
 }
 

@@ -29,7 +29,8 @@ use tonic_health::pb::HealthCheckRequest;
 mod stream;
 
 use segd::grpc::pb::{
-    self, customer_service_client::CustomerServiceClient, segment_service_client::SegmentServiceClient,
+    self, customer_service_client::CustomerServiceClient, event_service_client::EventServiceClient,
+    gamification_service_client::GamificationServiceClient, segment_service_client::SegmentServiceClient,
 };
 
 /// The service whose health `--rpc health` and `--wait-ready` ask for.
@@ -54,6 +55,11 @@ pub enum Rpc {
     /// segd.v1.CustomerService/UpsertCustomers: --batch-size customers (random ids from
     /// --ids), each setting total_spend_eur, last_purchase_days_ago and tier
     Upsert,
+    /// segd.v1.EventService/RecordEvents: --batch-size purchase events (random customers
+    /// from --ids, 1-500 €, unique event ids), needing a program in force (the demo's)
+    RecordEvents,
+    /// segd.v1.GamificationService/GetGamificationState (random ids from --ids)
+    GameState,
     /// segd.v1.SegmentService/CreateSegment, once per segment and one at a time: the
     /// --where texts (or --queries) saved as s000, s001, ... (or the --segment-id names);
     /// without them the 100 segments of the issue-5 benchmark (benches/updates.rs)
@@ -72,6 +78,8 @@ impl Rpc {
             Rpc::Health => "/grpc.health.v1.Health/Check",
             Rpc::Upsert => "/segd.v1.CustomerService/UpsertCustomers",
             Rpc::CreateSegments => "/segd.v1.SegmentService/CreateSegment",
+            Rpc::RecordEvents => "/segd.v1.EventService/RecordEvents",
+            Rpc::GameState => "/segd.v1.GamificationService/GetGamificationState",
         }
     }
 }
@@ -203,6 +211,9 @@ struct Workload {
     saved: bool,
     ids: (u64, u64),
     batch_size: usize,
+    /// Makes record-events' event ids unique to this run (a rerun must not send
+    /// duplicates, which would change nothing and be measured as cheap).
+    nonce: u64,
 }
 
 enum Req {
@@ -213,6 +224,8 @@ enum Req {
     Explain(pb::ExplainRequest),
     Health(HealthCheckRequest),
     Upsert(pb::UpsertCustomersRequest),
+    Events(pb::RecordEventsRequest),
+    GameState(pb::GetGamificationStateRequest),
 }
 
 impl Req {
@@ -225,6 +238,8 @@ impl Req {
             Req::Explain(r) => r.encode_to_vec(),
             Req::Health(r) => r.encode_to_vec(),
             Req::Upsert(r) => r.encode_to_vec(),
+            Req::Events(r) => r.encode_to_vec(),
+            Req::GameState(r) => r.encode_to_vec(),
         }
     }
 }
@@ -242,16 +257,19 @@ impl Workload {
             }
             None => args.where_.iter().map(|w| (w.clone(), w.clone())).collect(),
         };
-        if segments.is_empty() && !matches!(args.rpc, Rpc::Health | Rpc::Upsert) {
+        if segments.is_empty()
+            && !matches!(args.rpc, Rpc::Health | Rpc::Upsert | Rpc::RecordEvents | Rpc::GameState)
+        {
             bail!("give a segment: --where TEXT (repeatable), --queries FILE or --segment-id ID");
         }
         if args.ids.0 > args.ids.1 {
             bail!("--ids LO..HI needs LO <= HI");
         }
-        if matches!(args.rpc, Rpc::BatchIsMember | Rpc::Upsert) && args.batch_size == 0 {
+        if matches!(args.rpc, Rpc::BatchIsMember | Rpc::Upsert | Rpc::RecordEvents) && args.batch_size == 0 {
             bail!("--batch-size must be at least 1");
         }
-        Ok(Workload { rpc: args.rpc, segments, saved, ids: args.ids, batch_size: args.batch_size })
+        let nonce = rand::random::<u64>();
+        Ok(Workload { rpc: args.rpc, segments, saved, ids: args.ids, batch_size: args.batch_size, nonce })
     }
 
     fn build(&self, i: u64, rng: &mut SmallRng) -> Req {
@@ -282,6 +300,10 @@ impl Workload {
             Rpc::Explain => Req::Explain(pb::ExplainRequest { segment: seg!(explain_request) }),
             Rpc::Health | Rpc::CreateSegments => Req::Health(HealthCheckRequest { service: SERVICE.into() }),
             Rpc::Upsert => Req::Upsert(upsert_batch(rng, self.ids, self.batch_size)),
+            Rpc::RecordEvents => Req::Events(events_batch(rng, self.ids, self.batch_size, (self.nonce, i))),
+            Rpc::GameState => {
+                Req::GameState(pb::GetGamificationStateRequest { customer_id: rng.random_range(lo..=hi) })
+            }
         }
     }
 }
@@ -331,6 +353,38 @@ fn upsert_batch(rng: &mut SmallRng, (lo, hi): (u64, u64), n: usize) -> pb::Upser
         })
         .collect();
     pb::UpsertCustomersRequest { customers }
+}
+
+/// `--rpc record-events`: `n` purchases of random customers, now, with ids unique to the
+/// run (`nonce`) and the request (`i`).
+fn events_batch(
+    rng: &mut SmallRng,
+    (lo, hi): (u64, u64),
+    n: usize,
+    (nonce, i): (u64, u64),
+) -> pb::RecordEventsRequest {
+    use pb::property_value::Value as V;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let occurred_at_ms = now.as_millis() as i64 - 1_000;
+    let prop = |v: V| pb::PropertyValue { value: Some(v) };
+    let events = (0..n)
+        .map(|k| pb::GamifyEvent {
+            event_id: format!("lg{nonce:x}-{i}-{k}"),
+            customer_id: rng.random_range(lo..=hi),
+            r#type: "purchase".into(),
+            occurred_at_ms,
+            properties: [
+                (
+                    "amount_eur".to_string(),
+                    prop(V::DoubleValue(rng.random_range(100..50_000) as f64 / 100.0)),
+                ),
+                ("category".to_string(), prop(V::StringValue(["toys", "books", "fashion"][k % 3].into()))),
+            ]
+            .into_iter()
+            .collect(),
+        })
+        .collect();
+    pb::RecordEventsRequest { events }
 }
 
 /// `--rpc create-segments`: saves each segment one at a time and prints its count; an
@@ -431,6 +485,8 @@ struct Clients {
     seg: SegmentServiceClient<Channel>,
     cust: CustomerServiceClient<Channel>,
     health: HealthClient<Channel>,
+    events: EventServiceClient<Channel>,
+    game: GamificationServiceClient<Channel>,
 }
 
 /// What an OK answer said (tallied to catch, e.g., an id range that misses every customer).
@@ -491,6 +547,16 @@ async fn send(c: &mut Clients, req: Req) -> Result<Answer, Failure> {
             let customers = r.customers.len() as u64;
             let a = c.cust.upsert_customers(r).await.map_err(st)?.into_inner();
             Answer::Upsert { customers, applied: u64::from(a.applied) }
+        }
+        // Counted like upserts: events carried, and those not duplicates as applied.
+        Req::Events(r) => {
+            let customers = r.events.len() as u64;
+            let a = c.events.record_events(r).await.map_err(st)?.into_inner();
+            Answer::Upsert { customers, applied: a.outcomes.iter().filter(|o| !o.duplicate).count() as u64 }
+        }
+        Req::GameState(r) => {
+            c.game.get_gamification_state(r).await.map_err(st)?;
+            Answer::Other
         }
         Req::Health(r) => {
             let a = c.health.check(r).await.map_err(st)?.into_inner();
@@ -611,6 +677,8 @@ async fn run_async(args: &LoadgenArgs, workload: Arc<Workload>) -> Result<Report
         .map(|ch| Clients {
             seg: SegmentServiceClient::new(ch.clone()),
             cust: CustomerServiceClient::new(ch.clone()),
+            events: EventServiceClient::new(ch.clone()),
+            game: GamificationServiceClient::new(ch.clone()),
             health: HealthClient::new(ch),
         })
         .collect();
@@ -932,6 +1000,15 @@ impl Report {
         let _ = writeln!(s, "  errors:    {}", t.total() - t.ok);
         let _ = writeln!(s, "  elapsed:   {:.3} s", self.elapsed.as_secs_f64());
         let _ = writeln!(s, "  rps:       {:.1}", self.rps());
+        if self.workload.rpc == Rpc::RecordEvents {
+            let _ = writeln!(
+                s,
+                "  events:    {:.1} events/s ({} events in OK requests, {} not duplicates)",
+                self.updates_per_s(),
+                t.customers,
+                t.applied
+            );
+        }
         if self.workload.rpc == Rpc::Upsert {
             let _ = writeln!(
                 s,
@@ -1017,6 +1094,12 @@ impl Report {
             "error_messages": messages,
             "elapsed_s": self.elapsed.as_secs_f64(),
             "rps": (self.rps() * 10.0).round() / 10.0,
+            "events": (self.workload.rpc == Rpc::RecordEvents).then(|| serde_json::json!({
+                "batch_size": self.workload.batch_size,
+                "events": t.customers,
+                "not_duplicates": t.applied,
+                "events_per_s": (self.updates_per_s() * 10.0).round() / 10.0,
+            })),
             "upsert": (self.workload.rpc == Rpc::Upsert).then(|| serde_json::json!({
                 "batch_size": self.workload.batch_size,
                 "ids": {"lo": self.workload.ids.0, "hi": self.workload.ids.1},
@@ -1164,6 +1247,7 @@ mod tests {
             saved: false,
             ids: (42, 42),
             batch_size: 1,
+            nonce: 0,
         };
         let mut rng = SmallRng::seed_from_u64(1);
         let Req::IsMember(r0) = w.build(0, &mut rng) else { panic!() };
@@ -1183,6 +1267,7 @@ mod tests {
             saved: true,
             ids: (1, 10),
             batch_size: 3,
+            nonce: 7,
         };
         let mut rng = SmallRng::seed_from_u64(1);
         let Req::Count(r) = w.build(0, &mut rng) else { panic!() };
@@ -1190,6 +1275,11 @@ mod tests {
         w.rpc = Rpc::Upsert;
         let Req::Upsert(r) = w.build(0, &mut rng) else { panic!() };
         assert_eq!(r.customers.len(), 3);
+        w.rpc = Rpc::RecordEvents;
+        let Req::Events(e) = w.build(5, &mut rng) else { panic!() };
+        let ids: Vec<&str> = e.events.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, ["lg7-5-0", "lg7-5-1", "lg7-5-2"], "unique to the run and the request");
+        assert!(e.events.iter().all(|e| (1..=10).contains(&e.customer_id) && e.r#type == "purchase"));
         for c in &r.customers {
             assert!((1..=10).contains(&c.customer_id));
             let mut names: Vec<&str> = c.attributes.keys().map(String::as_str).collect();

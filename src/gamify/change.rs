@@ -11,10 +11,10 @@
 use std::collections::BTreeMap;
 
 use super::program::Program;
-use super::state::{Customer, GamifyState, Keys};
+use super::state::{attrs_at, Customer, GamifyState, Keys};
 use super::tiers::{level_of, next_check, retier, today};
 use super::GamifyError;
-use super::{Achievement, Applied, CustomerAttrs, TierReason};
+use super::{Achievement, Applied, AttrValue, CustomerAttrs, TierReason};
 
 /// Exact counts of customers moving between tiers and levels.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -135,5 +135,24 @@ impl GamifyState {
             }
         }
         Ok(out)
+    }
+}
+
+impl GamifyState {
+    /// The derived attributes of a customer no change has touched: what the program's
+    /// columns hold for every customer without gamification state.
+    pub fn starting_attributes(&self, program: &Program) -> Vec<(String, AttrValue)> {
+        let keys = self.lookup_keys(program);
+        let level = level_of(&program.spec.levels.thresholds, 0).0;
+        attrs_at(program, &keys, &Customer { level, ..Customer::new() }, self.clock_ms)
+    }
+
+    /// Calls `f` with every customer's derived attributes, ascending by id (without
+    /// collecting them: at 10M customers they would take gigabytes).
+    pub fn for_each_attributes(&self, program: &Program, mut f: impl FnMut(u64, Vec<(String, AttrValue)>)) {
+        let keys = self.lookup_keys(program);
+        for (id, c) in self.customers() {
+            f(id, self.attrs_of(program, &keys, c));
+        }
     }
 }

@@ -4,13 +4,14 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::app::gamify::{ProgramInfo, Recorded};
+use crate::app::gamify::{PendingEvents, ProgramInfo, Recorded};
 use crate::app::{App, AppError};
 use crate::engine::AchievementEvent;
 use crate::gamify::change::Transitions;
@@ -35,6 +36,15 @@ const MAX_PAGE: u32 = 1000;
 const WATCH_BATCH: usize = 4096;
 /// Answers buffered per stream before the sender waits for the client.
 const STREAM_BUFFER: usize = 64;
+
+/// A ledger page's size: 0 is the default page, above the largest is refused.
+pub(crate) fn page_limit(limit: u32) -> Result<usize, AppError> {
+    match limit {
+        0 => Ok(DEFAULT_PAGE as usize),
+        1..=MAX_PAGE => Ok(limit as usize),
+        _ => Err(invalid("limit", format!("{limit} is above the largest page, {MAX_PAGE}"))),
+    }
+}
 
 fn invalid(field: &'static str, msg: impl Into<String>) -> AppError {
     AppError::Invalid { field, msg: msg.into() }
@@ -71,7 +81,7 @@ fn event(i: usize, e: pb::GamifyEvent) -> Result<Event, AppError> {
     Ok(Event { event_id, customer_id, kind: r#type, occurred_at_ms, properties: props })
 }
 
-fn events(r: pb::RecordEventsRequest) -> Result<Vec<Event>, AppError> {
+pub(crate) fn events(r: pb::RecordEventsRequest) -> Result<Vec<Event>, AppError> {
     let pb::RecordEventsRequest { events } = r;
     events.into_iter().enumerate().map(|(i, e)| event(i, e)).collect()
 }
@@ -87,12 +97,12 @@ fn outcome_pb(o: EventOutcome) -> pb::EventOutcome {
     }
 }
 
-fn recorded_pb(r: Recorded<Vec<EventOutcome>>) -> pb::RecordEventsResponse {
+pub(crate) fn recorded_pb(r: Recorded<Vec<EventOutcome>>) -> pb::RecordEventsResponse {
     let Recorded { sequence, result } = r;
     pb::RecordEventsResponse { outcomes: result.into_iter().map(outcome_pb).collect(), sequence }
 }
 
-fn transitions_pb(t: Transitions) -> pb::PreviewProgramResponse {
+pub(crate) fn transitions_pb(t: Transitions) -> pb::PreviewProgramResponse {
     let Transitions { tiers, levels } = t;
     pb::PreviewProgramResponse {
         tiers: tiers
@@ -106,7 +116,7 @@ fn transitions_pb(t: Transitions) -> pb::PreviewProgramResponse {
     }
 }
 
-fn state_pb(s: CustomerState) -> pb::GamificationState {
+pub(crate) fn state_pb(s: CustomerState) -> pb::GamificationState {
     let CustomerState { customer_id, wallets, tier, level } = s;
     let wallets = wallets
         .into_iter()
@@ -183,12 +193,12 @@ fn entry_pb(e: Entry) -> pb::LedgerEntry {
     out
 }
 
-fn ledger_pb(p: LedgerPage) -> pb::GetLedgerResponse {
+pub(crate) fn ledger_pb(p: LedgerPage) -> pb::GetLedgerResponse {
     let LedgerPage { entries, next_after } = p;
     pb::GetLedgerResponse { entries: entries.into_iter().map(entry_pb).collect(), next_after_seq: next_after }
 }
 
-fn points_pb(r: Recorded<LedgerOutcome>) -> pb::PointsResponse {
+pub(crate) fn points_pb(r: Recorded<LedgerOutcome>) -> pb::PointsResponse {
     let Recorded { sequence, result: LedgerOutcome { seq, duplicate } } = r;
     pb::PointsResponse { sequence, ledger_seq: seq, duplicate }
 }
@@ -225,27 +235,55 @@ fn closing_status() -> Status {
 pub type AnswerStream = ReceiverStream<Result<pb::RecordEventsResponse, Status>>;
 pub type AchievementStream = ReceiverStream<Result<pb::AchievementEvent, Status>>;
 
-/// Answers each request of the stream in turn (so in order); the first refused one ends
-/// the stream with its status.
+/// One RecordEventStream message on its way: submitted (answer pending) or failed.
+enum Pending {
+    Submitted(Instant, PendingEvents),
+    Failed(Instant, Status),
+}
+
+/// Pipelined: each message is submitted as it arrives, without waiting for the commits
+/// of the ones before it (up to [`STREAM_BUFFER`] in flight), and answered in order as
+/// it commits (the commit queue keeps submission order, so commit order is message
+/// order). The first refused message ends the stream with its status; messages read
+/// after it may have been committed unanswered (a client resends them: their event ids
+/// make them duplicates).
 fn answer_stream(ctx: Arc<Ctx>, mut requests: Streaming<pb::RecordEventsRequest>) -> AnswerStream {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    let (pend_tx, mut pend_rx) = mpsc::channel::<Pending>(STREAM_BUFFER);
+    let reader = ctx.clone();
     tokio::spawn(async move {
-        let mut closing = ctx.app.closing();
+        let mut closing = reader.app.closing();
         loop {
             let next = tokio::select! {
                 n = requests.next() => n,
                 _ = closing.wait() => Some(Err(closing_status())),
+                _ = pend_tx.closed() => return,
             };
-            let answer = match next {
+            let t = Instant::now();
+            let p = match next {
                 None => return,
-                Some(Err(s)) => Err(s),
-                Some(Ok(r)) => ctx
-                    .call(Rpc::RecordEventStream, async {
-                        Ok(recorded_pb(ctx.app.record_events(events(r)?).await?))
-                    })
-                    .await
-                    .map(Response::into_inner),
+                Some(Err(s)) => Pending::Failed(t, s),
+                Some(Ok(r)) => match events(r).and_then(|e| reader.app.submit_events(e)) {
+                    Ok(pending) => Pending::Submitted(t, pending),
+                    Err(e) => Pending::Failed(t, status_of(e)),
+                },
             };
+            let last = matches!(p, Pending::Failed(..));
+            if pend_tx.send(p).await.is_err() || last {
+                return;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let span = tracing::info_span!("rpc", rpc = Rpc::RecordEventStream.name());
+        while let Some(p) = pend_rx.recv().await {
+            let (t, answer) = match p {
+                Pending::Submitted(t, pending) => {
+                    (t, pending.wait().await.map(recorded_pb).map_err(status_of))
+                }
+                Pending::Failed(t, s) => (t, Err(s)),
+            };
+            ctx.record(Rpc::RecordEventStream, &span, t, answer.as_ref().err());
             let failed = answer.is_err();
             if tx.send(answer).await.is_err() || failed {
                 return;
@@ -384,12 +422,7 @@ impl GamificationService for GamificationSvc {
         let ctx = &self.0;
         ctx.call(Rpc::GetLedger, async {
             let pb::GetLedgerRequest { customer_id, wallet, after_seq, limit } = req.into_inner();
-            let limit = match limit {
-                0 => DEFAULT_PAGE,
-                1..=MAX_PAGE => limit,
-                _ => return Err(invalid("limit", format!("{limit} is above the largest page, {MAX_PAGE}"))),
-            };
-            Ok(ledger_pb(ctx.app.ledger(customer_id, wallet, after_seq, limit as usize)?))
+            Ok(ledger_pb(ctx.app.ledger(customer_id, wallet, after_seq, page_limit(limit)?)?))
         })
         .await
     }

@@ -26,11 +26,20 @@
 //! | GET | `/v1/customers/{id}` | GetCustomer |
 //! | GET | `/v1/customers/{id}/segments` | SegmentsOf |
 //! | POST | `/v1/attributes` | AddAttribute |
+//! | POST | `/v1/events:record` | RecordEvents ([`gamify`]) |
+//! | GET / POST | `/v1/program` | GetProgram / PutProgram |
+//! | POST | `/v1/program:preview` | PreviewProgram |
+//! | GET | `/v1/customers/{id}/gamification` | GetGamificationState |
+//! | GET | `/v1/customers/{id}/ledger?wallet=&afterSeq=&limit=` | GetLedger |
+//! | POST | `/v1/points:spend`, `/v1/points:grant` | SpendPoints / GrantPoints |
+//! | POST | `/v1/tiers:setManual` | SetManualTier |
 //!
-//! WatchSegments and StreamUpserts (streams) are gRPC only.
+//! WatchSegments, StreamUpserts, RecordEventStream and WatchAchievements (streams) are
+//! gRPC only.
 
 pub mod body;
 pub mod error;
+pub mod gamify;
 pub mod guard;
 pub mod routes;
 pub mod tls;
@@ -92,6 +101,14 @@ pub fn router(app: App) -> Router {
         .route("/v1/customers/{id}", get(get_customer))
         .route("/v1/customers/{id}/segments", get(segments_of))
         .route("/v1/attributes", post(add_attribute))
+        .route("/v1/events:record", post(gamify::record_events))
+        .route("/v1/program", get(gamify::get_program).post(gamify::put_program))
+        .route("/v1/program:preview", post(gamify::preview_program))
+        .route("/v1/customers/{id}/gamification", get(gamify::gamification_state))
+        .route("/v1/customers/{id}/ledger", get(gamify::ledger))
+        .route("/v1/points:spend", post(gamify::spend_points))
+        .route("/v1/points:grant", post(gamify::grant_points))
+        .route("/v1/tiers:setManual", post(gamify::set_manual_tier))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(app)

@@ -16,8 +16,8 @@ use crate::store::mutate::CustomerUpdate;
 use super::body::{decode, Pb};
 use super::error::HttpError;
 
-type Body = Result<Bytes, BytesRejection>;
-type Answer<T> = Result<Pb<T>, HttpError>;
+pub(super) type Body = Result<Bytes, BytesRejection>;
+pub(super) type Answer<T> = Result<Pb<T>, HttpError>;
 
 fn micros(t: Instant) -> u64 {
     t.elapsed().as_micros() as u64
@@ -183,7 +183,7 @@ pub async fn edit_members(
 }
 
 /// A customer id from the path.
-fn customer_id(s: &str) -> Result<u64, HttpError> {
+pub(super) fn customer_id(s: &str) -> Result<u64, HttpError> {
     s.parse().map_err(|_| {
         HttpError::new(ErrorCode::InvalidArgument, format!("customer id '{s}' is not a number 0..2^64"))
     })

@@ -330,6 +330,24 @@ impl Dataset {
         Ok(())
     }
 
+    /// Writes cells of one column in rows that hold a customer, `(row, value)` (the last
+    /// write of a row wins), with its index and NULL bitmap: a column-wide rewrite (a
+    /// program taking over its derived columns) without an update per customer. Values
+    /// must fit the column ([`Dataset::check_upserts`] decides); an unfit one is a bug.
+    pub fn write_column_cells(&mut self, ci: usize, cells: Vec<(u32, CellValue)>) {
+        if cells.is_empty() {
+            return;
+        }
+        debug_assert!(cells.iter().all(|&(r, _)| self.live.contains(r)), "rows hold customers");
+        let cells = cells.into_iter().map(|(r, v)| (r, normalise(&self.columns[ci], &v))).collect();
+        let cm = ColumnMut {
+            col: Arc::make_mut(&mut self.columns[ci]),
+            index: Arc::make_mut(&mut self.indexes[ci]),
+            nulls: &mut self.nulls[ci],
+        };
+        apply_column(cm, cells, self.rows, self.rows);
+    }
+
     /// Every attribute of a customer, or None when the id is not held.
     pub fn customer(&self, customer_id: u64) -> Option<Vec<(String, CellValue)>> {
         let row = self.row_of(customer_id)?;

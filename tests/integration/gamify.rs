@@ -25,23 +25,23 @@ use segd::grpc::pb::{self, property_value::Value as V};
 use segd::server::{Config, Server};
 use segd::store::Dataset;
 
-const ROWS: usize = 2_000;
+pub(crate) const ROWS: usize = 2_000;
 const SEED: u64 = 33;
 
-struct Running {
-    server: Server,
+pub(crate) struct Running {
+    pub(crate) server: Server,
     stop: tokio::sync::oneshot::Sender<()>,
     done: tokio::task::JoinHandle<()>,
-    events: EventServiceClient<Channel>,
-    game: GamificationServiceClient<Channel>,
-    seg: SegmentServiceClient<Channel>,
+    pub(crate) events: EventServiceClient<Channel>,
+    pub(crate) game: GamificationServiceClient<Channel>,
+    pub(crate) seg: SegmentServiceClient<Channel>,
 }
 
 fn batches() -> Vec<arrow_array::RecordBatch> {
     segd::gen::generate(ROWS, SEED)
 }
 
-async fn start(dir: &Path) -> Running {
+pub(crate) async fn start(dir: &Path) -> Running {
     let opts = DbOptions { data_dir: dir.to_path_buf(), ..DbOptions::default() };
     let server = tokio::task::block_in_place(|| {
         Server::open(
@@ -75,7 +75,7 @@ async fn start(dir: &Path) -> Running {
 
 /// Stops serving; `snapshot`: close the data dir (final snapshot), else leave the log to
 /// be replayed (as after a crash).
-async fn stop(r: Running, snapshot: bool) {
+pub(crate) async fn stop(r: Running, snapshot: bool) {
     let Running { server, stop, done, events, game, seg } = r;
     drop((events, game, seg));
     let _ = stop.send(());
@@ -87,25 +87,25 @@ async fn stop(r: Running, snapshot: bool) {
 }
 
 /// Starts on a fresh dir and puts the demo program; answers its sequence.
-async fn start_demo(dir: &Path) -> (Running, u64) {
+pub(crate) async fn start_demo(dir: &Path) -> (Running, u64) {
     let mut r = start(dir).await;
     let program_json = segd::gamify::program::DEMO_PROGRAM.to_string();
     let put = r.game.put_program(pb::PutProgramRequest { program_json }).await.unwrap().into_inner();
     (r, put.sequence)
 }
 
-fn ids() -> Vec<u64> {
+pub(crate) fn ids() -> Vec<u64> {
     batches()
         .iter()
         .flat_map(|b| b.column_by_name("customer_id").unwrap().as_primitive::<UInt64Type>().values().to_vec())
         .collect()
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
-fn event(id: &str, customer_id: u64, kind: &str, props: Vec<(&str, V)>) -> pb::GamifyEvent {
+pub(crate) fn event(id: &str, customer_id: u64, kind: &str, props: Vec<(&str, V)>) -> pb::GamifyEvent {
     pb::GamifyEvent {
         event_id: id.into(),
         customer_id,
@@ -118,7 +118,7 @@ fn event(id: &str, customer_id: u64, kind: &str, props: Vec<(&str, V)>) -> pb::G
     }
 }
 
-fn purchase(id: &str, customer_id: u64, eur: f64) -> pb::GamifyEvent {
+pub(crate) fn purchase(id: &str, customer_id: u64, eur: f64) -> pb::GamifyEvent {
     event(
         id,
         customer_id,
@@ -127,23 +127,23 @@ fn purchase(id: &str, customer_id: u64, eur: f64) -> pb::GamifyEvent {
     )
 }
 
-fn batch(events: Vec<pb::GamifyEvent>) -> pb::RecordEventsRequest {
+pub(crate) fn batch(events: Vec<pb::GamifyEvent>) -> pb::RecordEventsRequest {
     pb::RecordEventsRequest { events }
 }
 
-async fn state(r: &mut Running, customer_id: u64) -> pb::GamificationState {
+pub(crate) async fn state(r: &mut Running, customer_id: u64) -> pb::GamificationState {
     let req = pb::GetGamificationStateRequest { customer_id };
     r.game.get_gamification_state(req).await.unwrap().into_inner()
 }
 
 /// (balance, pending, lifetime, tier, level, points to the next level) of the one wallet.
-fn summary(s: &pb::GamificationState) -> (i64, i64, i64, String, u32, i64) {
+pub(crate) fn summary(s: &pb::GamificationState) -> (i64, i64, i64, String, u32, i64) {
     let w = &s.wallets[0];
     let (t, l) = (s.tier.as_ref().unwrap(), s.level.as_ref().unwrap());
     (w.balance, w.pending, w.lifetime, t.tier.clone(), l.level, l.points_to_next)
 }
 
-fn credited(r: &pb::RecordEventsResponse) -> Vec<(bool, i64)> {
+pub(crate) fn credited(r: &pb::RecordEventsResponse) -> Vec<(bool, i64)> {
     r.outcomes.iter().map(|o| (o.duplicate, o.credited)).collect()
 }
 
@@ -284,10 +284,12 @@ async fn counts_equal_a_row_by_row_walk_of_the_states() {
     }
     let mut gold = 0;
     let mut rich = 0;
+    let mut fresh = 0;
     for &c in &all {
         let s = state(&mut r, c).await;
-        let touched = touched.contains(&c);
-        gold += (touched && s.tier.unwrap().tier == "GOLD") as u64;
+        let (tier, level) = (s.tier.as_ref().unwrap().tier.as_str(), s.level.as_ref().unwrap().level);
+        gold += (tier == "GOLD") as u64;
+        fresh += (tier == "NONE" && s.wallets[0].lifetime == 0 && level == 1) as u64;
         rich += (s.wallets[0].balance > 10) as u64;
     }
     assert!(gold > 0 && rich > 0, "the walk finds some: {gold} GOLD, {rich} with > 10 points");
@@ -297,8 +299,11 @@ async fn counts_equal_a_row_by_row_walk_of_the_states() {
             pb::CountSegmentRequest { segment: Some(pb::count_segment_request::Segment::Where(w.into())) };
         async move { seg.count_segment(req).await.unwrap().into_inner().count }
     };
-    // Customers no event touched keep the demo table's own `tier` values (see the README).
-    assert_eq!(count("tier = 'GOLD' AND lifetime_points IS NOT NULL").await, gold);
+    // The program owns `tier`: customers no event touched are NONE, not the demo table's
+    // generated tier.
+    assert_eq!(count("tier = 'GOLD'").await, gold);
+    assert!(fresh >= (ROWS - touched.len()) as u64);
+    assert_eq!(count("tier = 'NONE' AND lifetime_points = 0 AND level = 1").await, fresh);
     assert_eq!(count("points_balance > 10").await, rich);
     stop(r, false).await;
 }

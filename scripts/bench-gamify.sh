@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# The gamification benchmark of issue 10, end to end on 127.0.0.1, on a fresh data dir
+# under /tmp (removed on exit):
+#   (a) segd serve --demo ROWS (the generated table) with the benchmark program: the demo
+#       program grown to 20 earning rules, 5 tiers and 50 levels (written by this script
+#       to $OUT/program.json), put at start (--program); then the 100 saved segments of
+#       the issue-5 benchmark (loadgen --rpc create-segments). RSS before any event.
+#   (b) sustained RecordEvents (purchases of random customers, unique event ids; durable:
+#       --sync always, the default) for EVENT_SECS at batch sizes 100 and 1,000: events/s.
+#   (c) GetGamificationState latency at 50 in flight for 10 s (p50 / p99).
+#   (d) PreviewProgram of a tier-threshold change (GOLD from 1,000 to 900 €), timed by the
+#       client (grpcurl), three times, beside three GetProgram calls timed the same way
+#       (grpcurl's own start-up and reflection lookup: subtract it).
+#   (e) RSS after the events: the added memory, and per customer with state.
+# Raw outputs go to bench-results/gamify_${ROWS}/, the summary to its summary.md and
+# stdout. Every process the script starts is stopped on exit.
+#
+# Environment: ROWS (default 10000000), SEGD_BENCH_PORT (default 50091), SEGD_BIN (use
+# this binary instead of building), EVENT_SECS (default 20), STATE_SECS (default 10),
+# CUSTOMERS (ids the events go to, default ROWS). Needs grpcurl on the PATH for (d).
+# A smoke run: ROWS=2000 EVENT_SECS=2 STATE_SECS=2 bash scripts/bench-gamify.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+ROWS=${ROWS:-10000000}
+PORT=${SEGD_BENCH_PORT:-50091}
+EVENT_SECS=${EVENT_SECS:-20}
+STATE_SECS=${STATE_SECS:-10}
+CUSTOMERS=${CUSTOMERS:-$ROWS}
+OUT=$ROOT/bench-results/gamify_${ROWS}
+HOST=127.0.0.1
+ADDR=http://$HOST:$PORT
+mkdir -p "$OUT"
+rm -f "$OUT"/*.json "$OUT"/*.txt "$OUT"/*.log "$OUT"/summary.md
+DIR=$(mktemp -d /tmp/segd-gamify.XXXXXX)
+
+SEGD_PID=''
+cleanup() {
+  local rc=$?
+  if [ -n "$SEGD_PID" ] && kill -0 "$SEGD_PID" 2>/dev/null; then
+    kill -KILL "$SEGD_PID" 2>/dev/null || true
+    wait "$SEGD_PID" 2>/dev/null || true
+  fi
+  rm -rf "$DIR"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "[bench-gamify $(date +%T)] $*" >&2; }
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+if [ -n "${SEGD_BIN:-}" ]; then
+  BIN=$SEGD_BIN
+else
+  log "cargo build --release"
+  cargo build --release --quiet
+  BIN=$ROOT/target/release/segd
+fi
+if (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; then
+  echo "error: something already listens on $HOST:$PORT" >&2
+  exit 1
+fi
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "host: $(uname -srm), $(nproc) CPUs; loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "segd: $BIN ($("$BIN" --version)), git $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+  echo "rows: $ROWS (segd serve --demo), events to customers 1..$CUSTOMERS"
+} > "$OUT/env.txt"
+
+# --- the benchmark program: 20 rules, 5 tiers, 50 levels ----------------------------------
+python3 - "$ROOT/src/gamify/demo_program.json" > "$OUT/program.json" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))
+cats = ["toys", "books", "fashion", "beauty", "garden", "sports", "music", "food"]
+while len(p["rules"]) < 20:
+    i = len(p["rules"])
+    p["rules"].append({
+        "id": f"bonus-{i}", "event": "purchase",
+        "when": f"category = '{cats[i % len(cats)]}' AND amount_eur >= {10 * (i % 5 + 1)}",
+        "points": {"fixed": 5 + i},
+        "multipliers": [{"factor": 2, "customer": "tier IN ('GOLD', 'PLATINUM')"}],
+        "caps": {"per_week": 200}, "pending_days": 14})
+p["tiers"]["tiers"].append({"name": "PLATINUM", "min": 5000})
+p["levels"]["thresholds"] = [0] + [100 * i * (i + 1) // 2 for i in range(1, 50)]
+print(json.dumps(p))
+PY
+python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); p["tiers"]["tiers"][3]["min"]=900; print(json.dumps({"program_json": json.dumps(p)}))' \
+  "$OUT/program.json" > "$OUT/preview_request.json"
+
+# --- (a) start ------------------------------------------------------------------------------
+log "segd serve --demo $ROWS --program (log: $OUT/serve.log)"
+SEGD_LOG=info "$BIN" serve --demo "$ROWS" --data-dir "$DIR" --listen "$HOST:$PORT" --http-listen off \
+  --program "$OUT/program.json" --snapshot-every 1000000000 > "$OUT/serve.log" 2>&1 &
+SEGD_PID=$!
+"$BIN" loadgen --addr "$ADDR" --rpc health -n 1 --wait-ready 1200s > /dev/null
+for _ in $(seq 600); do grep -q "gamification program loaded" "$OUT/serve.log" && break; sleep 1; done
+grep -q "gamification program loaded" "$OUT/serve.log" || { echo "error: the program was not loaded" >&2; exit 1; }
+"$BIN" loadgen --addr "$ADDR" --rpc create-segments > "$OUT/segments.txt"
+RSS0=$(rss_kib "$SEGD_PID")
+log "serving, 100 segments saved; RSS $((RSS0 / 1024)) MiB"
+
+# --- (b) RecordEvents -----------------------------------------------------------------------
+EVENTS=0
+for b in 100 1000; do
+  for c in 4 16; do
+    log "RecordEvents batch $b, $c in flight, $EVENT_SECS s"
+    "$BIN" loadgen --addr "$ADDR" --rpc record-events --batch-size "$b" -c "$c" --ids "1..$CUSTOMERS" \
+      -z "${EVENT_SECS}s" --json > "$OUT/events_b${b}_c${c}.json"
+    n=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["events"]["events"])' "$OUT/events_b${b}_c${c}.json")
+    EVENTS=$((EVENTS + n))
+  done
+done
+
+# --- (c) GetGamificationState ---------------------------------------------------------------
+log "GetGamificationState, 50 in flight, $STATE_SECS s"
+"$BIN" loadgen --addr "$ADDR" --rpc game-state -c 50 --ids "1..$CUSTOMERS" -z "${STATE_SECS}s" --json \
+  > "$OUT/state.json"
+
+# --- (d) PreviewProgram ---------------------------------------------------------------------
+: > "$OUT/preview_ms.txt"
+: > "$OUT/baseline_ms.txt"
+if command -v grpcurl > /dev/null; then
+  for i in 1 2 3; do
+    t0=$(date +%s%N)
+    grpcurl -plaintext "$HOST:$PORT" segd.v1.GamificationService/GetProgram > /dev/null
+    echo $(( ($(date +%s%N) - t0) / 1000000 )) >> "$OUT/baseline_ms.txt"
+  done
+  for i in 1 2 3; do
+    t0=$(date +%s%N)
+    grpcurl -plaintext -d @ "$HOST:$PORT" segd.v1.GamificationService/PreviewProgram \
+      < "$OUT/preview_request.json" > "$OUT/preview_$i.json"
+    echo $(( ($(date +%s%N) - t0) / 1000000 )) >> "$OUT/preview_ms.txt"
+  done
+else
+  log "grpcurl not found: PreviewProgram not timed"
+fi
+
+# --- (e) memory -----------------------------------------------------------------------------
+RSS1=$(rss_kib "$SEGD_PID")
+
+# --- summary --------------------------------------------------------------------------------
+python3 - "$OUT" "$RSS0" "$RSS1" "$EVENTS" "$ROWS" > "$OUT/summary.md" <<'PY'
+import glob, json, os, sys
+out, rss0, rss1, events, rows = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+ms = lambda lat, q: f"{lat[q + '_us'] / 1000:.2f}" if q + "_us" in lat else "?"
+print(f"# Gamification benchmark, {rows:,} customers\n")
+print(open(os.path.join(out, "env.txt")).read())
+print("| RecordEvents | events/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|")
+for f in sorted(glob.glob(os.path.join(out, "events_b*_c*.json"))):
+    j = json.load(open(f)); lat = j.get("latency") or {}
+    b, c = os.path.basename(f)[len("events_b"):-len(".json")].split("_c")
+    name = f"batch {b}, {c} in flight"
+    print(f"| {name} | {j['events']['events_per_s']:,.0f} | {ms(lat, 'p50')} | {ms(lat, 'p99')} | {j['errors']} |")
+j = json.load(open(os.path.join(out, "state.json"))); lat = j.get("latency") or {}
+print(f"\nGetGamificationState at 50 in flight: {j['rps']:,.0f} requests/s, p50 {ms(lat, 'p50')} ms, p99 {ms(lat, 'p99')} ms, {j['errors']} errors")
+times = [l.strip() for l in open(os.path.join(out, "preview_ms.txt")) if l.strip()]
+base = [l.strip() for l in open(os.path.join(out, "baseline_ms.txt")) if l.strip()]
+print(f"\nPreviewProgram (GOLD 1,000 → 900 €), client wall time: {', '.join(times) or 'not run'} ms "
+      f"(GetProgram the same way, grpcurl's own cost: {', '.join(base) or '-'} ms)")
+added = (rss1 - rss0) * 1024
+print(f"\nRSS before events {rss0 // 1024} MiB, after {rss1 // 1024} MiB: {added / 2**20:,.0f} MiB added for {events:,} events"
+      + (f" ({added / events:,.0f} bytes per event)" if events else ""))
+PY
+cat "$OUT/summary.md"
