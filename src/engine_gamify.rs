@@ -426,8 +426,8 @@ impl Engine {
 }
 
 #[cfg(test)]
-#[path = "engine_gamify_tests.rs"]
-mod tests;
-#[cfg(test)]
 #[path = "engine_achieve_tests.rs"]
 mod achieve_tests;
+#[cfg(test)]
+#[path = "engine_gamify_tests.rs"]
+mod tests;
