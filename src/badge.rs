@@ -148,6 +148,32 @@ impl CustomerBadges {
         self.held.binary_search_by_key(&key, |h| h.key).ok().map(|i| &self.held[i])
     }
 
+    /// Awards a badge directly (a challenge's reward), within its once / repeat bound; the
+    /// criterion's edge is left as it was.
+    pub fn award(&mut self, key: u16, repeat: Repeat, at_ms: i64) -> Option<Award> {
+        let i = match self.held.binary_search_by_key(&key, |h| h.key) {
+            Ok(i) => i,
+            Err(i) => {
+                self.held.insert(i, Held { key, count: 0, first_at_ms: 0, last_at_ms: 0, was_true: false });
+                i
+            }
+        };
+        let entry = &mut self.held[i];
+        let may = match repeat {
+            Repeat::Once => entry.count == 0,
+            Repeat::Repeatable { max } => max.is_none_or(|m| entry.count < m),
+        };
+        if !may {
+            return None;
+        }
+        entry.count += 1;
+        if entry.count == 1 {
+            entry.first_at_ms = at_ms;
+        }
+        entry.last_at_ms = at_ms;
+        Some(Award { key, count: entry.count, at_ms })
+    }
+
     /// Evaluates every badge of `specs` (in program order, with their keys) for a customer
     /// whose state `lookup` shows, at logged instant `at_ms`, and returns the awards in
     /// program order.

@@ -88,6 +88,15 @@ pub fn window_at(kind: WindowKind, tz: Tz, at_ms: i64) -> Option<Window> {
     Some(Window { index, start_ms, end_ms })
 }
 
+/// The `[start, end)` instants of window `index` (0 for a fixed window).
+pub fn window_bounds(kind: WindowKind, tz: Tz, index: i64) -> Option<(i64, i64)> {
+    match kind {
+        WindowKind::Fixed { start_ms, end_ms } => Some((start_ms, end_ms)),
+        WindowKind::Weekly => period_bounds(tz, index, Period::Week),
+        WindowKind::Monthly => period_bounds(tz, index, Period::Month),
+    }
+}
+
 /// One customer's progress on one challenge.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Progress {

@@ -48,9 +48,11 @@ pub struct AchievementEvent {
 impl AchievementEvent {
     pub fn customer_id(&self) -> u64 {
         match &self.achievement {
-            Achievement::TierChanged { customer_id, .. } | Achievement::LevelUp { customer_id, .. } => {
-                *customer_id
-            }
+            Achievement::TierChanged { customer_id, .. }
+            | Achievement::LevelUp { customer_id, .. }
+            | Achievement::BadgeAwarded { customer_id, .. }
+            | Achievement::ChallengeCompleted { customer_id, .. }
+            | Achievement::StreakMilestone { customer_id, .. } => *customer_id,
         }
     }
 }
@@ -189,6 +191,17 @@ fn derived_columns(program: &Program) -> Vec<(String, NewAttribute, CellValue)> 
             None => int(&c.name),
         });
     }
+    // Badges, challenges and streaks (`gamify::achieve`): the probe's kind is the column's.
+    for (name, probe) in program.achieve.columns() {
+        let kind = match probe {
+            AttrValue::Int(_) => NewAttribute::Int,
+            AttrValue::Float(_) => NewAttribute::Float,
+            AttrValue::Str(_) => NewAttribute::String,
+            AttrValue::Bool(_) => NewAttribute::Bool,
+            AttrValue::List(_) => NewAttribute::StringList,
+        };
+        v.push((name, kind, cell(probe)));
+    }
     v
 }
 
@@ -224,6 +237,8 @@ fn cell(v: AttrValue) -> CellValue {
         AttrValue::Int(i) => CellValue::Int(i),
         AttrValue::Float(x) => CellValue::Float(x),
         AttrValue::Str(s) => CellValue::Str(s),
+        AttrValue::Bool(b) => CellValue::Bool(b),
+        AttrValue::List(l) => CellValue::List(l),
     }
 }
 
@@ -268,6 +283,8 @@ impl Engine {
         if let Change::PutProgram { program, effective_ms } = c {
             check_time("effective_ms", *effective_ms)?;
             check_columns(&self.data, program)?;
+            let known = |n: &str| self.data.column_index(n).is_some();
+            program.achieve.check_names(&program.spec, &known).map_err(GamifyError::Program)?;
             if let Some(g) = &self.gamify.live {
                 g.state.check_program_change(&g.program, program)?;
             }
@@ -316,6 +333,10 @@ impl Engine {
                 }
             }
             Change::Tick { now_ms } => check_time("now_ms", *now_ms)?,
+            Change::JoinChallenge { customer_id, challenge, logged_at_ms } => {
+                check_time("logged_at_ms", *logged_at_ms)?;
+                state.check_join(program, *customer_id, challenge, &facts)?;
+            }
         }
         Ok(())
     }
@@ -377,6 +398,9 @@ impl Engine {
             Change::Tick { now_ms } => state
                 .tick(&program, *now_ms)
                 .map(|a| (ChangeOutcome::Ticked { customers_changed: a.changed.len() as u64 }, a)),
+            Change::JoinChallenge { customer_id, challenge, logged_at_ms } => state
+                .join_challenge(&program, *customer_id, challenge, &facts, *logged_at_ms)
+                .map(|(already, a)| (ChangeOutcome::Joined { already }, a)),
         };
         if let Some(g) = self.gamify.live.as_mut() {
             g.state = state;
@@ -475,6 +499,9 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+#[path = "engine_achieve_tests.rs"]
+mod achieve_tests;
 #[cfg(test)]
 #[path = "engine_gamify_tests.rs"]
 mod tests;

@@ -247,6 +247,10 @@ fn random_log(seed: u64) -> (Vec<(u64, Mutation)>, Engine) {
             push(&mut live, Mutation::Gamify(Change::PutProgram { program, effective_ms: logged }), &mut log);
         }
     }
+    // Values that move with the clock alone (a lapsed streak, a new week's challenge) are
+    // written by ticks: one at the clock brings every column up to it.
+    let now = live.gamification().map_or(T0, |g| g.state.clock_ms());
+    push(&mut live, Mutation::Gamify(Change::Tick { now_ms: now }), &mut log);
     (log, live)
 }
 

@@ -21,7 +21,9 @@
 //! - [`gamify`]: gamification core: a declarative program, events, a points ledger with
 //!   pending windows and expiry, earning rules, tiers and levels; pure and deterministic
 //!   (time only from events and logged records). Its snapshot / log records
-//!   ([`gamify::record`]) are protobuf messages of their own.
+//!   ([`gamify::record`]) are protobuf messages of their own. The program's badges,
+//!   challenges and streaks ([`gamify::achieve`]) are applied per customer at each event
+//!   ([`gamify::achieve_state`], with [`badge`], [`challenge`] and [`streak`] below).
 //! - [`leaderboard`]: exact leaderboards per period in the program's time zone, read whole
 //!   or within any row bitmap (a segment, an ad-hoc `where`) with no copy per scope.
 //! - [`badge`]: badges awarded on a criterion's rising edge (once, or repeatable up to a
@@ -37,7 +39,8 @@
 //!   derived from it alone, whatever the grouping (`engine_tests.rs`: the oracle).
 //!   `engine_gamify.rs`: its gamification part (`Mutation::Gamify`): the program and
 //!   state, derived attributes written to indexed columns in the same apply (the program
-//!   owns those columns: a PutProgram rewrites them for every customer), achievements.
+//!   owns those columns: a PutProgram rewrites them for every customer), achievements
+//!   (`engine_achieve_tests.rs`: badges, challenges and streaks through it).
 //! - [`decide`]: next-best-offer decisions: the offer catalogue and contact policy,
 //!   arbitration with an explanation per offer, contact history (caps, budgets,
 //!   suppression, adaptive models) in persistent maps versions share, reach funnels, and

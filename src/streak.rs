@@ -24,7 +24,7 @@
 
 use chrono_tz::Tz;
 
-use crate::leaderboard::period::{period_index, Period};
+use crate::leaderboard::period::{period_bounds, period_index, Period};
 
 /// The most milestones one streak may list.
 pub const MAX_MILESTONES: usize = 64;
@@ -170,6 +170,22 @@ pub fn current_at(rule: &StreakRule, state: &StreakState, now_ms: i64, tz: Tz) -
     } else {
         0
     }
+}
+
+/// The first instant [`current_at`] answers 0 for this state (None: never, or out of
+/// range): the start of the unit after the last one that could still extend the streak.
+/// The engine's agenda visits the customer then, so the derived attribute follows.
+pub fn breaks_at(rule: &StreakRule, state: &StreakState, tz: Tz) -> Option<i64> {
+    let l = state.last_unit?;
+    if state.current == 0 {
+        return None;
+    }
+    let first_zero = if freeze_available(rule, state, l + 1) { l + 3 } else { l + 2 };
+    let p = match rule.unit {
+        StreakUnit::Day => Period::Day,
+        StreakUnit::Week => Period::Week,
+    };
+    period_bounds(tz, first_zero, p).map(|b| b.0)
 }
 
 #[cfg(test)]

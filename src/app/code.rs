@@ -97,6 +97,7 @@ fn gamify_code(g: &GamifyError) -> ErrorCode {
         | GamifyError::BatchTooLarge { .. }
         | GamifyError::UnknownWallet(_)
         | GamifyError::UnknownTier(_)
+        | GamifyError::UnknownChallenge(_)
         | GamifyError::BadRequest { .. } => ErrorCode::InvalidArgument,
         GamifyError::UnknownCustomer(_) => ErrorCode::NotFound,
         // The request is fine; the state does not allow it (yet).

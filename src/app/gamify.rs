@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::{App, AppError};
 use crate::engine::{AchievementEvent, Mutation, Outcome};
+use crate::gamify::achieve_state::AchieveView;
 use crate::gamify::change::Transitions;
 use crate::gamify::view::{CustomerState, LedgerPage, LevelView, TierView, WalletView};
 use crate::gamify::{
@@ -130,6 +131,19 @@ impl App {
         Ok(self.commit_gamify(c).await?.0)
     }
 
+    /// Opts a customer in to an opt-in challenge; answers whether they had joined before.
+    pub async fn join_challenge(
+        &self,
+        customer_id: u64,
+        challenge: String,
+    ) -> Result<Recorded<bool>, AppError> {
+        let c = Change::JoinChallenge { customer_id, challenge, logged_at_ms: now_ms() };
+        match self.commit_gamify(c).await? {
+            (sequence, ChangeOutcome::Joined { already }) => Ok(Recorded { sequence, result: already }),
+            (_, other) => Err(AppError::Internal(format!("join challenge answered {other:?}"))),
+        }
+    }
+
     /// Logs a clock tick at `now_ms` when the agenda has something due by then (so an
     /// idle server does not grow its log). Answers the tick's sequence, if one was logged.
     pub async fn tick_gamification(&self, now_ms: i64) -> Result<Option<u64>, AppError> {
@@ -152,7 +166,7 @@ impl App {
         if eng.data().row_of(customer_id).is_none() {
             return Err(AppError::UnknownCustomer(customer_id));
         }
-        Ok(starting_state(&g.program, customer_id))
+        Ok(starting_state(&g.program, customer_id, g.state.achieve_view(&g.program, None, now)))
     }
 
     /// A page of a wallet's ledger (the primary wallet when `wallet` is empty).
@@ -212,7 +226,7 @@ impl PendingEvents {
 }
 
 /// The state of a customer no event has touched yet.
-fn starting_state(p: &Program, customer_id: u64) -> CustomerState {
+fn starting_state(p: &Program, customer_id: u64, achieve: AchieveView) -> CustomerState {
     let tiers = &p.spec.tiers.tiers;
     let wallets = p
         .spec
@@ -238,7 +252,7 @@ fn starting_state(p: &Program, customer_id: u64) -> CustomerState {
     };
     let (level, missing) = crate::gamify::tiers::level_of(&p.spec.levels.thresholds, 0);
     let level = LevelView { level, lifetime_points: 0, to_next: missing.map(|m| (m, level + 1)) };
-    CustomerState { customer_id, wallets, tier, level }
+    CustomerState { customer_id, wallets, tier, level, achieve }
 }
 
 /// How often a server looks at the gamification agenda (a tick is logged only when

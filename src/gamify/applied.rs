@@ -19,8 +19,40 @@ pub enum TierReason {
 /// Something worth telling the customer, in the order it happened.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Achievement {
-    TierChanged { customer_id: u64, from: String, to: String, reason: TierReason, at_ms: i64 },
-    LevelUp { customer_id: u64, from: u32, to: u32, at_ms: i64 },
+    TierChanged {
+        customer_id: u64,
+        from: String,
+        to: String,
+        reason: TierReason,
+        at_ms: i64,
+    },
+    LevelUp {
+        customer_id: u64,
+        from: u32,
+        to: u32,
+        at_ms: i64,
+    },
+    /// A badge awarded; `count` is its awards so far, this one included.
+    BadgeAwarded {
+        customer_id: u64,
+        badge: String,
+        count: u32,
+        at_ms: i64,
+    },
+    /// A challenge's window completed (`window_start_ms`: the window's first instant).
+    ChallengeCompleted {
+        customer_id: u64,
+        challenge: String,
+        window_start_ms: i64,
+        at_ms: i64,
+    },
+    /// A streak reached one of its milestones.
+    StreakMilestone {
+        customer_id: u64,
+        streak: String,
+        milestone: u32,
+        at_ms: i64,
+    },
 }
 
 /// What happened to one event of a batch.
@@ -38,7 +70,8 @@ pub enum EventOutcome {
 pub struct CustomerAttrs {
     pub customer_id: u64,
     /// `points_balance`, `points_pending`, `lifetime_points`, `points_expiring_30d`,
-    /// `tier`, `level`, then the program's counters in program order.
+    /// `tier`, `level`, then the program's counters in program order, then the badges',
+    /// streaks' and challenges' attributes ([`super::achieve::Achieve::columns`]).
     pub values: Vec<(String, AttrValue)>,
 }
 

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use super::achieve_state::value_of;
 use super::eval::Lookup;
 use super::ledger::NewCredit;
 use super::program::{
@@ -17,9 +18,7 @@ use super::state::{
     Keys,
 };
 use super::tiers::{qualified, today};
-use super::{
-    Applied, AttrValue, CustomerFacts, Event, EventOutcome, GamifyError, PropValue, TierReason, Value, DAY_MS,
-};
+use super::{Applied, CustomerFacts, Event, EventOutcome, GamifyError, PropValue, TierReason, Value, DAY_MS};
 
 impl GamifyState {
     /// Checks a batch of events without changing anything: the batch is valid whole, or
@@ -190,6 +189,7 @@ impl GamifyState {
         let now = self.clock_ms.max(t);
         upgrade(program, keys, id, c, now, t, out);
         relevel(program, keys, id, c, t, out);
+        super::achieve_state::on_event(program, keys, facts, id, c, e, self.clock_ms, out);
         self.customers.insert(id, cust);
         EventOutcome::Applied { credited, reversed, shortfall }
     }
@@ -228,14 +228,12 @@ struct CustomerLookup<'a> {
 
 impl Lookup for CustomerLookup<'_> {
     fn value(&self, name: &str) -> Value {
-        if BUILTIN.contains(&name) || self.program.spec.counters.iter().any(|c| c.name == name) {
+        if BUILTIN.contains(&name)
+            || self.program.spec.counters.iter().any(|c| c.name == name)
+            || self.program.achieve.derives(name)
+        {
             let attrs = attrs_at(self.program, self.keys, self.c, self.clock_ms);
-            return match attrs.into_iter().find(|a| a.0 == name).map(|a| a.1) {
-                Some(AttrValue::Int(i)) => Value::Int(i),
-                Some(AttrValue::Float(x)) => Value::Float(x),
-                Some(AttrValue::Str(s)) => Value::Str(s),
-                None => Value::Null,
-            };
+            return attrs.iter().find(|a| a.0 == name).map_or(Value::Null, |a| value_of(&a.1));
         }
         self.facts.attribute(self.id, name)
     }

@@ -20,6 +20,10 @@
 //!   time-driven work and the clock tick; [`events`]: a batch of events checked whole
 //!   and applied; [`points`]: spends, grants and manual tiers; [`applied`]: what each
 //!   mutation reports to the engine (attribute values, achievements).
+//! - [`achieve`]: the program's `badges`, `challenges` and `streaks` sections and their
+//!   validation; [`achieve_state`]: a customer's badges, challenge progress and streaks,
+//!   applied at each event, their derived attributes, agenda instants and reads;
+//!   [`achieve_record`]: their snapshot form; [`achieve_join`]: opting in to a challenge.
 //! - [`change`]: a program change (every customer re-tiered in one mutation) and its
 //!   preview, the tier / level transition matrix.
 //! - [`view`]: reads: a customer's state (`GetGamificationState`), a ledger page.
@@ -41,12 +45,13 @@
 //!
 //! | structure | bytes |
 //! | --- | --- |
-//! | a customer with gamification state ([`state::Customer`], ≤ 136, + its B-tree slot) | ~170 |
+//! | a customer with gamification state ([`state::Customer`], ≤ 144, + its B-tree slot) | ~180 |
 //! | a credit ([`ledger::Credit`]) + its source id on the heap | 88 + ~24 |
 //! | a debit ([`ledger::Debit`]) + 16 per credit it took from | 72 + 16·k |
 //! | a day with activity in a measure window ([`tiers::Buckets`]) | 16 |
 //! | a counter / a cap period in use | 16 / 16 |
 //! | an event id in the 7-day dedup window (map + queue) | ~80 |
+//! | badges, challenges, streaks of a customer with any ([`achieve_state`]) | 72 + 24 / 72 / 56 each |
 //!
 //! At the generator's mix (per purchase or login or review: one credit; refunds: a
 //! debit), a customer with 20 earning events a year holds ~2.8 KiB after a year, so the
@@ -57,6 +62,10 @@
 //! each source id by a 64-bit hash with the full id kept only for the ledger page's
 //! recent entries. Customers without gamification state cost nothing.
 
+pub mod achieve;
+pub mod achieve_join;
+pub mod achieve_record;
+pub mod achieve_state;
 pub mod applied;
 pub mod change;
 pub mod eval;
@@ -177,6 +186,8 @@ pub enum AttrValue {
     Int(i64),
     Float(f64),
     Str(String),
+    Bool(bool),
+    List(Vec<String>),
 }
 
 /// Errors of the gamification core: each names the offending item, field and limit.
@@ -194,6 +205,8 @@ pub enum GamifyError {
     UnknownWallet(String),
     #[error("unknown tier '{0}'")]
     UnknownTier(String),
+    #[error("unknown challenge '{0}'")]
+    UnknownChallenge(String),
     #[error(
         "customer {customer_id} has {available} points available in wallet '{wallet}', \
          {requested} requested"

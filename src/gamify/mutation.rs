@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use prost::Message;
 
+use super::achieve_record::JoinRecord;
 use super::record::{
     events_from_record, events_record, EventsRecord, GrantRecord, ManualTierRecord, ProgramRecord,
     SpendRecord, TickRecord,
@@ -48,6 +49,12 @@ pub enum Change {
     Tick {
         now_ms: i64,
     },
+    /// A customer opts in to an opt-in challenge.
+    JoinChallenge {
+        customer_id: u64,
+        challenge: String,
+        logged_at_ms: i64,
+    },
 }
 
 /// What a change did.
@@ -65,6 +72,10 @@ pub enum ChangeOutcome {
     /// Customers the tick visited.
     Ticked {
         customers_changed: u64,
+    },
+    /// `already`: the customer had joined before (nothing changed).
+    Joined {
+        already: bool,
     },
     /// Valid against the state before its commit group, no longer when its turn came
     /// (an earlier write of the same group changed what it depends on, e.g. a second
@@ -99,6 +110,9 @@ impl Change {
                 format!("gamify: manual tier of customer {customer_id} set to {tier:?}")
             }
             Change::Tick { now_ms } => format!("gamify: tick at {now_ms}"),
+            Change::JoinChallenge { customer_id, challenge, .. } => {
+                format!("gamify: customer {customer_id} joins challenge '{challenge}'")
+            }
         }
     }
 
@@ -110,7 +124,8 @@ impl Change {
             | Change::SpendPoints { .. }
             | Change::GrantPoints { .. }
             | Change::SetManualTier { .. }
-            | Change::Tick { .. } => 1,
+            | Change::Tick { .. }
+            | Change::JoinChallenge { .. } => 1,
         }
     }
 
@@ -123,7 +138,8 @@ impl Change {
             | Change::SpendPoints { .. }
             | Change::GrantPoints { .. }
             | Change::SetManualTier { .. }
-            | Change::Tick { .. } => false,
+            | Change::Tick { .. }
+            | Change::JoinChallenge { .. } => false,
         }
     }
 }
@@ -131,7 +147,7 @@ impl Change {
 /// The log form of a [`Change`]: one case per kind.
 #[derive(Clone, PartialEq, Message)]
 pub struct ChangeRecord {
-    #[prost(oneof = "ChangeKind", tags = "1, 2, 3, 4, 5, 6")]
+    #[prost(oneof = "ChangeKind", tags = "1, 2, 3, 4, 5, 6, 20")]
     pub kind: Option<ChangeKind>,
 }
 
@@ -149,6 +165,8 @@ pub enum ChangeKind {
     ManualTier(ManualTierRecord),
     #[prost(message, tag = "6")]
     Tick(TickRecord),
+    #[prost(message, tag = "20")]
+    Join(JoinRecord),
 }
 
 /// A snapshot's gamification section: the program in force and every customer's state.
@@ -183,6 +201,11 @@ pub fn encode_change(c: &Change) -> Vec<u8> {
             })
         }
         Change::Tick { now_ms } => ChangeKind::Tick(TickRecord { now_ms: *now_ms }),
+        Change::JoinChallenge { customer_id, challenge, logged_at_ms } => ChangeKind::Join(JoinRecord {
+            logged_at_ms: *logged_at_ms,
+            customer_id: *customer_id,
+            challenge: challenge.clone(),
+        }),
     };
     ChangeRecord { kind: Some(kind) }.encode_to_vec()
 }
@@ -209,6 +232,9 @@ pub fn decode_change(bytes: &[u8]) -> Result<Change, GamifyError> {
             Change::SetManualTier { customer_id, tier, logged_at_ms }
         }
         ChangeKind::Tick(TickRecord { now_ms }) => Change::Tick { now_ms },
+        ChangeKind::Join(JoinRecord { logged_at_ms, customer_id, challenge }) => {
+            Change::JoinChallenge { customer_id, challenge, logged_at_ms }
+        }
     })
 }
 

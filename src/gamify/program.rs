@@ -51,6 +51,13 @@ pub struct ProgramSpec {
     pub rules: Vec<RuleSpec>,
     pub tiers: TiersSpec,
     pub levels: LevelsSpec,
+    /// Badges, challenges and streaks ([`super::achieve`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub badges: Vec<super::achieve::BadgeDef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub challenges: Vec<super::achieve::ChallengeDef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streaks: Vec<super::achieve::StreakDef>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -271,6 +278,8 @@ pub struct Program {
     pub tier_measure: usize,
     /// Tier thresholds in hundredths of the measure's unit.
     pub tier_mins: Vec<i64>,
+    /// The badges, challenges and streaks, validated.
+    pub achieve: super::achieve::Achieve,
 }
 
 /// Two programs are equal when their specs are: everything else is derived from it.

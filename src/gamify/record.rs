@@ -73,6 +73,9 @@ pub struct CustomerRecord {
     pub level: u32,
     #[prost(int64, tag = "11")]
     pub due_ms: i64,
+    /// Badges, challenges and streaks (absent: none).
+    #[prost(message, optional, tag = "20")]
+    pub achieve: Option<super::achieve_record::AchieveRecord>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -321,6 +324,7 @@ pub fn encode_state(state: &GamifyState, program: &Program) -> Vec<u8> {
                 next_check_ms: c.next_check_ms,
                 level: c.level,
                 due_ms: c.due_ms,
+                achieve: c.achieve.as_deref().map(super::achieve_record::encode),
             })
             .collect(),
     };
@@ -448,6 +452,7 @@ pub fn decode_state(bytes: &[u8], program: &Program) -> Result<GamifyState, Gami
             next_check_ms: c.next_check_ms,
             level: c.level,
             due_ms: c.due_ms,
+            achieve: c.achieve.map(|a| super::achieve_record::decode(a, n).map(Box::new)).transpose()?,
         };
         if cust.due_ms != i64::MAX {
             state.agenda.insert((cust.due_ms, c.id));

@@ -5,7 +5,8 @@
 //!
 //! Memory per customer (besides the ledger's credits and debits, see [`super::ledger`],
 //! and the measures' day buckets, see [`super::tiers`]): the map entry (~40 bytes in a
-//! B-tree node), [`Customer`] itself (at most 136 bytes), 16 bytes per counter, 16 per cap in
+//! B-tree node), [`Customer`] itself (at most 144 bytes; badges, challenges and streaks
+//! behind one box, see [`super::achieve_state`]), 16 bytes per counter, 16 per cap in
 //! use, and an agenda entry (~24 bytes) when something is due. The dedup window holds
 //! every event id of the last 7 days twice (map and queue): ~80 bytes per event.
 
@@ -38,6 +39,9 @@ pub struct Customer {
     pub level: u32,
     /// The agenda key: the next instant a tick has work here (`i64::MAX`: none).
     pub due_ms: i64,
+    /// Badges, challenge progress and streaks ([`super::achieve_state`]); boxed so a
+    /// customer without any costs one pointer.
+    pub achieve: Option<Box<super::achieve_state::CustomerAchieve>>,
 }
 
 impl Customer {
@@ -53,6 +57,7 @@ impl Customer {
             next_check_ms: i64::MAX,
             level: 1,
             due_ms: i64::MAX,
+            achieve: None,
         }
     }
 
@@ -105,6 +110,7 @@ pub(super) struct Keys {
     pub rules: Vec<u16>,
     pub measures: Vec<u16>,
     pub counters: Vec<u16>,
+    pub achieve: super::achieve_state::AchieveKeys,
 }
 
 /// Every customer's state, in a persistent map (`imbl`): the engine clones the whole
@@ -243,7 +249,10 @@ impl GamifyState {
         let s = &program.spec;
         let all = s.wallets.iter().map(|w| &w.id).chain(s.rules.iter().map(|r| &r.id));
         let all = all.chain(s.measures.iter().map(|m| &m.id)).chain(s.counters.iter().map(|c| &c.name));
-        let new = all.filter(|n| !self.name_ids.contains_key(n.as_str())).count();
+        let new = all.filter(|n| !self.name_ids.contains_key(n.as_str())).count()
+            + super::achieve_state::names(program)
+                .filter(|n| !self.name_ids.contains_key(n.as_str()))
+                .count();
         if self.names.len() + new >= u16::MAX as usize {
             return Err(GamifyError::ProgramChange(format!("would intern more than {} names", u16::MAX)));
         }
@@ -258,6 +267,7 @@ impl GamifyState {
             rules: s.rules.iter().map(|r| self.intern(&r.id)).collect::<Result<_, _>>()?,
             measures: s.measures.iter().map(|m| self.intern(&m.id)).collect::<Result<_, _>>()?,
             counters: s.counters.iter().map(|c| self.intern(&c.name)).collect::<Result<_, _>>()?,
+            achieve: super::achieve_state::AchieveKeys::intern(self, program)?,
         })
     }
 
@@ -295,7 +305,8 @@ impl GamifyState {
         let Some(c) = self.customers.get_mut(&id) else { return };
         self.agenda.remove(&(c.due_ms, id));
         let wallets = c.wallets.iter().map(|w| w.1.next_due(clock)).min().unwrap_or(i64::MAX);
-        c.due_ms = wallets.min(c.next_check_ms);
+        let achieve = c.achieve.as_ref().map_or(i64::MAX, |a| a.next_due(clock));
+        c.due_ms = wallets.min(c.next_check_ms).min(achieve);
         if c.due_ms != i64::MAX {
             self.agenda.insert((c.due_ms, id));
         }
@@ -363,6 +374,7 @@ impl GamifyState {
             rules: s.rules.iter().map(|r| k(&r.id)).collect(),
             measures: s.measures.iter().map(|m| k(&m.id)).collect(),
             counters: s.counters.iter().map(|c| k(&c.name)).collect(),
+            achieve: super::achieve_state::AchieveKeys::lookup(self, program),
         }
     }
 
@@ -398,6 +410,7 @@ pub(super) fn attrs_at(
                 if cs.sum.is_some() { AttrValue::Float(n as f64 / 100.0) } else { AttrValue::Int(n) },
             ));
         }
+        super::achieve_state::attrs(program, keys, c, clock_ms, &mut v);
         v
     }
 }

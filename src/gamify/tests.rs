@@ -79,7 +79,12 @@ fn purchase_points_are_pending_for_14_days() {
     let t = ms("2026-03-02T10:00:00Z");
     let out = apply(&mut st, &p, &[buy("p1", 1, t, 120.50)], t);
     assert_eq!(out.outcomes, vec![EventOutcome::Applied { credited: 120, reversed: 0, shortfall: 0 }]);
-    assert_eq!(out.achievements, vec![Achievement::LevelUp { customer_id: 1, from: 1, to: 2, at_ms: t }]);
+    let badge =
+        Achievement::BadgeAwarded { customer_id: 1, badge: "first_purchase".into(), count: 1, at_ms: t };
+    assert_eq!(
+        out.achievements,
+        vec![Achievement::LevelUp { customer_id: 1, from: 1, to: 2, at_ms: t }, badge]
+    );
     assert!(out.created.is_empty());
     let want = vec![
         ("points_balance".to_string(), AttrValue::Int(0)),
@@ -92,6 +97,15 @@ fn purchase_points_are_pending_for_14_days() {
         ("purchase_sum_eur".to_string(), AttrValue::Float(120.5)),
         ("logins".to_string(), AttrValue::Int(0)),
         ("reviews".to_string(), AttrValue::Int(0)),
+        // The demo's badges, streak and challenges (books_month is opt-in: nothing yet).
+        ("badges".to_string(), AttrValue::List(vec!["first_purchase".into()])),
+        ("badge_count".to_string(), AttrValue::Int(1)),
+        ("streak_daily_login_current".to_string(), AttrValue::Int(0)),
+        ("streak_daily_login_longest".to_string(), AttrValue::Int(0)),
+        ("challenge_weekly_reviews_progress".to_string(), AttrValue::Int(0)),
+        ("challenge_weekly_reviews_completed".to_string(), AttrValue::Bool(false)),
+        ("challenge_books_month_progress".to_string(), AttrValue::Float(0.0)),
+        ("challenge_books_month_completed".to_string(), AttrValue::Bool(false)),
     ];
     assert_eq!(out.changed, vec![CustomerAttrs { customer_id: 1, values: want }]);
     let day14 = t + 14 * DAY_MS;
@@ -550,7 +564,7 @@ fn structure_sizes_are_what_the_doc_says() {
     use std::mem::size_of;
     assert_eq!(size_of::<ledger::Credit>(), 88);
     assert_eq!(size_of::<ledger::Debit>(), 72);
-    assert!(size_of::<state::Customer>() <= 136, "{}", size_of::<state::Customer>());
+    assert!(size_of::<state::Customer>() <= 144, "{}", size_of::<state::Customer>());
     assert_eq!(size_of::<(i32, i64)>(), 16);
     assert_eq!(size_of::<rules::CapUse>(), 16);
     assert_eq!(size_of::<(u16, i64)>(), 16);

@@ -315,10 +315,11 @@ impl Program {
                 );
             }
         }
+        let achieve = super::achieve::Achieve::new(&spec, &event_types, &mut errs.0);
         if !errs.0.is_empty() {
             return Err(GamifyError::Program(errs.0.join("; ")));
         }
         let tier_mins = ts.iter().map(|t| cents(t.min)).collect();
-        Ok(Program { tz, event_types, rules, rules_by_event, tier_measure, tier_mins, spec })
+        Ok(Program { tz, event_types, rules, rules_by_event, tier_measure, tier_mins, achieve, spec })
     }
 }

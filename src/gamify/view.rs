@@ -49,6 +49,7 @@ pub struct CustomerState {
     pub wallets: Vec<WalletView>,
     pub tier: TierView,
     pub level: LevelView,
+    pub achieve: super::achieve_state::AchieveView,
 }
 
 /// A ledger entry with its reason.
@@ -145,7 +146,8 @@ impl GamifyState {
         let lifetime = c.wallet(keys.wallets[0]).map_or(0, |w| w.lifetime());
         let (lv, missing) = level_of(&program.spec.levels.thresholds, lifetime);
         let level = LevelView { level: lv, lifetime_points: lifetime, to_next: missing.map(|m| (m, lv + 1)) };
-        Some(CustomerState { customer_id, wallets, tier, level })
+        let achieve = self.achieve_view(program, Some(customer_id), now_ms);
+        Some(CustomerState { customer_id, wallets, tier, level, achieve })
     }
 
     /// Up to `limit` entries of a wallet after sequence `after_seq` (None: from the start),

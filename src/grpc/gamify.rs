@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::app::gamify::{PendingEvents, ProgramInfo, Recorded};
 use crate::app::{App, AppError};
 use crate::engine::AchievementEvent;
+use crate::gamify::achieve_state::{AchieveView, BadgeView, ChallengeView, StreakView};
 use crate::gamify::change::Transitions;
 use crate::gamify::view::{CustomerState, Entry, EntryKind, LedgerPage, LevelView, TierView, WalletView};
 use crate::gamify::{Achievement, Event, EventOutcome, Grant, LedgerOutcome, PropValue, Spend, TierReason};
@@ -117,7 +118,8 @@ pub(crate) fn transitions_pb(t: Transitions) -> pb::PreviewProgramResponse {
 }
 
 pub(crate) fn state_pb(s: CustomerState) -> pb::GamificationState {
-    let CustomerState { customer_id, wallets, tier, level } = s;
+    let CustomerState { customer_id, wallets, tier, level, achieve } = s;
+    let AchieveView { badges, challenges, streaks } = achieve;
     let wallets = wallets
         .into_iter()
         .map(|w| {
@@ -158,7 +160,36 @@ pub(crate) fn state_pb(s: CustomerState) -> pb::GamificationState {
             next_level: to_next.map(|(_, l)| l),
             points_to_next: to_next.map_or(0, |(p, _)| p),
         }),
+        badges: badges.into_iter().map(badge_pb).collect(),
+        challenges: challenges.into_iter().map(challenge_pb).collect(),
+        streaks: streaks.into_iter().map(streak_pb).collect(),
     }
+}
+
+fn badge_pb(b: BadgeView) -> pb::BadgeHeld {
+    let BadgeView { id, name, count, first_awarded_ms, last_awarded_ms } = b;
+    pb::BadgeHeld { badge: id, name, count, first_awarded_ms, last_awarded_ms }
+}
+
+fn challenge_pb(c: ChallengeView) -> pb::ChallengeProgress {
+    let ChallengeView { id, name, progress, target, completed, window, opt_in, joined, completions } = c;
+    pb::ChallengeProgress {
+        challenge: id,
+        name,
+        progress,
+        target,
+        completed,
+        window_start_ms: window.map(|w| w.0),
+        window_end_ms: window.map(|w| w.1),
+        opt_in,
+        joined,
+        completions,
+    }
+}
+
+fn streak_pb(s: StreakView) -> pb::StreakProgress {
+    let StreakView { id, name, unit, current, longest } = s;
+    pb::StreakProgress { streak: id, name, unit: unit.to_string(), current, longest }
 }
 
 fn entry_pb(e: Entry) -> pb::LedgerEntry {
@@ -223,6 +254,17 @@ fn achievement_pb(a: AchievementEvent) -> pb::AchievementEvent {
         ),
         Achievement::LevelUp { customer_id, from, to, at_ms } => {
             (customer_id, at_ms, Kind::LevelUp(pb::LevelUp { from, to }))
+        }
+        Achievement::BadgeAwarded { customer_id, badge, count, at_ms } => {
+            (customer_id, at_ms, Kind::BadgeAwarded(pb::BadgeAwarded { badge, count }))
+        }
+        Achievement::ChallengeCompleted { customer_id, challenge, window_start_ms, at_ms } => (
+            customer_id,
+            at_ms,
+            Kind::ChallengeCompleted(pb::ChallengeCompleted { challenge, window_start_ms }),
+        ),
+        Achievement::StreakMilestone { customer_id, streak, milestone, at_ms } => {
+            (customer_id, at_ms, Kind::StreakMilestone(pb::StreakMilestone { streak, milestone }))
         }
     };
     pb::AchievementEvent { sequence, customer_id, at_ms, kind: Some(kind) }
@@ -460,6 +502,19 @@ impl GamificationService for GamificationSvc {
             let pb::SetManualTierRequest { customer_id, tier } = req.into_inner();
             let tier = (!tier.is_empty()).then_some(tier);
             Ok(pb::SetManualTierResponse { sequence: ctx.app.set_manual_tier(customer_id, tier).await? })
+        })
+        .await
+    }
+
+    async fn join_challenge(
+        &self,
+        req: Request<pb::JoinChallengeRequest>,
+    ) -> Result<Response<pb::JoinChallengeResponse>, Status> {
+        let ctx = &self.0;
+        ctx.call(Rpc::JoinChallenge, async {
+            let pb::JoinChallengeRequest { customer_id, challenge } = req.into_inner();
+            let Recorded { sequence, result } = ctx.app.join_challenge(customer_id, challenge).await?;
+            Ok(pb::JoinChallengeResponse { sequence, already_joined: result })
         })
         .await
     }

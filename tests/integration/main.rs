@@ -1,5 +1,6 @@
 //! All integration tests in one binary, so they link once (2 cores).
 
+mod achieve;
 mod boundary;
 mod cli;
 mod common;
