@@ -23,7 +23,9 @@
 //!   (time only from events and logged records). Its snapshot / log records
 //!   ([`gamify::record`]) are protobuf messages of their own.
 //! - [`leaderboard`]: exact leaderboards per period in the program's time zone, read whole
-//!   or within any row bitmap (a segment, an ad-hoc `where`) with no copy per scope.
+//!   or within any row bitmap (a segment, an ad-hoc `where`) with no copy per scope;
+//!   [`leaderboard::live`]: the boards a program defines (its `leaderboards` section,
+//!   [`gamify::leaderboards`]), kept from logged changes outside the engine's versions.
 //! - [`badge`]: badges awarded on a criterion's rising edge (once, or repeatable up to a
 //!   bound), kept per customer by interned key; pure, like the two below.
 //! - [`streak`]: consecutive days / weeks with a qualifying event in the customer's time
@@ -37,6 +39,8 @@
 //!   derived from it alone, whatever the grouping (`engine_tests.rs`: the oracle).
 //!   `engine_gamify.rs`: its gamification part (`Mutation::Gamify`): the program and
 //!   state, derived attributes written to indexed columns in the same apply, achievements.
+//!   `engine_boards.rs`: the leaderboards, shared by every version and moved in log order
+//!   after each gamification change (and a delete).
 //! - [`decide`]: next-best-offer decisions: the offer catalogue and contact policy,
 //!   arbitration with an explanation per offer, contact history (caps, budgets,
 //!   suppression, adaptive models) in persistent maps versions share, reach funnels, and
@@ -56,7 +60,7 @@
 //! [`decide`] and [`leaderboard`], which use prost for storage, not for any API); they
 //! translate and call [`app::App`]:
 //! - [`grpc`]: the `segd.v1.SegmentService` / `CustomerService` / `DecisionService` /
-//!   `EventService` / `GamificationService` adapters: generated proto types, conversions (`TryFrom`), the one error-to-status
+//!   `EventService` / `GamificationService` / `LeaderboardService` adapters: generated proto types, conversions (`TryFrom`), the one error-to-status
 //!   mapping.
 //! - [`http`]: the same use cases as proto3 JSON over HTTP/1.1 (grpc-gateway-style paths),
 //!   with the gRPC adapter's conversions and codes, and the segment builder page at `/`.

@@ -71,11 +71,14 @@ pub enum Rpc {
     GrantPoints,
     SetManualTier,
     WatchAchievements,
+    Leaderboard,
+    AroundMe,
+    RankOf,
 }
 
 impl Rpc {
     /// Every variant, in declaration order (`rpc as usize` indexes it).
-    pub const ALL: [Rpc; 41] = [
+    pub const ALL: [Rpc; 44] = [
         Rpc::CountSegment,
         Rpc::IsMember,
         Rpc::BatchIsMember,
@@ -117,6 +120,9 @@ impl Rpc {
         Rpc::GrantPoints,
         Rpc::SetManualTier,
         Rpc::WatchAchievements,
+        Rpc::Leaderboard,
+        Rpc::AroundMe,
+        Rpc::RankOf,
     ];
 
     /// The method name, as the `rpc` label and in logs.
@@ -163,6 +169,9 @@ impl Rpc {
             Rpc::GrantPoints => "GrantPoints",
             Rpc::SetManualTier => "SetManualTier",
             Rpc::WatchAchievements => "WatchAchievements",
+            Rpc::Leaderboard => "Leaderboard",
+            Rpc::AroundMe => "AroundMe",
+            Rpc::RankOf => "RankOf",
         }
     }
 }

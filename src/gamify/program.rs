@@ -51,6 +51,9 @@ pub struct ProgramSpec {
     pub rules: Vec<RuleSpec>,
     pub tiers: TiersSpec,
     pub levels: LevelsSpec,
+    /// Leaderboards (`leaderboards.rs`); absent from the JSON when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leaderboards: Vec<super::leaderboards::LeaderboardSpec>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

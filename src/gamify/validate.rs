@@ -315,6 +315,7 @@ impl Program {
                 );
             }
         }
+        errs.0.extend(super::leaderboards::check(&spec));
         if !errs.0.is_empty() {
             return Err(GamifyError::Program(errs.0.join("; ")));
         }

@@ -148,6 +148,8 @@ fn state_pb(s: CustomerState) -> pb::GamificationState {
             next_level: to_next.map(|(_, l)| l),
             points_to_next: to_next.map_or(0, |(p, _)| p),
         }),
+        // Filled by the adapter from the leaderboards (`grpc/leaderboard.rs`).
+        leaderboards: vec![],
     }
 }
 
@@ -372,7 +374,9 @@ impl GamificationService for GamificationSvc {
         let ctx = &self.0;
         ctx.call(Rpc::GetGamificationState, async {
             let pb::GetGamificationStateRequest { customer_id } = req.into_inner();
-            Ok(state_pb(ctx.app.gamification_state(customer_id)?))
+            let mut state = state_pb(ctx.app.gamification_state(customer_id)?);
+            state.leaderboards = super::leaderboard::ranks_pb(ctx.app.board_ranks(customer_id)?);
+            Ok(state)
         })
         .await
     }

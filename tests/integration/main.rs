@@ -11,6 +11,7 @@ mod gamify;
 mod golden;
 mod grpc;
 mod http;
+mod leaderboard;
 mod loading;
 mod member_stream;
 mod mutations;
