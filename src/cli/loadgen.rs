@@ -29,7 +29,8 @@ use tonic_health::pb::HealthCheckRequest;
 mod stream;
 
 use segd::grpc::pb::{
-    self, customer_service_client::CustomerServiceClient, segment_service_client::SegmentServiceClient,
+    self, customer_service_client::CustomerServiceClient,
+    leaderboard_service_client::LeaderboardServiceClient, segment_service_client::SegmentServiceClient,
 };
 
 /// The service whose health `--rpc health` and `--wait-ready` ask for.
@@ -58,6 +59,12 @@ pub enum Rpc {
     /// --where texts (or --queries) saved as s000, s001, ... (or the --segment-id names);
     /// without them the 100 segments of the issue-5 benchmark (benches/updates.rs)
     CreateSegments,
+    /// segd.v1.LeaderboardService/Leaderboard: the top --limit of --board, among everyone
+    /// or within the --where / --segment-id scopes (rotating)
+    Leaderboard,
+    /// segd.v1.LeaderboardService/RankOf: random ids from --ids on --board, scoped like
+    /// leaderboard
+    RankOf,
 }
 
 impl Rpc {
@@ -72,6 +79,8 @@ impl Rpc {
             Rpc::Health => "/grpc.health.v1.Health/Check",
             Rpc::Upsert => "/segd.v1.CustomerService/UpsertCustomers",
             Rpc::CreateSegments => "/segd.v1.SegmentService/CreateSegment",
+            Rpc::Leaderboard => "/segd.v1.LeaderboardService/Leaderboard",
+            Rpc::RankOf => "/segd.v1.LeaderboardService/RankOf",
         }
     }
 }
@@ -150,6 +159,12 @@ pub struct LoadgenArgs {
     /// Client runtime threads (default: the number of CPUs).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// leaderboard / rank-of: the board's id in the program.
+    #[arg(long, default_value = "points_week")]
+    pub board: String,
+    /// leaderboard: entries per page.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
 }
 
 /// `segd loadgen`. Err when nothing could be sent; exit status 2 (after the report) when
@@ -203,6 +218,8 @@ struct Workload {
     saved: bool,
     ids: (u64, u64),
     batch_size: usize,
+    /// Leaderboard reads: (board, page size).
+    board: (String, u32),
 }
 
 enum Req {
@@ -213,6 +230,8 @@ enum Req {
     Explain(pb::ExplainRequest),
     Health(HealthCheckRequest),
     Upsert(pb::UpsertCustomersRequest),
+    Board(pb::LeaderboardRequest),
+    RankOf(pb::RankOfRequest),
 }
 
 impl Req {
@@ -225,6 +244,8 @@ impl Req {
             Req::Explain(r) => r.encode_to_vec(),
             Req::Health(r) => r.encode_to_vec(),
             Req::Upsert(r) => r.encode_to_vec(),
+            Req::Board(r) => r.encode_to_vec(),
+            Req::RankOf(r) => r.encode_to_vec(),
         }
     }
 }
@@ -242,7 +263,9 @@ impl Workload {
             }
             None => args.where_.iter().map(|w| (w.clone(), w.clone())).collect(),
         };
-        if segments.is_empty() && !matches!(args.rpc, Rpc::Health | Rpc::Upsert) {
+        // Leaderboard reads without a segment rank everyone.
+        let optional = matches!(args.rpc, Rpc::Health | Rpc::Upsert | Rpc::Leaderboard | Rpc::RankOf);
+        if segments.is_empty() && !optional {
             bail!("give a segment: --where TEXT (repeatable), --queries FILE or --segment-id ID");
         }
         if args.ids.0 > args.ids.1 {
@@ -251,7 +274,14 @@ impl Workload {
         if matches!(args.rpc, Rpc::BatchIsMember | Rpc::Upsert) && args.batch_size == 0 {
             bail!("--batch-size must be at least 1");
         }
-        Ok(Workload { rpc: args.rpc, segments, saved, ids: args.ids, batch_size: args.batch_size })
+        Ok(Workload {
+            rpc: args.rpc,
+            segments,
+            saved,
+            ids: args.ids,
+            batch_size: args.batch_size,
+            board: (args.board.clone(), args.limit),
+        })
     }
 
     fn build(&self, i: u64, rng: &mut SmallRng) -> Req {
@@ -282,7 +312,30 @@ impl Workload {
             Rpc::Explain => Req::Explain(pb::ExplainRequest { segment: seg!(explain_request) }),
             Rpc::Health | Rpc::CreateSegments => Req::Health(HealthCheckRequest { service: SERVICE.into() }),
             Rpc::Upsert => Req::Upsert(upsert_batch(rng, self.ids, self.batch_size)),
+            Rpc::Leaderboard => Req::Board(pb::LeaderboardRequest {
+                board: self.board.0.clone(),
+                scope: self.scope(i),
+                previous: 0,
+                limit: self.board.1,
+                offset: 0,
+            }),
+            Rpc::RankOf => Req::RankOf(pb::RankOfRequest {
+                board: self.board.0.clone(),
+                scope: self.scope(i),
+                previous: 0,
+                customer_id: rng.random_range(lo..=hi),
+            }),
         }
+    }
+
+    /// A leaderboard read's scope: everyone without segments, else request `i`'s.
+    fn scope(&self, i: u64) -> Option<pb::Segment> {
+        use pb::segment::Segment as S;
+        if self.segments.is_empty() {
+            return None;
+        }
+        let s = self.segments[(i % self.segments.len() as u64) as usize].1.clone();
+        Some(pb::Segment { segment: Some(if self.saved { S::SegmentId(s) } else { S::Where(s) }) })
     }
 }
 
@@ -431,6 +484,7 @@ struct Clients {
     seg: SegmentServiceClient<Channel>,
     cust: CustomerServiceClient<Channel>,
     health: HealthClient<Channel>,
+    boards: LeaderboardServiceClient<Channel>,
 }
 
 /// What an OK answer said (tallied to catch, e.g., an id range that misses every customer).
@@ -491,6 +545,11 @@ async fn send(c: &mut Clients, req: Req) -> Result<Answer, Failure> {
             let customers = r.customers.len() as u64;
             let a = c.cust.upsert_customers(r).await.map_err(st)?.into_inner();
             Answer::Upsert { customers, applied: u64::from(a.applied) }
+        }
+        Req::Board(r) => Answer::Count(c.boards.leaderboard(r).await.map_err(st)?.into_inner().count),
+        Req::RankOf(r) => {
+            let a = c.boards.rank_of(r).await.map_err(st)?.into_inner();
+            Answer::Member { found: true, member: a.ranked }
         }
         Req::Health(r) => {
             let a = c.health.check(r).await.map_err(st)?.into_inner();
@@ -611,6 +670,7 @@ async fn run_async(args: &LoadgenArgs, workload: Arc<Workload>) -> Result<Report
         .map(|ch| Clients {
             seg: SegmentServiceClient::new(ch.clone()),
             cust: CustomerServiceClient::new(ch.clone()),
+            boards: LeaderboardServiceClient::new(ch.clone()),
             health: HealthClient::new(ch),
         })
         .collect();
@@ -1164,6 +1224,7 @@ mod tests {
             saved: false,
             ids: (42, 42),
             batch_size: 1,
+            board: (String::new(), 0),
         };
         let mut rng = SmallRng::seed_from_u64(1);
         let Req::IsMember(r0) = w.build(0, &mut rng) else { panic!() };
@@ -1183,6 +1244,7 @@ mod tests {
             saved: true,
             ids: (1, 10),
             batch_size: 3,
+            board: ("points_week".into(), 100),
         };
         let mut rng = SmallRng::seed_from_u64(1);
         let Req::Count(r) = w.build(0, &mut rng) else { panic!() };
@@ -1190,6 +1252,13 @@ mod tests {
         w.rpc = Rpc::Upsert;
         let Req::Upsert(r) = w.build(0, &mut rng) else { panic!() };
         assert_eq!(r.customers.len(), 3);
+        w.rpc = Rpc::Leaderboard;
+        let Req::Board(b) = w.build(0, &mut rng) else { panic!() };
+        let scope = Some(pb::Segment { segment: Some(pb::segment::Segment::SegmentId("s001".into())) });
+        assert_eq!((b.board.as_str(), b.limit, &b.scope), ("points_week", 100, &scope));
+        w.rpc = Rpc::RankOf;
+        let Req::RankOf(q) = w.build(0, &mut rng) else { panic!() };
+        assert!((1..=10).contains(&q.customer_id));
         for c in &r.customers {
             assert!((1..=10).contains(&c.customer_id));
             let mut names: Vec<&str> = c.attributes.keys().map(String::as_str).collect();
