@@ -7,9 +7,16 @@
 # Redis is timed from its Python client over loopback (one round trip per call, ~50 µs of
 # it client and network); segd in process (no RPC). Both are printed with that label.
 #
+# Then the served figures: LeaderboardService/Leaderboard and RankOf through `segd loadgen`
+# (one gRPC round trip over loopback each, like Redis's), on `segd serve --demo GRPC_ROWS`
+# whose demo boards (points this week, purchases of all time) were filled by GRPC_EVENTS
+# generated events sent on one RecordEventStream.
+#
 # Environment: ROWS (default 10000000; bench-data/customers_<ROWS>.parquet must exist, see
 # ../shared/bench/gen.py), SEGD_SHARED (the kit's parent, default ../shared), REDIS_N
-# (calls per Redis figure, default 200).
+# (calls per Redis figure, default 200), GRPC_ROWS / GRPC_EVENTS (default 1000000 each),
+# GRPC_N (calls per served figure, default 2000), ONLY=grpc (the served figures only: a
+# smoke run needs no kit data, e.g. ONLY=grpc GRPC_ROWS=20000 GRPC_EVENTS=20000 GRPC_N=200).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -17,6 +24,63 @@ ROWS=${ROWS:-10000000}
 SHARED=${SEGD_SHARED:-$ROOT/../shared}
 OUT=$ROOT/bench-results/leaderboard_${ROWS}
 mkdir -p "$OUT"
+SEGMENT="country = 'DE' AND age < 40"
+
+grpc_bench() {
+  local rows=${GRPC_ROWS:-1000000} events=${GRPC_EVENTS:-1000000} n=${GRPC_N:-2000} tmp seg
+  local bin=${CARGO_TARGET_DIR:-$ROOT/target}/release/segd
+  tmp=$(mktemp -d)
+  cargo build --release --locked --bin segd >&2
+  # Events of the last few days: RecordEvents accepts them (7-day window).
+  "$bin" gen-events --customers "$rows" --events "$events" --seed 1 \
+    --start "$(date -u -d '3 days ago' +%FT%TZ)" --span-days 2 --out "$tmp/events.jsonl"
+  "$bin" serve --demo "$rows" --data-dir "$tmp/data" --listen 127.0.0.1:50061 --http-listen off \
+    >"$tmp/serve.log" 2>&1 &
+  local server=$!
+  trap 'kill $server 2>/dev/null || true; rm -rf "$tmp"' RETURN
+  "$bin" loadgen --addr http://127.0.0.1:50061 --rpc health -n 1 --wait-ready 300s >/dev/null
+  local t0=$SECONDS
+  python3 - "$tmp/events.jsonl" <<'PY' | grpcurl -plaintext -d @ 127.0.0.1:50061 segd.v1.EventService/RecordEventStream >/dev/null
+import json, sys
+def value(v):
+    if isinstance(v, bool):
+        return {"boolValue": v}
+    if isinstance(v, int):
+        return {"intValue": str(v)}
+    if isinstance(v, float):
+        return {"doubleValue": v}
+    return {"stringValue": v}
+batch = []
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    batch.append({"eventId": e["event_id"], "customerId": str(e["customer_id"]), "type": e["type"],
+                  "occurredAtMs": str(e["occurred_at_ms"]),
+                  "properties": {k: value(v) for k, v in e.get("properties", {}).items()}})
+    if len(batch) == 5000:
+        print(json.dumps({"events": batch}))
+        batch = []
+if batch:
+    print(json.dumps({"events": batch}))
+PY
+  echo "== served (gRPC over loopback): $rows customers, $events events recorded in $((SECONDS - t0)) s" | tee -a "$OUT/summary.md"
+  local lg=("$bin" loadgen --addr http://127.0.0.1:50061 -n "$n" --warmup 50)
+  for board in points_week purchases_all_time; do
+    for seg in "" "$SEGMENT"; do
+      local scope=() label="everyone"
+      [ -n "$seg" ] && scope=(--where "$seg") && label="$seg"
+      echo "-- Leaderboard $board top 100, $label" | tee -a "$OUT/summary.md"
+      "${lg[@]}" --rpc leaderboard --board "$board" --limit 100 "${scope[@]}" | tee -a "$OUT/summary.md"
+      echo "-- RankOf $board, random ids, $label" | tee -a "$OUT/summary.md"
+      "${lg[@]}" --rpc rank-of --board "$board" --ids "1..$rows" "${scope[@]}" | tee -a "$OUT/summary.md"
+    done
+  done
+}
+
+if [ "${ONLY:-}" = grpc ]; then
+  grpc_bench
+  exit 0
+fi
+
 [ -f "$ROOT/bench-data/customers_${ROWS}.parquet" ] || { echo "bench-data/customers_${ROWS}.parquet missing: run $SHARED/bench/gen.py --rows $ROWS" >&2; exit 1; }
 
 command -v redis-server >/dev/null || { SUDO=$([ "$(id -u)" = 0 ] || echo sudo); $SUDO apt-get install -y -qq redis-server >/dev/null; }
@@ -35,3 +99,4 @@ echo "== host: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $(date -
 kill $REDIS 2>/dev/null || true
 SEGD_BENCH_ROWS=$ROWS cargo bench --locked --bench leaderboard -- --noplot 2>&1 | tee "$OUT/segd.txt" \
   | grep -E '^leaderboard|time:|board of|segment' | tee -a "$OUT/summary.md"
+grpc_bench

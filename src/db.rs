@@ -233,6 +233,7 @@ impl Db {
                 return Err(err);
             }
         };
+        engine.boards_replayed();
         for seq in &opts.skip_sequences {
             if !skipped.contains(seq) {
                 tracing::warn!(
@@ -379,6 +380,7 @@ fn load_snapshot(snap_dir: &std::path::Path, opts: &DbOptions) -> Result<Option<
     })?;
     engine.restore_decide(decide);
     engine.restore_gamify(&extra.gamify).map_err(|e| DbError::Corrupt(format!("gamification state: {e}")))?;
+    engine.restore_boards(&extra.leaderboards).map_err(|e| DbError::Corrupt(format!("leaderboards: {e}")))?;
     engine.restored_at(snap.seq);
     tracing::info!(sequence = snap.seq, "snapshot loaded");
     Ok(Some((engine, format)))
@@ -451,6 +453,7 @@ fn snapshot(engine: &Engine, dir: &std::path::Path, seq: u64) -> Result<(), DbEr
         segments,
         decide,
         gamify: engine.gamify_snapshot(),
+        leaderboards: engine.boards_snapshot(),
     });
     let schema = data.export_schema();
     let batches = (0..data.n_chunks()).map(|c| data.export_chunk(&schema, c));

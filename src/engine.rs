@@ -234,7 +234,12 @@ pub struct Engine {
     unpublished: Vec<SegmentEvent>,
     /// The gamification program, state and achievements (`engine_gamify.rs`).
     gamify: gamify_glue::GamifyPart,
+    /// Leaderboards: shared by every version, moved in log order (`engine_boards.rs`).
+    boards: crate::leaderboard::live::Shared,
 }
+
+#[path = "engine_boards.rs"]
+mod boards_glue;
 
 #[path = "engine_gamify.rs"]
 mod gamify_glue;
@@ -251,6 +256,7 @@ impl Clone for Engine {
             sequence: self.sequence,
             unpublished: vec![],
             gamify: self.gamify.clone(),
+            boards: self.boards.clone(),
         }
     }
 }
@@ -265,6 +271,7 @@ impl Engine {
             sequence: 0,
             unpublished: vec![],
             gamify: gamify_glue::GamifyPart::new(event_capacity),
+            boards: Default::default(),
         }
     }
 
@@ -489,6 +496,7 @@ impl Engine {
             }
             Mutation::Delete(ids) => {
                 let deleted = self.data.delete_customers(ids);
+                self.boards_on_delete(sequence, &deleted);
                 let events = self.segments.on_write(&self.data, &[], &[], &deleted, sequence);
                 self.unpublished.extend(events);
                 Outcome::Deleted { deleted: deleted.len() as u32 }
@@ -526,7 +534,11 @@ impl Engine {
                 Outcome::MembersEdited { changed }
             }
             Mutation::Decide(c) => Outcome::Decide(decide::change::apply_shared(&mut self.decide, c)?),
-            Mutation::Gamify(c) => self.apply_gamify(sequence, c)?,
+            Mutation::Gamify(c) => {
+                let o = self.apply_gamify(sequence, c)?;
+                self.boards_after_gamify(sequence, c, &o);
+                o
+            }
         };
         self.sequence = sequence;
         Ok(outcome)

@@ -25,7 +25,9 @@
 //!   challenges and streaks ([`gamify::achieve`]) are applied per customer at each event
 //!   ([`gamify::achieve_state`], with [`badge`], [`challenge`] and [`streak`] below).
 //! - [`leaderboard`]: exact leaderboards per period in the program's time zone, read whole
-//!   or within any row bitmap (a segment, an ad-hoc `where`) with no copy per scope.
+//!   or within any row bitmap (a segment, an ad-hoc `where`) with no copy per scope;
+//!   [`leaderboard::live`]: the boards a program defines (its `leaderboards` section,
+//!   [`gamify::leaderboards`]), kept from logged changes outside the engine's versions.
 //! - [`badge`]: badges awarded on a criterion's rising edge (once, or repeatable up to a
 //!   bound), kept per customer by interned key; pure, like the two below.
 //! - [`streak`]: consecutive days / weeks with a qualifying event in the customer's time
@@ -41,6 +43,8 @@
 //!   state, derived attributes written to indexed columns in the same apply (the program
 //!   owns those columns: a PutProgram rewrites them for every customer), achievements
 //!   (`engine_achieve_tests.rs`: badges, challenges and streaks through it).
+//!   `engine_boards.rs`: the leaderboards, shared by every version and moved in log order
+//!   after each gamification change (and a delete).
 //! - [`decide`]: next-best-offer decisions: the offer catalogue and contact policy,
 //!   arbitration with an explanation per offer, contact history (caps, budgets,
 //!   suppression, adaptive models) in persistent maps versions share, reach funnels, and
@@ -60,7 +64,7 @@
 //! [`decide`] and [`leaderboard`], which use prost for storage, not for any API); they
 //! translate and call [`app::App`]:
 //! - [`grpc`]: the `segd.v1.SegmentService` / `CustomerService` / `DecisionService` /
-//!   `EventService` / `GamificationService` adapters: generated proto types, conversions (`TryFrom`), the one error-to-status
+//!   `EventService` / `GamificationService` / `LeaderboardService` adapters: generated proto types, conversions (`TryFrom`), the one error-to-status
 //!   mapping.
 //! - [`http`]: the same use cases as proto3 JSON over HTTP/1.1 (grpc-gateway-style paths;
 //!   `http/gamify.rs` the event and gamification ones), with the gRPC adapter's conversions

@@ -72,11 +72,14 @@ pub enum Rpc {
     SetManualTier,
     WatchAchievements,
     JoinChallenge,
+    Leaderboard,
+    AroundMe,
+    RankOf,
 }
 
 impl Rpc {
     /// Every variant, in declaration order (`rpc as usize` indexes it).
-    pub const ALL: [Rpc; 42] = [
+    pub const ALL: [Rpc; 45] = [
         Rpc::CountSegment,
         Rpc::IsMember,
         Rpc::BatchIsMember,
@@ -119,6 +122,9 @@ impl Rpc {
         Rpc::SetManualTier,
         Rpc::WatchAchievements,
         Rpc::JoinChallenge,
+        Rpc::Leaderboard,
+        Rpc::AroundMe,
+        Rpc::RankOf,
     ];
 
     /// The method name, as the `rpc` label and in logs.
@@ -166,6 +172,9 @@ impl Rpc {
             Rpc::SetManualTier => "SetManualTier",
             Rpc::WatchAchievements => "WatchAchievements",
             Rpc::JoinChallenge => "JoinChallenge",
+            Rpc::Leaderboard => "Leaderboard",
+            Rpc::AroundMe => "AroundMe",
+            Rpc::RankOf => "RankOf",
         }
     }
 }

@@ -172,7 +172,7 @@ impl Server {
         // Answers finished in the same turn of the runtime leave in one write.
         let incoming =
             tokio_stream::StreamExt::map(incoming, |c| c.map(crate::grpc::coalesce::Coalesced::new));
-        tracing::info!(%addr, "serving segd.v1.SegmentService, CustomerService, DecisionService, EventService and GamificationService");
+        tracing::info!(%addr, "serving segd.v1.SegmentService, CustomerService, DecisionService, EventService, GamificationService and LeaderboardService");
         let app = self.ctx.app.clone();
         let shutdown = async move {
             shutdown.await;
@@ -213,6 +213,9 @@ impl Server {
                 )
                 .max_decoding_message_size(max),
             )
+            .add_service(crate::grpc::pb::leaderboard_service_server::LeaderboardServiceServer::new(
+                crate::grpc::leaderboard::LeaderboardSvc(self.ctx.clone()),
+            ))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await?;
         tracing::info!("stopped");

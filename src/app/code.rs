@@ -52,6 +52,7 @@ impl AppError {
             AppError::Decide(d) => super::decide::change_code(d),
             AppError::Decision(d) => super::decide::decide_code(d),
             AppError::Gamify(g) => gamify_code(g),
+            AppError::Board(b) => board_code(b),
             AppError::Internal(_) => ErrorCode::Internal,
         };
         if matches!(code, ErrorCode::Internal | ErrorCode::DataLoss | ErrorCode::Unavailable) {
@@ -106,6 +107,17 @@ fn gamify_code(g: &GamifyError) -> ErrorCode {
         }
         GamifyError::RequestIdReused { .. } => ErrorCode::AlreadyExists,
         GamifyError::Corrupt(_) => ErrorCode::DataLoss,
+    }
+}
+
+fn board_code(b: &crate::leaderboard::BoardError) -> ErrorCode {
+    use crate::leaderboard::BoardError;
+    match b {
+        BoardError::UnknownBoard { .. } => ErrorCode::NotFound,
+        BoardError::NoSuchPeriod { .. } | BoardError::Keep { .. } => ErrorCode::InvalidArgument,
+        // Only start-up and apply meet these; a read never does.
+        BoardError::Overflow { .. } => ErrorCode::Internal,
+        BoardError::TimeZone(_) | BoardError::Record { .. } => ErrorCode::DataLoss,
     }
 }
 

@@ -54,6 +54,9 @@ pub enum AppError {
     /// A gamification request refused (bad event, short balance, no program, ...).
     #[error(transparent)]
     Gamify(#[from] GamifyError),
+    /// A leaderboard read refused (unknown board, a period not kept).
+    #[error(transparent)]
+    Board(#[from] crate::leaderboard::BoardError),
     /// A bug, caught (e.g. a panic in evaluation) so the server keeps serving.
     #[error("internal error: {0}")]
     Internal(String),

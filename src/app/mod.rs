@@ -15,6 +15,7 @@
 //!   ([`MemberSession`]), each failing alone.
 //! - [`decide`]: next-best-offer: offers, contact policy, decisions, outcomes, reach.
 //! - [`gamify`]: gamification: programs, events, points, tiers, reads, clock ticks.
+//! - [`leaderboard`]: leaderboard pages, ranks and neighbours, within any segment.
 //!
 //! Work that scans chunks runs on the rayon pool, never on the caller's (async) thread;
 //! single-row work runs inline. Either way a panic becomes [`AppError::Internal`] for that
@@ -25,6 +26,7 @@ pub mod config;
 pub mod decide;
 pub mod error;
 pub mod gamify;
+pub mod leaderboard;
 pub mod reads;
 pub mod replica;
 pub mod stream;

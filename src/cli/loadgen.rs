@@ -30,7 +30,8 @@ mod stream;
 
 use segd::grpc::pb::{
     self, customer_service_client::CustomerServiceClient, event_service_client::EventServiceClient,
-    gamification_service_client::GamificationServiceClient, segment_service_client::SegmentServiceClient,
+    gamification_service_client::GamificationServiceClient,
+    leaderboard_service_client::LeaderboardServiceClient, segment_service_client::SegmentServiceClient,
 };
 
 /// The service whose health `--rpc health` and `--wait-ready` ask for.
@@ -64,6 +65,12 @@ pub enum Rpc {
     /// --where texts (or --queries) saved as s000, s001, ... (or the --segment-id names);
     /// without them the 100 segments of the issue-5 benchmark (benches/updates.rs)
     CreateSegments,
+    /// segd.v1.LeaderboardService/Leaderboard: the top --limit of --board, among everyone
+    /// or within the --where / --segment-id scopes (rotating)
+    Leaderboard,
+    /// segd.v1.LeaderboardService/RankOf: random ids from --ids on --board, scoped like
+    /// leaderboard
+    RankOf,
 }
 
 impl Rpc {
@@ -80,6 +87,8 @@ impl Rpc {
             Rpc::CreateSegments => "/segd.v1.SegmentService/CreateSegment",
             Rpc::RecordEvents => "/segd.v1.EventService/RecordEvents",
             Rpc::GameState => "/segd.v1.GamificationService/GetGamificationState",
+            Rpc::Leaderboard => "/segd.v1.LeaderboardService/Leaderboard",
+            Rpc::RankOf => "/segd.v1.LeaderboardService/RankOf",
         }
     }
 }
@@ -158,6 +167,12 @@ pub struct LoadgenArgs {
     /// Client runtime threads (default: the number of CPUs).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// leaderboard / rank-of: the board's id in the program.
+    #[arg(long, default_value = "points_week")]
+    pub board: String,
+    /// leaderboard: entries per page.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
 }
 
 /// `segd loadgen`. Err when nothing could be sent; exit status 2 (after the report) when
@@ -214,6 +229,8 @@ struct Workload {
     /// Makes record-events' event ids unique to this run (a rerun must not send
     /// duplicates, which would change nothing and be measured as cheap).
     nonce: u64,
+    /// Leaderboard reads: (board, page size).
+    board: (String, u32),
 }
 
 enum Req {
@@ -226,6 +243,8 @@ enum Req {
     Upsert(pb::UpsertCustomersRequest),
     Events(pb::RecordEventsRequest),
     GameState(pb::GetGamificationStateRequest),
+    Board(pb::LeaderboardRequest),
+    RankOf(pb::RankOfRequest),
 }
 
 impl Req {
@@ -240,6 +259,8 @@ impl Req {
             Req::Upsert(r) => r.encode_to_vec(),
             Req::Events(r) => r.encode_to_vec(),
             Req::GameState(r) => r.encode_to_vec(),
+            Req::Board(r) => r.encode_to_vec(),
+            Req::RankOf(r) => r.encode_to_vec(),
         }
     }
 }
@@ -257,9 +278,12 @@ impl Workload {
             }
             None => args.where_.iter().map(|w| (w.clone(), w.clone())).collect(),
         };
-        if segments.is_empty()
-            && !matches!(args.rpc, Rpc::Health | Rpc::Upsert | Rpc::RecordEvents | Rpc::GameState)
-        {
+        // Leaderboard reads without a segment rank everyone.
+        let optional = matches!(
+            args.rpc,
+            Rpc::Health | Rpc::Upsert | Rpc::RecordEvents | Rpc::GameState | Rpc::Leaderboard | Rpc::RankOf
+        );
+        if segments.is_empty() && !optional {
             bail!("give a segment: --where TEXT (repeatable), --queries FILE or --segment-id ID");
         }
         if args.ids.0 > args.ids.1 {
@@ -269,7 +293,15 @@ impl Workload {
             bail!("--batch-size must be at least 1");
         }
         let nonce = rand::random::<u64>();
-        Ok(Workload { rpc: args.rpc, segments, saved, ids: args.ids, batch_size: args.batch_size, nonce })
+        Ok(Workload {
+            rpc: args.rpc,
+            segments,
+            saved,
+            ids: args.ids,
+            batch_size: args.batch_size,
+            nonce,
+            board: (args.board.clone(), args.limit),
+        })
     }
 
     fn build(&self, i: u64, rng: &mut SmallRng) -> Req {
@@ -304,7 +336,30 @@ impl Workload {
             Rpc::GameState => {
                 Req::GameState(pb::GetGamificationStateRequest { customer_id: rng.random_range(lo..=hi) })
             }
+            Rpc::Leaderboard => Req::Board(pb::LeaderboardRequest {
+                board: self.board.0.clone(),
+                scope: self.scope(i),
+                previous: 0,
+                limit: self.board.1,
+                offset: 0,
+            }),
+            Rpc::RankOf => Req::RankOf(pb::RankOfRequest {
+                board: self.board.0.clone(),
+                scope: self.scope(i),
+                previous: 0,
+                customer_id: rng.random_range(lo..=hi),
+            }),
         }
+    }
+
+    /// A leaderboard read's scope: everyone without segments, else request `i`'s.
+    fn scope(&self, i: u64) -> Option<pb::Segment> {
+        use pb::segment::Segment as S;
+        if self.segments.is_empty() {
+            return None;
+        }
+        let s = self.segments[(i % self.segments.len() as u64) as usize].1.clone();
+        Some(pb::Segment { segment: Some(if self.saved { S::SegmentId(s) } else { S::Where(s) }) })
     }
 }
 
@@ -487,6 +542,7 @@ struct Clients {
     health: HealthClient<Channel>,
     events: EventServiceClient<Channel>,
     game: GamificationServiceClient<Channel>,
+    boards: LeaderboardServiceClient<Channel>,
 }
 
 /// What an OK answer said (tallied to catch, e.g., an id range that misses every customer).
@@ -557,6 +613,11 @@ async fn send(c: &mut Clients, req: Req) -> Result<Answer, Failure> {
         Req::GameState(r) => {
             c.game.get_gamification_state(r).await.map_err(st)?;
             Answer::Other
+        }
+        Req::Board(r) => Answer::Count(c.boards.leaderboard(r).await.map_err(st)?.into_inner().count),
+        Req::RankOf(r) => {
+            let a = c.boards.rank_of(r).await.map_err(st)?.into_inner();
+            Answer::Member { found: true, member: a.ranked }
         }
         Req::Health(r) => {
             let a = c.health.check(r).await.map_err(st)?.into_inner();
@@ -679,6 +740,7 @@ async fn run_async(args: &LoadgenArgs, workload: Arc<Workload>) -> Result<Report
             cust: CustomerServiceClient::new(ch.clone()),
             events: EventServiceClient::new(ch.clone()),
             game: GamificationServiceClient::new(ch.clone()),
+            boards: LeaderboardServiceClient::new(ch.clone()),
             health: HealthClient::new(ch),
         })
         .collect();
@@ -1248,6 +1310,7 @@ mod tests {
             ids: (42, 42),
             batch_size: 1,
             nonce: 0,
+            board: (String::new(), 0),
         };
         let mut rng = SmallRng::seed_from_u64(1);
         let Req::IsMember(r0) = w.build(0, &mut rng) else { panic!() };
@@ -1268,6 +1331,7 @@ mod tests {
             ids: (1, 10),
             batch_size: 3,
             nonce: 7,
+            board: ("points_week".into(), 100),
         };
         let mut rng = SmallRng::seed_from_u64(1);
         let Req::Count(r) = w.build(0, &mut rng) else { panic!() };
@@ -1280,6 +1344,13 @@ mod tests {
         let ids: Vec<&str> = e.events.iter().map(|e| e.event_id.as_str()).collect();
         assert_eq!(ids, ["lg7-5-0", "lg7-5-1", "lg7-5-2"], "unique to the run and the request");
         assert!(e.events.iter().all(|e| (1..=10).contains(&e.customer_id) && e.r#type == "purchase"));
+        w.rpc = Rpc::Leaderboard;
+        let Req::Board(b) = w.build(0, &mut rng) else { panic!() };
+        let scope = Some(pb::Segment { segment: Some(pb::segment::Segment::SegmentId("s001".into())) });
+        assert_eq!((b.board.as_str(), b.limit, &b.scope), ("points_week", 100, &scope));
+        w.rpc = Rpc::RankOf;
+        let Req::RankOf(q) = w.build(0, &mut rng) else { panic!() };
+        assert!((1..=10).contains(&q.customer_id));
         for c in &r.customers {
             assert!((1..=10).contains(&c.customer_id));
             let mut names: Vec<&str> = c.attributes.keys().map(String::as_str).collect();

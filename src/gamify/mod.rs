@@ -6,7 +6,8 @@
 //!
 //! # Layout
 //! - [`program`]: the program's JSON form (serde) and the validated [`Program`];
-//!   [`validate`]: its validation, every error naming the item and field.
+//!   [`validate`]: its validation, every error naming the item and field;
+//!   [`leaderboards`]: the `leaderboards` section (kept by [`crate::leaderboard::live`]).
 //! - [`time`]: calendar arithmetic in the program's time zone (days, weeks, months,
 //!   expiry dates, period ends).
 //! - [`eval`]: the segment language's [`crate::query::Expr`] evaluated over one event's
@@ -71,6 +72,7 @@ pub mod change;
 pub mod eval;
 pub mod events;
 pub mod gen;
+pub mod leaderboards;
 pub mod ledger;
 pub mod mutation;
 pub mod points;

@@ -58,6 +58,9 @@ pub struct ProgramSpec {
     pub challenges: Vec<super::achieve::ChallengeDef>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub streaks: Vec<super::achieve::StreakDef>,
+    /// Leaderboards (`leaderboards.rs`); absent from the JSON when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leaderboards: Vec<super::leaderboards::LeaderboardSpec>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

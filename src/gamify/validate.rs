@@ -316,6 +316,7 @@ impl Program {
             }
         }
         let achieve = super::achieve::Achieve::new(&spec, &event_types, &mut errs.0);
+        errs.0.extend(super::leaderboards::check(&spec));
         if !errs.0.is_empty() {
             return Err(GamifyError::Program(errs.0.join("; ")));
         }

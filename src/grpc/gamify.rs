@@ -163,6 +163,8 @@ pub(crate) fn state_pb(s: CustomerState) -> pb::GamificationState {
         badges: badges.into_iter().map(badge_pb).collect(),
         challenges: challenges.into_iter().map(challenge_pb).collect(),
         streaks: streaks.into_iter().map(streak_pb).collect(),
+        // Filled by the adapter from the leaderboards (`grpc/leaderboard.rs`).
+        leaderboards: vec![],
     }
 }
 
@@ -452,7 +454,9 @@ impl GamificationService for GamificationSvc {
         let ctx = &self.0;
         ctx.call(Rpc::GetGamificationState, async {
             let pb::GetGamificationStateRequest { customer_id } = req.into_inner();
-            Ok(state_pb(ctx.app.gamification_state(customer_id)?))
+            let mut state = state_pb(ctx.app.gamification_state(customer_id)?);
+            state.leaderboards = super::leaderboard::ranks_pb(ctx.app.board_ranks(customer_id)?);
+            Ok(state)
         })
         .await
     }

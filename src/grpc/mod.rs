@@ -18,6 +18,7 @@
 //! - [`decide`]: the `DecisionService` implementation (next-best-offer) and its conversions.
 //! - [`gamify`]: the `EventService` and `GamificationService` implementations and their
 //!   conversions.
+//! - [`leaderboard`]: the `LeaderboardService` implementation and its conversions.
 
 pub mod coalesce;
 pub mod codec;
@@ -25,6 +26,7 @@ pub mod convert;
 pub mod customers;
 pub mod decide;
 pub mod gamify;
+pub mod leaderboard;
 pub mod member_stream;
 pub mod service;
 pub mod status;

@@ -10,6 +10,8 @@
 //!   program's time zone, or all time), rolled over on a logged instant, with the last N
 //!   closed periods kept for payouts.
 //! - [`record`]: the protobuf snapshot form of a board and a period board.
+//! - [`live`]: [`live::Boards`], the boards a gamification program defines, kept by the
+//!   engine from logged changes, outside its versions (why: see there).
 //!
 //! # Tie-break
 //! Higher score first; on equal scores, who reached the score first ranks higher
@@ -21,6 +23,7 @@
 
 pub mod bands;
 pub mod board;
+pub mod live;
 pub mod period;
 pub mod record;
 #[cfg(test)]
@@ -74,6 +77,10 @@ pub enum BoardError {
     Record { field: &'static str, reason: String },
     #[error("keep must be at most {max} closed periods, got {got}")]
     Keep { got: u32, max: u32 },
-    #[error("no closed period {back} back (keeping {kept})")]
+    #[error(
+        "no closed period {back} back: the board keeps {kept} (keep_closed), and an all-time board none"
+    )]
     NoSuchPeriod { back: u32, kept: usize },
+    #[error("unknown leaderboard '{id}' (the program defines: {known})")]
+    UnknownBoard { id: String, known: String },
 }

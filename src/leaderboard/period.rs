@@ -171,6 +171,27 @@ impl PeriodBoard {
         }
     }
 
+    /// The board of a period as a read at `now_ms` sees it: when `now_ms` lies in a
+    /// period after the current one (nothing logged since it began), that period is the
+    /// current one (empty) and the others are counted back from it. Reads only: the
+    /// board itself rolls over on logged instants alone.
+    pub fn board_at(&self, sel: PeriodSel, now_ms: i64) -> Result<(&Board, i64), BoardError> {
+        let now = period_index(self.tz, now_ms, self.period).max(self.index);
+        let want = match sel {
+            PeriodSel::Current => now,
+            PeriodSel::Previous(back) => {
+                if back == 0 || back > self.keep || self.period == Period::AllTime {
+                    return Err(BoardError::NoSuchPeriod { back, kept: self.keep as usize });
+                }
+                now - back as i64
+            }
+        };
+        if want == self.index {
+            return Ok((&self.current, want));
+        }
+        Ok((self.closed.iter().find(|(i, _)| *i == want).map_or(&*EMPTY, |(_, b)| b), want))
+    }
+
     /// The board of a period; an empty board for a closed period nothing happened in.
     pub fn board(&self, sel: PeriodSel) -> Result<&Board, BoardError> {
         match sel {

@@ -55,6 +55,24 @@ pub struct PeriodBoardRecord {
     pub closed: Vec<ClosedRecord>,
 }
 
+/// The engine's boards (`live.rs`): snapshot field 40 of `segd.log.v1.SnapshotMeta`.
+#[derive(Clone, PartialEq, Message)]
+pub struct LiveBoardsRecord {
+    #[prost(uint64, tag = "1")]
+    pub applied_through: u64,
+    #[prost(message, repeated, tag = "2")]
+    pub boards: Vec<LiveBoardRecord>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct LiveBoardRecord {
+    /// The board's definition in the program's JSON form (`gamify::leaderboards`).
+    #[prost(string, tag = "1")]
+    pub spec_json: String,
+    #[prost(message, optional, tag = "2")]
+    pub board: Option<PeriodBoardRecord>,
+}
+
 impl Board {
     pub fn to_record(&self) -> BoardRecord {
         BoardRecord {

@@ -247,6 +247,32 @@ fn weekly_board_rolls_in_the_programs_zone() {
 }
 
 #[test]
+fn a_read_after_a_quiet_spell_sees_the_periods_the_clock_says() {
+    let tz: Tz = "Europe/Berlin".parse().unwrap();
+    let mut pb = PeriodBoard::new(Period::Day, tz, 3, ms("2026-11-30T10:00:00Z")).unwrap();
+    pb.add(1, 11, 5, ms("2026-11-30T10:00:00Z"), 1).unwrap();
+    pb.add(2, 22, 3, ms("2026-12-01T10:00:00Z"), 2).unwrap();
+    let ids = |b: &Board| b.top(9, 0, Scope::Everyone).iter().map(|r| r.customer_id).collect::<Vec<_>>();
+    let read = |sel, at: &str| pb.board_at(sel, ms(at)).map(|(b, i)| (ids(b), i));
+    // Nothing logged since Tuesday: on Thursday, today is empty, Tuesday two days back.
+    let thu = "2026-12-03T09:00:00Z";
+    let tue = period::period_index(tz, ms("2026-12-01T10:00:00Z"), Period::Day);
+    assert_eq!(read(PeriodSel::Current, thu).unwrap(), (vec![], tue + 2));
+    assert_eq!(read(PeriodSel::Previous(1), thu).unwrap(), (vec![], tue + 1));
+    assert_eq!(read(PeriodSel::Previous(2), thu).unwrap(), (vec![22], tue));
+    assert_eq!(read(PeriodSel::Previous(3), thu).unwrap(), (vec![11], tue - 1));
+    // As of the last logged instant, the same as `board`.
+    assert_eq!(read(PeriodSel::Current, "2026-12-01T12:00:00Z").unwrap(), (vec![22], tue));
+    assert_eq!(read(PeriodSel::Previous(1), "2026-12-01T12:00:00Z").unwrap(), (vec![11], tue - 1));
+    // A clock behind the board (another node's) reads the board's current period.
+    assert_eq!(read(PeriodSel::Current, "2026-11-01T00:00:00Z").unwrap(), (vec![22], tue));
+    assert!(matches!(read(PeriodSel::Previous(4), thu), Err(BoardError::NoSuchPeriod { back: 4, kept: 3 })));
+    // Period bounds are local midnights.
+    let (start, end) = period::period_bounds(tz, tue, Period::Day).unwrap();
+    assert_eq!((start, end), (ms("2026-11-30T23:00:00Z"), ms("2026-12-01T23:00:00Z")));
+}
+
+#[test]
 fn record_errors_name_the_field() {
     let mut r = PeriodBoard::new(Period::Day, chrono_tz::UTC, 1, 0).unwrap().to_record();
     r.tz = "Mars/Olympus".into();

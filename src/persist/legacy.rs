@@ -145,7 +145,7 @@ pub(super) fn decode_snapshot_meta(bytes: &[u8]) -> Result<SnapshotMeta, DecodeE
             Ok(SegmentMeta { id, description, definition: definition.into(), members })
         })
         .collect::<Result<_, DecodeError>>()?;
-    Ok(SnapshotMeta { id_column, segments, decide: vec![], gamify: vec![] })
+    Ok(SnapshotMeta { id_column, segments, decide: vec![], gamify: vec![], leaderboards: vec![] })
 }
 
 impl From<V1Cell> for CellValue {

@@ -71,6 +71,8 @@ pub struct SnapshotMeta {
     /// The gamification section (`crate::gamify::mutation::encode_snapshot`; empty:
     /// no program).
     pub gamify: Vec<u8>,
+    /// The leaderboards (`crate::leaderboard::live::Boards::encode`; empty: none).
+    pub leaderboards: Vec<u8>,
 }
 
 /// A saved segment in a snapshot.
@@ -455,9 +457,10 @@ impl TryFrom<pb::Literal> for Literal {
 
 impl From<&SnapshotMeta> for pb::SnapshotMeta {
     fn from(m: &SnapshotMeta) -> Self {
-        let SnapshotMeta { id_column, segments, decide, gamify } = m;
+        let SnapshotMeta { id_column, segments, decide, gamify, leaderboards } = m;
         pb::SnapshotMeta {
             decide: decide.clone(),
+            leaderboards: leaderboards.clone(),
             id_column: id_column.clone(),
             gamify: gamify.clone(),
             segments: segments
@@ -477,7 +480,7 @@ impl TryFrom<pb::SnapshotMeta> for SnapshotMeta {
     type Error = DecodeError;
 
     fn try_from(m: pb::SnapshotMeta) -> Result<Self, DecodeError> {
-        let pb::SnapshotMeta { id_column, segments, decide, gamify } = m;
+        let pb::SnapshotMeta { id_column, segments, decide, gamify, leaderboards } = m;
         let segments = segments
             .into_iter()
             .map(|pb::SavedSegment { id, description, definition, members }| {
@@ -489,7 +492,7 @@ impl TryFrom<pb::SnapshotMeta> for SnapshotMeta {
                 })
             })
             .collect::<Result<_, DecodeError>>()?;
-        Ok(SnapshotMeta { id_column, segments, decide, gamify })
+        Ok(SnapshotMeta { id_column, segments, decide, gamify, leaderboards })
     }
 }
 

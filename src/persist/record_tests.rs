@@ -135,6 +135,7 @@ fn snapshot_meta_round_trips() {
         ],
         decide: vec![0x0a, 0x00],
         gamify: vec![],
+        leaderboards: vec![0x08, 0x07],
     };
     assert_eq!(decode_snapshot_meta(FORMAT, &encode_snapshot_meta(&meta)), Ok(meta));
 }

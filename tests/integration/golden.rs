@@ -93,6 +93,7 @@ fn expected_snapshot_meta() -> SnapshotMeta {
         ],
         decide: vec![],
         gamify: vec![],
+        leaderboards: vec![],
     }
 }
 

@@ -14,6 +14,7 @@ mod golden;
 mod golden_gamify;
 mod grpc;
 mod http;
+mod leaderboard;
 mod loading;
 mod member_stream;
 mod mutations;

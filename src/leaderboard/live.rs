@@ -1,0 +1,267 @@
+//! [`Boards`]: the leaderboards a gamification program defines, kept current from the
+//! engine's logged gamification changes.
+//!
+//! # Where the boards live, and why
+//! The engine is cloned for every commit group (each published version), and a board of
+//! 10M entries is ~1.1 GB whose bitmaps (members, bands) are whole `Postings`: a
+//! copy-on-write board would still copy tens of MB per version on its first write. So
+//! boards are kept OUTSIDE the versioned engine: one `Boards` behind a lock, shared by
+//! every version, changed only by the committer as it applies mutations in log order
+//! (live writes, replay and replicas alike). Reads see the latest applied state, which
+//! may be ahead of the version they read the rest from by the group being applied (a
+//! customer just created there may be ranked before the version that holds their row
+//! is published).
+//!
+//! Every change carries its log sequence, and `applied_through` (the last sequence the
+//! boards took) makes each one apply at most once: a version cloned and applied twice
+//! (tests, locating a failed record) and a replay from a snapshot whose boards are
+//! ahead of its table both skip what the boards already hold. Snapshots therefore write
+//! the boards as they are when the snapshot thread reads them (≥ the snapshot's
+//! sequence, never behind it: the table's version is published before), and start-up
+//! replays the log over them, skipping what they hold: the same boards as before the
+//! restart, entry for entry.
+//!
+//! Costs of that choice: the snapshot thread holds the boards' read lock while it
+//! encodes them (at 10M entries, on the order of a second in which the committer's next
+//! gamification write waits), and memory is ~110 bytes per entry per period held: a
+//! closed period kept is a whole board, so `keep_closed` multiplies a board's size.
+//!
+//! # Scores
+//! Only logged records move a board: an applied (non-duplicate) event of a
+//! `RecordEvents` change adds its metric to its customer's score with the change's
+//! logged instant (`logged_at_ms`, never the wall clock, never the client's
+//! `occurred_at_ms`) and the tie-break sequence `log sequence × 16384 + the event's index
+//! in its batch` (so who reached a score first is exact within one record and one
+//! millisecond). Points: what the event credited (after caps, every wallet) minus what
+//! a refund reversed; zero-point events leave the board alone. An event count: +1 per
+//! event of the type. An event sum: the property in hundredths. Grants, spends and
+//! expiry do not move boards (they are not earned by events).
+//!
+//! Periods roll over on the logged instant of any gamification change (events, ticks,
+//! a program) that falls in a later period; a read asking for the current period at a
+//! wall-clock time past the last rollover sees an empty board, and the periods before
+//! it move back by one (see [`crate::leaderboard::PeriodBoard::board_at`]).
+//!
+//! # Program changes
+//! A program change keeps a board whose id, metric, period, `keep_closed` and (for a
+//! periodic board) time zone are unchanged, scores and closed periods included (a new
+//! name is just a label). A board that is new, or whose ranking changed, starts empty
+//! in the period holding the program's effective instant: past events are not kept, so
+//! it cannot be recomputed, and an empty start is the same on every replay. A board the
+//! new program drops is discarded.
+//!
+//! A deleted customer leaves every board and period (their row is never reused).
+
+use std::sync::Arc;
+
+use prost::Message;
+
+use super::record::{LiveBoardRecord, LiveBoardsRecord};
+use super::{BoardError, PeriodBoard};
+use crate::gamify::leaderboards::{LeaderboardSpec, MetricSpec};
+use crate::gamify::program::cents;
+use crate::gamify::{Event, EventOutcome, Program, PropValue};
+
+/// Events in one batch are below this (`gamify::program::MAX_BATCH` is 10,000), so the
+/// tie-break sequence of event `i` of record `s` is `s * SEQ_STRIDE + i`.
+pub const SEQ_STRIDE: u64 = 1 << 14;
+
+/// One board: its definition and its periods.
+#[derive(Clone, Debug)]
+pub struct LiveBoard {
+    pub spec: LeaderboardSpec,
+    pub board: PeriodBoard,
+}
+
+impl LiveBoard {
+    /// A score in the metric's unit (sums are kept in hundredths).
+    pub fn value_of(&self, score: i64) -> f64 {
+        match self.spec.metric {
+            MetricSpec::EventSum { .. } => score as f64 / 100.0,
+            MetricSpec::Points | MetricSpec::EventCount { .. } => score as f64,
+        }
+    }
+
+    /// What event `e` with outcome (credited, reversed) adds to this board, if anything.
+    fn delta(&self, e: &Event, credited: i64, reversed: i64) -> Option<i64> {
+        match &self.spec.metric {
+            MetricSpec::Points => Some(credited - reversed).filter(|&d| d != 0),
+            MetricSpec::EventCount { event } => (e.kind == *event).then_some(1),
+            MetricSpec::EventSum { event, property } => (e.kind == *event)
+                .then(|| e.properties.get(property).and_then(PropValue::as_f64).map_or(0, cents)),
+        }
+    }
+}
+
+/// Every board of the program in force, in program order.
+#[derive(Clone, Debug, Default)]
+pub struct Boards {
+    boards: Vec<LiveBoard>,
+    /// The last log sequence these boards took (see the module doc).
+    applied_through: u64,
+}
+
+impl Boards {
+    pub fn applied_through(&self) -> u64 {
+        self.applied_through
+    }
+
+    pub fn all(&self) -> &[LiveBoard] {
+        &self.boards
+    }
+
+    pub fn get(&self, id: &str) -> Result<&LiveBoard, BoardError> {
+        self.boards.iter().find(|b| b.spec.id == id).ok_or_else(|| BoardError::UnknownBoard {
+            id: id.to_string(),
+            known: self.boards.iter().map(|b| b.spec.id.clone()).collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// Whether record `seq` is new to the boards (then it is taken as applied).
+    fn take(&mut self, seq: u64) -> bool {
+        if seq <= self.applied_through {
+            return false;
+        }
+        self.applied_through = seq;
+        true
+    }
+
+    /// A program came into force at `effective_ms` (see the module doc's "Program changes").
+    pub fn on_program(&mut self, seq: u64, program: &Program, effective_ms: i64) {
+        if !self.take(seq) {
+            return;
+        }
+        let mut old = std::mem::take(&mut self.boards);
+        for spec in &program.spec.leaderboards {
+            let kept = old.iter().position(|b| {
+                b.spec.id == spec.id
+                    && b.spec.same_ranking(spec)
+                    && (b.board.tz() == program.tz || spec.period() == super::Period::AllTime)
+            });
+            let board = match kept {
+                Some(i) => old.swap_remove(i).board,
+                // keep_closed was validated with the program: ≤ MAX_KEEP.
+                None => match PeriodBoard::new(spec.period(), program.tz, spec.keep(), effective_ms) {
+                    Ok(b) => b,
+                    Err(e) => unreachable!("a validated program's board {}: {e}", spec.id),
+                },
+            };
+            self.boards.push(LiveBoard { spec: spec.clone(), board });
+        }
+        self.roll_to(effective_ms);
+    }
+
+    fn roll_to(&mut self, at_ms: i64) {
+        for b in &mut self.boards {
+            b.board.roll_to(at_ms);
+        }
+    }
+
+    /// A logged clock tick: periods that ended roll over.
+    pub fn on_tick(&mut self, seq: u64, now_ms: i64) {
+        if self.take(seq) {
+            self.roll_to(now_ms);
+        }
+    }
+
+    /// Any other gamification change logged at `at_ms` (spends, grants, tiers): periods
+    /// roll over, scores stay.
+    pub fn on_logged(&mut self, seq: u64, at_ms: i64) {
+        self.on_tick(seq, at_ms);
+    }
+
+    /// A batch of events applied as record `seq` with these outcomes (one per event);
+    /// `row_of` finds each customer's row (every applied event's customer has one).
+    pub fn on_events(
+        &mut self,
+        seq: u64,
+        logged_at_ms: i64,
+        events: &[Event],
+        outcomes: &[EventOutcome],
+        row_of: impl Fn(u64) -> Option<u32>,
+    ) {
+        if !self.take(seq) {
+            return;
+        }
+        self.roll_to(logged_at_ms);
+        for (i, (e, o)) in events.iter().zip(outcomes).enumerate() {
+            let (credited, reversed) = match o {
+                EventOutcome::Applied { credited, reversed, shortfall: _ } => (*credited, *reversed),
+                EventOutcome::Duplicate => continue,
+            };
+            let Some(row) = row_of(e.customer_id) else { continue };
+            let tie = seq.saturating_mul(SEQ_STRIDE).saturating_add(i as u64);
+            for b in &mut self.boards {
+                let Some(delta) = b.delta(e, credited, reversed) else { continue };
+                if let Err(err) = b.board.add(row, e.customer_id, delta, logged_at_ms, tie) {
+                    // Deterministic (the same on replay): the score stays where it was.
+                    tracing::warn!(board = %b.spec.id, error = %err, "leaderboard score not changed");
+                }
+            }
+        }
+    }
+
+    /// Customers deleted by record `seq` leave every board.
+    pub fn on_delete(&mut self, seq: u64, rows: &[u32]) {
+        if !self.take(seq) {
+            return;
+        }
+        for b in &mut self.boards {
+            for &r in rows {
+                b.board.remove(r);
+            }
+        }
+    }
+
+    /// Start-up: the log ends at `last` but the boards say they took records after it
+    /// (a snapshot survived a log tail that did not): later records with those sequences
+    /// are new and must count.
+    pub fn clamp_to(&mut self, last: u64) {
+        if self.applied_through > last {
+            tracing::warn!(
+                boards = self.applied_through,
+                log = last,
+                "leaderboards hold records the log lost; records from here on count"
+            );
+            self.applied_through = last;
+        }
+    }
+
+    /// The snapshot section (empty while no program ever defined a board).
+    pub fn encode(&self) -> Vec<u8> {
+        if self.boards.is_empty() && self.applied_through == 0 {
+            return vec![];
+        }
+        LiveBoardsRecord {
+            applied_through: self.applied_through,
+            boards: self
+                .boards
+                .iter()
+                .map(|b| LiveBoardRecord {
+                    spec_json: serde_json::to_string(&b.spec).unwrap_or_default(),
+                    board: Some(b.board.to_record()),
+                })
+                .collect(),
+        }
+        .encode_to_vec()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Boards, BoardError> {
+        if bytes.is_empty() {
+            return Ok(Boards::default());
+        }
+        let r = LiveBoardsRecord::decode(bytes)
+            .map_err(|e| BoardError::Record { field: "leaderboards", reason: e.to_string() })?;
+        let mut boards = Vec::with_capacity(r.boards.len());
+        for b in &r.boards {
+            let spec: LeaderboardSpec = serde_json::from_str(&b.spec_json)
+                .map_err(|e| BoardError::Record { field: "spec_json", reason: e.to_string() })?;
+            let board = PeriodBoard::from_record(b.board.as_ref().unwrap_or(&Default::default()))?;
+            boards.push(LiveBoard { spec, board });
+        }
+        Ok(Boards { boards, applied_through: r.applied_through })
+    }
+}
+
+/// The engine's handle: one `Boards` shared by every version (see the module doc).
+pub type Shared = Arc<parking_lot::RwLock<Boards>>;
