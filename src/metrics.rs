@@ -59,6 +59,9 @@ pub enum Rpc {
     NextBestOffer,
     RecordOutcome,
     ReachEstimate,
+    /// Counted per blast, not per message.
+    DecideForSegment,
+    GetDecision,
     RecordEvents,
     /// Counted per request message, not per stream.
     RecordEventStream,
@@ -75,7 +78,7 @@ pub enum Rpc {
 
 impl Rpc {
     /// Every variant, in declaration order (`rpc as usize` indexes it).
-    pub const ALL: [Rpc; 41] = [
+    pub const ALL: [Rpc; 43] = [
         Rpc::CountSegment,
         Rpc::IsMember,
         Rpc::BatchIsMember,
@@ -106,6 +109,8 @@ impl Rpc {
         Rpc::NextBestOffer,
         Rpc::RecordOutcome,
         Rpc::ReachEstimate,
+        Rpc::DecideForSegment,
+        Rpc::GetDecision,
         Rpc::RecordEvents,
         Rpc::RecordEventStream,
         Rpc::PutProgram,
@@ -152,6 +157,8 @@ impl Rpc {
             Rpc::NextBestOffer => "NextBestOffer",
             Rpc::RecordOutcome => "RecordOutcome",
             Rpc::ReachEstimate => "ReachEstimate",
+            Rpc::DecideForSegment => "DecideForSegment",
+            Rpc::GetDecision => "GetDecision",
             Rpc::RecordEvents => "RecordEvents",
             Rpc::RecordEventStream => "RecordEventStream",
             Rpc::PutProgram => "PutProgram",

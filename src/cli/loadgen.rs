@@ -29,7 +29,8 @@ use tonic_health::pb::HealthCheckRequest;
 mod stream;
 
 use segd::grpc::pb::{
-    self, customer_service_client::CustomerServiceClient, segment_service_client::SegmentServiceClient,
+    self, customer_service_client::CustomerServiceClient, decision_service_client::DecisionServiceClient,
+    segment_service_client::SegmentServiceClient,
 };
 
 /// The service whose health `--rpc health` and `--wait-ready` ask for.
@@ -58,6 +59,9 @@ pub enum Rpc {
     /// --where texts (or --queries) saved as s000, s001, ... (or the --segment-id names);
     /// without them the 100 segments of the issue-5 benchmark (benches/updates.rs)
     CreateSegments,
+    /// segd.v1.DecisionService/NextBestOffer for random customers (--ids) on
+    /// --nbo-channel, placement "home", 5 results; logged unless --dry-run
+    NextBestOffer,
 }
 
 impl Rpc {
@@ -72,6 +76,7 @@ impl Rpc {
             Rpc::Health => "/grpc.health.v1.Health/Check",
             Rpc::Upsert => "/segd.v1.CustomerService/UpsertCustomers",
             Rpc::CreateSegments => "/segd.v1.SegmentService/CreateSegment",
+            Rpc::NextBestOffer => "/segd.v1.DecisionService/NextBestOffer",
         }
     }
 }
@@ -147,6 +152,12 @@ pub struct LoadgenArgs {
     /// Seed of the random customer ids.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// next-best-offer: the decision context's channel.
+    #[arg(long, default_value = "web")]
+    pub nbo_channel: String,
+    /// next-best-offer: decide without logging (no cap, budget or history changes).
+    #[arg(long)]
+    pub dry_run: bool,
     /// Client runtime threads (default: the number of CPUs).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -203,6 +214,8 @@ struct Workload {
     saved: bool,
     ids: (u64, u64),
     batch_size: usize,
+    /// next-best-offer: (channel, dry run).
+    nbo: (String, bool),
 }
 
 enum Req {
@@ -213,6 +226,7 @@ enum Req {
     Explain(pb::ExplainRequest),
     Health(HealthCheckRequest),
     Upsert(pb::UpsertCustomersRequest),
+    Nbo(pb::NextBestOfferRequest),
 }
 
 impl Req {
@@ -225,6 +239,7 @@ impl Req {
             Req::Explain(r) => r.encode_to_vec(),
             Req::Health(r) => r.encode_to_vec(),
             Req::Upsert(r) => r.encode_to_vec(),
+            Req::Nbo(r) => r.encode_to_vec(),
         }
     }
 }
@@ -242,7 +257,7 @@ impl Workload {
             }
             None => args.where_.iter().map(|w| (w.clone(), w.clone())).collect(),
         };
-        if segments.is_empty() && !matches!(args.rpc, Rpc::Health | Rpc::Upsert) {
+        if segments.is_empty() && !matches!(args.rpc, Rpc::Health | Rpc::Upsert | Rpc::NextBestOffer) {
             bail!("give a segment: --where TEXT (repeatable), --queries FILE or --segment-id ID");
         }
         if args.ids.0 > args.ids.1 {
@@ -251,7 +266,14 @@ impl Workload {
         if matches!(args.rpc, Rpc::BatchIsMember | Rpc::Upsert) && args.batch_size == 0 {
             bail!("--batch-size must be at least 1");
         }
-        Ok(Workload { rpc: args.rpc, segments, saved, ids: args.ids, batch_size: args.batch_size })
+        Ok(Workload {
+            rpc: args.rpc,
+            segments,
+            saved,
+            ids: args.ids,
+            batch_size: args.batch_size,
+            nbo: (args.nbo_channel.clone(), args.dry_run),
+        })
     }
 
     fn build(&self, i: u64, rng: &mut SmallRng) -> Req {
@@ -282,6 +304,18 @@ impl Workload {
             Rpc::Explain => Req::Explain(pb::ExplainRequest { segment: seg!(explain_request) }),
             Rpc::Health | Rpc::CreateSegments => Req::Health(HealthCheckRequest { service: SERVICE.into() }),
             Rpc::Upsert => Req::Upsert(upsert_batch(rng, self.ids, self.batch_size)),
+            Rpc::NextBestOffer => Req::Nbo(pb::NextBestOfferRequest {
+                customer_id: rng.random_range(lo..=hi),
+                context: Some(pb::DecisionContext {
+                    channel: self.nbo.0.clone(),
+                    placement: "home".into(),
+                    intent: String::new(),
+                    now_ms: None,
+                }),
+                max_results: 5,
+                counts_as_impression: None,
+                dry_run: self.nbo.1,
+            }),
         }
     }
 }
@@ -429,6 +463,7 @@ fn dump_request(w: &Workload, args: &LoadgenArgs, file: &PathBuf) -> Result<()> 
 #[derive(Clone)]
 struct Clients {
     seg: SegmentServiceClient<Channel>,
+    dec: DecisionServiceClient<Channel>,
     cust: CustomerServiceClient<Channel>,
     health: HealthClient<Channel>,
 }
@@ -491,6 +526,10 @@ async fn send(c: &mut Clients, req: Req) -> Result<Answer, Failure> {
             let customers = r.customers.len() as u64;
             let a = c.cust.upsert_customers(r).await.map_err(st)?.into_inner();
             Answer::Upsert { customers, applied: u64::from(a.applied) }
+        }
+        Req::Nbo(r) => {
+            c.dec.next_best_offer(r).await.map_err(st)?;
+            Answer::Other
         }
         Req::Health(r) => {
             let a = c.health.check(r).await.map_err(st)?.into_inner();
@@ -610,6 +649,7 @@ async fn run_async(args: &LoadgenArgs, workload: Arc<Workload>) -> Result<Report
         .into_iter()
         .map(|ch| Clients {
             seg: SegmentServiceClient::new(ch.clone()),
+            dec: DecisionServiceClient::new(ch.clone()),
             cust: CustomerServiceClient::new(ch.clone()),
             health: HealthClient::new(ch),
         })
@@ -1164,6 +1204,7 @@ mod tests {
             saved: false,
             ids: (42, 42),
             batch_size: 1,
+            nbo: ("web".into(), false),
         };
         let mut rng = SmallRng::seed_from_u64(1);
         let Req::IsMember(r0) = w.build(0, &mut rng) else { panic!() };
@@ -1183,6 +1224,7 @@ mod tests {
             saved: true,
             ids: (1, 10),
             batch_size: 3,
+            nbo: ("web".into(), false),
         };
         let mut rng = SmallRng::seed_from_u64(1);
         let Req::Count(r) = w.build(0, &mut rng) else { panic!() };
