@@ -208,6 +208,15 @@ impl Default for BlastScratch {
     }
 }
 
+/// The k-th best priority of `v` (reordering it), or -inf when it holds fewer than k.
+fn kth(v: &mut [Scored], k: usize) -> f64 {
+    if k == 0 || v.len() < k {
+        return f64::NEG_INFINITY;
+    }
+    v.select_nth_unstable_by(k - 1, by_priority);
+    v[k - 1].priority
+}
+
 fn by_priority(a: &Scored, b: &Scored) -> std::cmp::Ordering {
     // Offers are indexed in catalogue (id) order: the index breaks ties as the id does.
     b.priority.total_cmp(&a.priority).then_with(|| a.offer.cmp(&b.offer))
@@ -417,18 +426,31 @@ impl<'a> Blaster<'a> {
         let limited =
             history && self.state.channel_limit(self.cat.policy(), customer_id, ctx.channel, now).is_some();
         if !limited {
-            for &k in offers {
-                let o = &self.offers[k as usize];
-                if history && self.limited(&o.offer, customer_id, now) {
-                    continue;
-                }
-                if let Some(s) = self.score(k, o, row, decision_id) {
-                    if o.offer.fallback {
-                        fallbacks.push(s);
-                    } else {
-                        cand.push(s);
+            // Offers with a fixed propensity first; then an adaptive offer is drawn only if
+            // its best possible priority (propensity 1) reaches the k-th priority already
+            // there: one that cannot is never presented nor in the record, so skipping its
+            // draw changes nothing (a Thompson draw is most of a member's cost).
+            let (mut cut, mut fallback_cut) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
+            for adaptive in [false, true] {
+                for &k in offers {
+                    let o = &self.offers[k as usize];
+                    if matches!(o.propensity, PropensitySrc::Adaptive { .. }) != adaptive {
+                        continue;
+                    }
+                    if history && self.limited(&o.offer, customer_id, now) {
+                        continue;
+                    }
+                    let floor = if o.offer.fallback { fallback_cut } else { cut };
+                    if let Some(s) = self.score(k, o, row, decision_id, floor) {
+                        if o.offer.fallback {
+                            fallbacks.push(s);
+                        } else {
+                            cand.push(s);
+                        }
                     }
                 }
+                cut = kth(cand, self.blast.max_results);
+                fallback_cut = kth(fallbacks, 1);
             }
         }
         cand.sort_unstable_by(by_priority);
@@ -451,8 +473,9 @@ impl<'a> Blaster<'a> {
         capped || self.state.suppression(o, customer_id, now).is_some()
     }
 
-    /// The four factors and the priority, or None when there is no score (as [`decide`]).
-    fn score(&self, k: u32, o: &Live, row: u32, decision_id: u64) -> Option<Scored> {
+    /// The four factors and the priority, or None when there is no score (as [`decide`])
+    /// or, for an adaptive offer, when even propensity 1 would leave it below `floor`.
+    fn score(&self, k: u32, o: &Live, row: u32, decision_id: u64, floor: f64) -> Option<Scored> {
         let value = match o.value {
             ValueSrc::Constant(v) => v,
             ValueSrc::Column { col, factor } => {
@@ -470,6 +493,10 @@ impl<'a> Blaster<'a> {
                 _ => return None,
             },
             PropensitySrc::Adaptive { alpha, beta, segments, offer_wide } => {
+                // A draw is at most 1, and products of non-negative numbers are monotone.
+                if 1.0 * o.weight * value * o.offer.lever < floor {
+                    return None;
+                }
                 let (model, n) = segments
                     .iter()
                     .enumerate()
