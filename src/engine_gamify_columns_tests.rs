@@ -47,6 +47,11 @@ fn starting(name: &str) -> CellValue {
         "tier" => CellValue::Str("NONE".into()),
         "level" => CellValue::Int(1),
         "purchase_sum_eur" => CellValue::Float(0.0),
+        // The demo's badges, challenges and streaks: none held, nothing done, no streak.
+        "badges" => CellValue::List(vec![]),
+        "challenge_weekly_reviews_completed" | "challenge_books_month_completed" => CellValue::Bool(false),
+        // books_month sums euros.
+        "challenge_books_month_progress" => CellValue::Float(0.0),
         _ => CellValue::Int(0),
     }
 }

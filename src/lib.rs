@@ -47,8 +47,10 @@
 //!   after each gamification change (and a delete).
 //! - [`decide`]: next-best-offer decisions: the offer catalogue and contact policy,
 //!   arbitration with an explanation per offer, contact history (caps, budgets,
-//!   suppression, adaptive models) in persistent maps versions share, reach funnels, and
-//!   their protobuf record forms; [`decide::change`] is what the engine holds
+//!   suppression, adaptive models) in persistent maps versions share, reach funnels,
+//!   campaign blasts over a segment ([`decide::campaign`]: per-offer bitmaps once per call),
+//!   hold-out / control draws as cached row bitmaps ([`decide::draws`]), and their
+//!   protobuf record forms; [`decide::change`] is what the engine holds
 //!   ([`decide::State`]) and applies ([`decide::Change`], `Mutation::Decide`).
 //! - [`db`]: durability and publication around the engine: group-committed write-ahead
 //!   log (optionally also a replicated log behind `db/sink.rs`), copy-on-write versions
@@ -67,8 +69,8 @@
 //!   `EventService` / `GamificationService` / `LeaderboardService` adapters: generated proto types, conversions (`TryFrom`), the one error-to-status
 //!   mapping.
 //! - [`http`]: the same use cases as proto3 JSON over HTTP/1.1 (grpc-gateway-style paths;
-//!   `http/gamify.rs` the event and gamification ones), with the gRPC adapter's conversions
-//!   and codes, and the segment builder page at `/`.
+//!   `http/gamify.rs` the event and gamification ones, `http/decide.rs` the DecisionService),
+//!   with the gRPC adapter's conversions and codes, and the segment builder page at `/`.
 //! - [`metrics`]: per-RPC counters and histograms (`prometheus-client`, labels from
 //!   [`metrics::Rpc`]), the HTTP API's per-route requests, and the axum `/metrics`
 //!   endpoint.

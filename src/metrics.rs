@@ -59,6 +59,9 @@ pub enum Rpc {
     NextBestOffer,
     RecordOutcome,
     ReachEstimate,
+    /// Counted per blast, not per message.
+    DecideForSegment,
+    GetDecision,
     RecordEvents,
     /// Counted per request message, not per stream.
     RecordEventStream,
@@ -79,7 +82,7 @@ pub enum Rpc {
 
 impl Rpc {
     /// Every variant, in declaration order (`rpc as usize` indexes it).
-    pub const ALL: [Rpc; 45] = [
+    pub const ALL: [Rpc; 47] = [
         Rpc::CountSegment,
         Rpc::IsMember,
         Rpc::BatchIsMember,
@@ -110,6 +113,8 @@ impl Rpc {
         Rpc::NextBestOffer,
         Rpc::RecordOutcome,
         Rpc::ReachEstimate,
+        Rpc::DecideForSegment,
+        Rpc::GetDecision,
         Rpc::RecordEvents,
         Rpc::RecordEventStream,
         Rpc::PutProgram,
@@ -160,6 +165,8 @@ impl Rpc {
             Rpc::NextBestOffer => "NextBestOffer",
             Rpc::RecordOutcome => "RecordOutcome",
             Rpc::ReachEstimate => "ReachEstimate",
+            Rpc::DecideForSegment => "DecideForSegment",
+            Rpc::GetDecision => "GetDecision",
             Rpc::RecordEvents => "RecordEvents",
             Rpc::RecordEventStream => "RecordEventStream",
             Rpc::PutProgram => "PutProgram",

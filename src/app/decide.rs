@@ -104,13 +104,13 @@ pub struct OutcomeRecorded {
 }
 
 /// The wall clock in ms: the only place the decision use cases read it, before logging.
-fn wall_ms() -> i64 {
+pub(super) fn wall_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 impl App {
     /// Commits a decision change and returns its sequence and outcome.
-    async fn change(&self, c: Change) -> Result<(u64, ChangeOutcome), AppError> {
+    pub(super) async fn change(&self, c: Change) -> Result<(u64, ChangeOutcome), AppError> {
         let c = self.commit(Mutation::Decide(c)).await?;
         match c.outcome {
             Outcome::Decide(o) => Ok((c.sequence, o)),
@@ -165,15 +165,20 @@ impl App {
     /// A new decision id: above every id the state has seen, never reused (also across
     /// restarts: the state keeps the highest id applied).
     fn next_decision_id(&self, eng: &Engine) -> u64 {
+        self.reserve_decision_ids(eng, 1)
+    }
+
+    /// `n` consecutive new decision ids; returns the first.
+    pub(super) fn reserve_decision_ids(&self, eng: &Engine, n: u64) -> u64 {
         let floor = eng.decide().contacts().last_decision_id;
         let ids = &self.0.decision_ids;
         ids.fetch_max(floor, Ordering::AcqRel);
-        ids.fetch_add(1, Ordering::AcqRel) + 1
+        ids.fetch_add(n, Ordering::AcqRel) + 1
     }
 
     /// The decision's time: the client's (within [`MAX_CLOCK_SKEW_MS`] of the clock when
     /// it will be logged) or the clock's.
-    fn stamp(now_ms: Option<i64>, logged: bool, field: &'static str) -> Result<i64, AppError> {
+    pub(super) fn stamp(now_ms: Option<i64>, logged: bool, field: &'static str) -> Result<i64, AppError> {
         let wall = wall_ms();
         match now_ms {
             None => Ok(wall),
@@ -261,11 +266,13 @@ impl App {
         let eng = self.read();
         let limits = self.config().limits;
         let ctx = Context { channel, placement, intent, now_ms };
+        let app = self.clone();
         let f = on_pool(move || {
             let segs = |id: &str| eng.segments().members_of(id);
             let st = eng.decide();
             let policy = st.catalogue().policy();
-            reach_estimate(eng.data(), &segs, &limits, &offer, policy, &ctx, st.contacts())
+            let draws = &app.0.draws;
+            reach_estimate(eng.data(), &segs, &limits, &offer, policy, &ctx, st.contacts(), draws)
                 .map_err(|e| AppError::from(DecideError::from(e)))
         })
         .await?;

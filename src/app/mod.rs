@@ -14,6 +14,8 @@
 //! - [`stream`]: membership questions asked one after another on one stream
 //!   ([`MemberSession`]), each failing alone.
 //! - [`decide`]: next-best-offer: offers, contact policy, decisions, outcomes, reach.
+//! - [`campaign`]: next-best-offer blasts over a segment (`DecideForSegment`) and
+//!   decisions fetched again (`GetDecision`).
 //! - [`gamify`]: gamification: programs, events, points, tiers, reads, clock ticks.
 //! - [`leaderboard`]: leaderboard pages, ranks and neighbours, within any segment.
 //!
@@ -21,6 +23,7 @@
 //! single-row work runs inline. Either way a panic becomes [`AppError::Internal`] for that
 //! call and the process keeps serving.
 
+pub mod campaign;
 pub mod code;
 pub mod config;
 pub mod decide;
@@ -48,6 +51,7 @@ use crate::engine::{Engine, Mutation, Outcome};
 use crate::plan_cache::PlanCache;
 use crate::store::Dataset;
 
+pub use campaign::{BlastMessage, BlastRequest, BlastStream, MemberDecision};
 pub use code::ErrorCode;
 pub use config::Config;
 pub use decide::{DecisionContext, NboAnswer, NboRequest, OutcomeRecorded};
@@ -84,6 +88,8 @@ struct Inner {
     opened_at: u64,
     /// The last decision id handed out (see `decide.rs`).
     decision_ids: std::sync::atomic::AtomicU64,
+    /// Hold-out and control-group bitmaps (reach funnels, blasts).
+    draws: crate::decide::DrawCache,
 }
 
 /// The application. Cloning shares it.
@@ -138,6 +144,7 @@ impl App {
             closing: tokio_watch::channel(false).0,
             opened_at,
             decision_ids: Default::default(),
+            draws: Default::default(),
         }))
     }
 

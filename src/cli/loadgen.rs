@@ -29,8 +29,8 @@ use tonic_health::pb::HealthCheckRequest;
 mod stream;
 
 use segd::grpc::pb::{
-    self, customer_service_client::CustomerServiceClient, event_service_client::EventServiceClient,
-    gamification_service_client::GamificationServiceClient,
+    self, customer_service_client::CustomerServiceClient, decision_service_client::DecisionServiceClient,
+    event_service_client::EventServiceClient, gamification_service_client::GamificationServiceClient,
     leaderboard_service_client::LeaderboardServiceClient, segment_service_client::SegmentServiceClient,
 };
 
@@ -71,6 +71,9 @@ pub enum Rpc {
     /// segd.v1.LeaderboardService/RankOf: random ids from --ids on --board, scoped like
     /// leaderboard
     RankOf,
+    /// segd.v1.DecisionService/NextBestOffer for random customers (--ids) on
+    /// --nbo-channel, placement "home", 5 results; logged unless --dry-run
+    NextBestOffer,
 }
 
 impl Rpc {
@@ -89,6 +92,7 @@ impl Rpc {
             Rpc::GameState => "/segd.v1.GamificationService/GetGamificationState",
             Rpc::Leaderboard => "/segd.v1.LeaderboardService/Leaderboard",
             Rpc::RankOf => "/segd.v1.LeaderboardService/RankOf",
+            Rpc::NextBestOffer => "/segd.v1.DecisionService/NextBestOffer",
         }
     }
 }
@@ -164,6 +168,12 @@ pub struct LoadgenArgs {
     /// Seed of the random customer ids.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// next-best-offer: the decision context's channel.
+    #[arg(long, default_value = "web")]
+    pub nbo_channel: String,
+    /// next-best-offer: decide without logging (no cap, budget or history changes).
+    #[arg(long)]
+    pub dry_run: bool,
     /// Client runtime threads (default: the number of CPUs).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -231,6 +241,8 @@ struct Workload {
     nonce: u64,
     /// Leaderboard reads: (board, page size).
     board: (String, u32),
+    /// next-best-offer: (channel, dry run).
+    nbo: (String, bool),
 }
 
 enum Req {
@@ -245,6 +257,7 @@ enum Req {
     GameState(pb::GetGamificationStateRequest),
     Board(pb::LeaderboardRequest),
     RankOf(pb::RankOfRequest),
+    Nbo(pb::NextBestOfferRequest),
 }
 
 impl Req {
@@ -261,6 +274,7 @@ impl Req {
             Req::GameState(r) => r.encode_to_vec(),
             Req::Board(r) => r.encode_to_vec(),
             Req::RankOf(r) => r.encode_to_vec(),
+            Req::Nbo(r) => r.encode_to_vec(),
         }
     }
 }
@@ -281,7 +295,13 @@ impl Workload {
         // Leaderboard reads without a segment rank everyone.
         let optional = matches!(
             args.rpc,
-            Rpc::Health | Rpc::Upsert | Rpc::RecordEvents | Rpc::GameState | Rpc::Leaderboard | Rpc::RankOf
+            Rpc::Health
+                | Rpc::Upsert
+                | Rpc::RecordEvents
+                | Rpc::GameState
+                | Rpc::Leaderboard
+                | Rpc::RankOf
+                | Rpc::NextBestOffer
         );
         if segments.is_empty() && !optional {
             bail!("give a segment: --where TEXT (repeatable), --queries FILE or --segment-id ID");
@@ -301,6 +321,7 @@ impl Workload {
             batch_size: args.batch_size,
             nonce,
             board: (args.board.clone(), args.limit),
+            nbo: (args.nbo_channel.clone(), args.dry_run),
         })
     }
 
@@ -348,6 +369,17 @@ impl Workload {
                 scope: self.scope(i),
                 previous: 0,
                 customer_id: rng.random_range(lo..=hi),
+            Rpc::NextBestOffer => Req::Nbo(pb::NextBestOfferRequest {
+                customer_id: rng.random_range(lo..=hi),
+                context: Some(pb::DecisionContext {
+                    channel: self.nbo.0.clone(),
+                    placement: "home".into(),
+                    intent: String::new(),
+                    now_ms: None,
+                }),
+                max_results: 5,
+                counts_as_impression: None,
+                dry_run: self.nbo.1,
             }),
         }
     }
@@ -538,6 +570,7 @@ fn dump_request(w: &Workload, args: &LoadgenArgs, file: &PathBuf) -> Result<()> 
 #[derive(Clone)]
 struct Clients {
     seg: SegmentServiceClient<Channel>,
+    dec: DecisionServiceClient<Channel>,
     cust: CustomerServiceClient<Channel>,
     health: HealthClient<Channel>,
     events: EventServiceClient<Channel>,
@@ -618,6 +651,10 @@ async fn send(c: &mut Clients, req: Req) -> Result<Answer, Failure> {
         Req::RankOf(r) => {
             let a = c.boards.rank_of(r).await.map_err(st)?.into_inner();
             Answer::Member { found: true, member: a.ranked }
+        }
+        Req::Nbo(r) => {
+            c.dec.next_best_offer(r).await.map_err(st)?;
+            Answer::Other
         }
         Req::Health(r) => {
             let a = c.health.check(r).await.map_err(st)?.into_inner();
@@ -737,6 +774,7 @@ async fn run_async(args: &LoadgenArgs, workload: Arc<Workload>) -> Result<Report
         .into_iter()
         .map(|ch| Clients {
             seg: SegmentServiceClient::new(ch.clone()),
+            dec: DecisionServiceClient::new(ch.clone()),
             cust: CustomerServiceClient::new(ch.clone()),
             events: EventServiceClient::new(ch.clone()),
             game: GamificationServiceClient::new(ch.clone()),
@@ -1311,6 +1349,7 @@ mod tests {
             batch_size: 1,
             nonce: 0,
             board: (String::new(), 0),
+            nbo: ("web".into(), false),
         };
         let mut rng = SmallRng::seed_from_u64(1);
         let Req::IsMember(r0) = w.build(0, &mut rng) else { panic!() };
@@ -1332,6 +1371,7 @@ mod tests {
             batch_size: 3,
             nonce: 7,
             board: ("points_week".into(), 100),
+            nbo: ("web".into(), false),
         };
         let mut rng = SmallRng::seed_from_u64(1);
         let Req::Count(r) = w.build(0, &mut rng) else { panic!() };

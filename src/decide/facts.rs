@@ -151,7 +151,7 @@ pub fn compile(
 }
 
 /// The column index of a plain numeric attribute (int or float, not a date).
-fn numeric_column(ds: &Dataset, name: &str) -> Result<usize, String> {
+pub(crate) fn numeric_column(ds: &Dataset, name: &str) -> Result<usize, String> {
     let ci = ds.column_index(name).ok_or_else(|| " (no such column)".to_string())?;
     match ds.columns[ci].kind {
         Kind::Int(Temporal::None) | Kind::Float => Ok(ci),

@@ -182,6 +182,13 @@ pub struct TakenOffer {
     pub success: bool,
 }
 
+impl TakenOffer {
+    /// The outcomes recorded, in [`OutcomeKind::ALL`] order.
+    pub fn recorded(&self) -> impl Iterator<Item = OutcomeKind> + '_ {
+        OutcomeKind::ALL.into_iter().filter(|k| self.outcomes & k.bit() != 0)
+    }
+}
+
 /// A decision as applied, kept for [`ContactState::decision`] and outcomes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredDecision {

@@ -21,6 +21,11 @@ impl ContactState {
         (now_ms < d.context.now_ms.saturating_add(self.config.decision_retention_ms)).then_some(d)
     }
 
+    /// When a decision taken at `decided_ms` is forgotten.
+    pub fn expires_at(&self, decided_ms: i64) -> i64 {
+        decided_ms.saturating_add(self.config.decision_retention_ms)
+    }
+
     pub fn contacts(&self, customer_id: u64) -> &[Contact] {
         self.customers.get(customer_id).map_or(&[], |v| v.as_slice())
     }

@@ -15,7 +15,9 @@
 //! - [`history`]: applying decisions and outcomes: caps, budgets, suppression, models.
 //! - [`limits`]: caps, contact limits, suppression and budgets as questions on that state.
 //! - [`reach`]: the exact funnel of an offer over the whole base.
-//! - [`campaign`]: decisions for every member of a segment.
+//! - [`campaign`]: decisions for every member of a segment: [`Blaster`], bitmaps per offer
+//!   once per call and a per-member ranking into reused buffers.
+//! - [`draws`]: hold-out and control-group draws as cached, append-extended row bitmaps.
 //! - [`record`]: protobuf record forms of all of the above, for the log and snapshots.
 //! - [`idmap`]: id-keyed persistent maps: a version's clone is O(1), a write copies its path.
 //! - [`hash`]: stable hold-out / control-group draws and sampling seeds.
@@ -32,17 +34,21 @@
 //!   [`Catalogue::put`]. `DeleteSegment` should refuse a segment that
 //!   [`Catalogue::offers_using_segment`] names.
 //! - Snapshots: [`record::CatalogueRecord`] and [`record::ContactStateRecord`].
-//! - `ReachEstimate`: [`reach_estimate`]; `DecideForSegment`: [`decide_for_segment`], each
-//!   decision then logged and applied like a single one.
+//! - `ReachEstimate`: [`reach_estimate`]; `DecideForSegment`: [`Blaster`] (or
+//!   [`decide_for_segment`] when every member's explanation is asked for), each decision
+//!   that presents something then logged and applied like a single one.
+//! - `GetDecision`: [`ContactState::decision_at`]: a retained decision, from logged
+//!   records only.
 //!
 //! Costs: a version's clone of the state is O(offers) (the per-customer and per-decision
 //! maps and the expiry index are persistent trees, [`idmap`]); hold-out and control draws
-//! in a reach are one SipHash per suitable customer (see [`reach`]).
+//! are hashed once per customer and offer into cached bitmaps ([`draws`]).
 
 pub mod arbitrate;
 pub mod campaign;
 pub mod catalogue;
 pub mod change;
+pub mod draws;
 pub mod facts;
 pub mod hash;
 pub mod history;
@@ -56,9 +62,10 @@ pub use arbitrate::{
     decide, Context, DecideError, Decision, DecisionRecord, DropReason, Dropped, ModelKey, Ranked, Request,
     Stage,
 };
-pub use campaign::{decide_for_segment, Blast};
+pub use campaign::{decide_for_segment, Blast, BlastBatch, BlastScratch, Blaster, Member, Scored};
 pub use catalogue::{Catalogue, ContactPolicy};
 pub use change::{Change, ChangeError, ChangeOutcome, State};
+pub use draws::DrawCache;
 pub use facts::{CustomerFacts, DatasetFacts, FactsError, MapFacts};
 pub use history::{Applied, ContactConfig, ContactState, HistoryError, OutcomeApplied, OutcomeKind};
 pub use offer::{
@@ -66,6 +73,8 @@ pub use offer::{
 };
 pub use reach::{reach_estimate, Funnel};
 
+#[cfg(test)]
+mod blast_tests;
 #[cfg(test)]
 mod db_tests;
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! customers pass each stage of [`super::arbitrate`], cumulatively, in the same order.
 //!
 //! The three segment rules are one fused bitmap evaluation ([`crate::query::eval`]); the
-//! control group and hold-out are the stable hash of each remaining customer; caps,
+//! control group and hold-out are cached bitmaps of the stable draws ([`super::draws`]); caps,
 //! contact limits and suppression can only remove customers that have a contact history,
 //! so only those are checked. Nothing calls `decide` per customer.
 
@@ -10,10 +10,11 @@ use rayon::prelude::*;
 
 use super::arbitrate::Context;
 use super::catalogue::ContactPolicy;
+use super::draws::DrawCache;
 use super::facts::{compile, FactsError};
-use super::hash;
 use super::history::ContactState;
 use super::offer::Offer;
+use crate::index::container::{self as ct, zeroed};
 use crate::query::plan::{Node, Plan, Segments};
 use crate::query::{eval, Limits};
 use crate::store::Dataset;
@@ -36,6 +37,7 @@ pub struct Funnel {
 }
 
 /// Counts the funnel of `offer` in `ctx` against one version of the table and history.
+#[allow(clippy::too_many_arguments)]
 pub fn reach_estimate(
     ds: &Dataset,
     segs: Segments<'_>,
@@ -44,6 +46,7 @@ pub fn reach_estimate(
     policy: &ContactPolicy,
     ctx: &Context,
     state: &ContactState,
+    draws: &DrawCache,
 ) -> Result<Funnel, FactsError> {
     let mut f = Funnel { customers: ds.customers(), ..Funnel::default() };
     let mut plans = Vec::with_capacity(3);
@@ -65,34 +68,31 @@ pub fn reach_estimate(
     f.applicable = eval::count(ds, &prefix(2));
     let suitable = eval::materialize(ds, &prefix(3));
     f.suitable = suitable.len;
-    // Per-customer hashes: a customer passes when outside the control group and the hold-out.
-    // Without either, nobody is hashed.
-    let hashing = policy.control_pct > 0.0 || offer.holdout_pct > 0.0;
-    let passes = |id: u64| -> (bool, bool) {
-        let control = policy.control_pct > 0.0 && hash::in_control(id, policy.control_pct);
-        let held = offer.holdout_pct > 0.0 && hash::held_out(id, &offer.id, offer.holdout_pct);
-        (!control, !control && !held)
-    };
-    let (not_control, not_held_out) = if !hashing {
-        (suitable.len, suitable.len)
-    } else {
-        suitable
-            .chunks
-            .par_iter()
-            .enumerate()
-            .map(|(c, cont)| {
-                let (mut a, mut b) = (0u64, 0u64);
-                cont.for_each(|o| {
-                    let (x, y) = passes(ds.id_of(((c as u32) << 16) | o as u32));
-                    a += x as u64;
-                    b += y as u64;
-                });
-                (a, b)
-            })
-            .reduce(|| (0, 0), |x, y| (x.0 + y.0, x.1 + y.1))
-    };
+    // The control group and the hold-out as cached bitmaps of drawn rows (see
+    // [`super::draws`]): two container AND-NOTs instead of a hash per suitable customer.
+    let control = (policy.control_pct > 0.0).then(|| draws.control(ds, policy.control_pct));
+    let held = (offer.holdout_pct > 0.0).then(|| draws.holdout(ds, &offer.id, offer.holdout_pct));
+    let (not_control, not_held_out) = suitable
+        .chunks
+        .par_iter()
+        .enumerate()
+        .map_init(zeroed, |w, (c, cont)| {
+            cont.write_to(w);
+            if let Some(ctl) = &control {
+                ctl.chunk(c).andnot_into(w);
+            }
+            let a = ct::popcount(w) as u64;
+            if let Some(h) = &held {
+                h.chunk(c).andnot_into(w);
+            }
+            (a, ct::popcount(w) as u64)
+        })
+        .reduce(|| (0, 0), |x, y| (x.0 + y.0, x.1 + y.1));
     f.not_control = not_control;
     f.not_held_out = not_held_out;
+    let passes = |row: u32| {
+        !control.as_ref().is_some_and(|p| p.contains(row)) && !held.as_ref().is_some_and(|p| p.contains(row))
+    };
     if offer.budget.is_some_and(|b| state.budget_used(&offer.id, ctx.now_ms) >= b) {
         return Ok(f);
     }
@@ -101,8 +101,8 @@ pub fn reach_estimate(
     let (mut capped, mut limited, mut suppressed) = (0, 0, 0);
     let now = ctx.now_ms;
     for (id, _) in state.customers.iter() {
-        let live = ds.row_of(id).is_some_and(|row| suitable.contains(row));
-        if !live || !passes(id).1 {
+        let Some(row) = ds.row_of(id) else { continue };
+        if !suitable.contains(row) || !passes(row) {
             continue;
         }
         if state.offer_limit(offer, id, now).is_some() {

@@ -22,16 +22,16 @@ use crate::store::Dataset;
 
 const DAY: i64 = 86_400_000;
 
-struct Table {
-    batches: Vec<RecordBatch>,
-    ds: Dataset,
+pub(super) struct Table {
+    pub(super) batches: Vec<RecordBatch>,
+    pub(super) ds: Dataset,
     /// The saved segment "opted": its SQL and members.
-    opted: Arc<Postings>,
+    pub(super) opted: Arc<Postings>,
 }
 
-const OPTED_SQL: &str = "email_opt_in AND NOT (tier = 'NONE')";
+pub(super) const OPTED_SQL: &str = "email_opt_in AND NOT (tier = 'NONE')";
 
-fn table(rows: usize, seed: u64) -> Table {
+pub(super) fn table(rows: usize, seed: u64) -> Table {
     let batches = crate::gen::generate(rows, seed);
     let ds = Dataset::from_batches(crate::gen::schema(), batches.clone().into_iter().map(Ok), "customer_id")
         .unwrap();
@@ -40,7 +40,7 @@ fn table(rows: usize, seed: u64) -> Table {
     Table { batches, ds, opted }
 }
 
-fn sql(text: &str) -> Expr {
+pub(super) fn sql(text: &str) -> Expr {
     query::sql::parse(text, &Limits::default()).unwrap()
 }
 
@@ -74,7 +74,7 @@ fn oracle_facts(t: &Table, offer: &Offer) -> MapFacts {
     facts
 }
 
-fn offer() -> Offer {
+pub(super) fn offer() -> Offer {
     let mut o = Offer::new("spring", &[Channel::Email, Channel::Web]);
     o.eligibility = SegmentRef::Where("age >= 30 OR list_contains(badges, 'vip')".into());
     o.applicability =
@@ -134,6 +134,7 @@ fn reach_funnel_equals_the_row_by_row_oracle() {
     spent.budget = Some(st.budget_used("spring", now));
     assert!(st.budget_used("spring", now) > 0);
     let no_control = ContactPolicy { control_pct: 0.0, ..policy.clone() };
+    let draws = super::DrawCache::default();
     for (o, policy) in [(&o, &policy), (&plain, &no_control), (&spent, &policy)] {
         for (channel, at) in [
             (Channel::Email, now),
@@ -142,7 +143,7 @@ fn reach_funnel_equals_the_row_by_row_oracle() {
             (Channel::Email, now + 40 * DAY),
         ] {
             let ctx = Context { channel, placement: String::new(), intent: String::new(), now_ms: at };
-            let got = reach_estimate(&t.ds, &segs, &Limits::default(), o, policy, &ctx, &st).unwrap();
+            let got = reach_estimate(&t.ds, &segs, &Limits::default(), o, policy, &ctx, &st, &draws).unwrap();
             let want = oracle_funnel(&t, o, policy, &st, &ctx);
             assert_eq!(got, want, "{} {channel} at {at}", o.id);
             if std::ptr::eq(o, &plain) && channel == Channel::Email && at == now {

@@ -5,10 +5,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use tonic::{Request, Response, Status};
 
-use crate::app::{AppError, DecisionContext, NboAnswer, NboRequest, OutcomeRecorded};
+use crate::app::{
+    AppError, BlastMessage, BlastRequest, DecisionContext, MemberDecision, NboAnswer, NboRequest,
+    OutcomeRecorded,
+};
+use crate::decide::history::StoredDecision;
 use crate::decide::{
-    Channel, ContactPolicy, ContextWeights, Decision, DropReason, Dropped, Funnel, Limit, ModelKey, Offer,
-    OutcomeKind, Propensity, Ranked, SegmentRef, Stage, Suppression, Value,
+    Channel, ContactPolicy, Context, ContextWeights, Decision, DropReason, Dropped, Funnel, Limit, ModelKey,
+    Offer, OutcomeKind, Propensity, Ranked, SegmentRef, Stage, Suppression, Value,
 };
 use crate::metrics::Rpc;
 use crate::query::Expr;
@@ -139,7 +143,7 @@ impl TryFrom<pb::Offer> for Offer {
     }
 }
 
-fn offer_pb(o: &Offer) -> pb::Offer {
+pub(crate) fn offer_pb(o: &Offer) -> pb::Offer {
     let Offer {
         id,
         name,
@@ -217,7 +221,7 @@ impl TryFrom<pb::ContactPolicy> for ContactPolicy {
     }
 }
 
-fn policy_pb(p: &ContactPolicy) -> pb::ContactPolicy {
+pub(crate) fn policy_pb(p: &ContactPolicy) -> pb::ContactPolicy {
     let ContactPolicy { channel_limits, control_pct } = p;
     pb::ContactPolicy {
         channel_limits: channel_limits.iter().map(|(c, l)| (c.name().to_string(), limit_pb(l))).collect(),
@@ -225,7 +229,7 @@ fn policy_pb(p: &ContactPolicy) -> pb::ContactPolicy {
     }
 }
 
-fn context(c: Option<pb::DecisionContext>) -> Result<DecisionContext, AppError> {
+pub(crate) fn context(c: Option<pb::DecisionContext>) -> Result<DecisionContext, AppError> {
     let pb::DecisionContext { channel: ch, placement, intent, now_ms } =
         c.ok_or_else(|| invalid("context", "missing: set at least context.channel"))?;
     Ok(DecisionContext { channel: channel(&ch, "context.channel")?, placement, intent, now_ms })
@@ -306,7 +310,7 @@ pub fn reason_text(r: &DropReason) -> String {
     }
 }
 
-fn ranked_pb(rank: usize, r: &Ranked) -> pb::RankedOffer {
+pub(crate) fn ranked_pb(rank: usize, r: &Ranked) -> pb::RankedOffer {
     let Ranked { offer_id, priority, propensity, weight, value, lever, model } = r;
     pb::RankedOffer {
         offer_id: offer_id.clone(),
@@ -324,7 +328,123 @@ fn ranked_pb(rank: usize, r: &Ranked) -> pb::RankedOffer {
     }
 }
 
-fn answer_pb(a: NboAnswer) -> pb::NextBestOfferResponse {
+pub(crate) fn dropped_pb(d: &Dropped) -> pb::DroppedOffer {
+    let Dropped { offer_id, reason, at_apply } = d;
+    pb::DroppedOffer {
+        offer_id: offer_id.clone(),
+        stage: stage_name(reason.stage()).into(),
+        reason: reason_text(reason),
+        at_apply: *at_apply,
+    }
+}
+
+fn outcome_pb(k: OutcomeKind) -> pb::Outcome {
+    match k {
+        OutcomeKind::Impression => pb::Outcome::Impression,
+        OutcomeKind::Click => pb::Outcome::Click,
+        OutcomeKind::Accept => pb::Outcome::Accept,
+        OutcomeKind::Reject => pb::Outcome::Reject,
+        OutcomeKind::Convert => pb::Outcome::Convert,
+    }
+}
+
+/// A retained decision (`GetDecision`).
+pub(crate) fn stored_pb(d: &StoredDecision, expires_ms: i64) -> pb::GetDecisionResponse {
+    let StoredDecision { decision_id, customer_id, context, offers, fallback_used, control_group } = d;
+    let Context { channel, placement, intent, now_ms } = context;
+    pb::GetDecisionResponse {
+        decision_id: *decision_id,
+        customer_id: *customer_id,
+        context: Some(pb::DecisionContext {
+            channel: channel.name().into(),
+            placement: placement.clone(),
+            intent: intent.clone(),
+            now_ms: Some(*now_ms),
+        }),
+        offers: offers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| pb::PresentedOffer {
+                offer: Some(ranked_pb(i, &t.ranked)),
+                outcomes: t.recorded().map(|k| outcome_pb(k) as i32).collect(),
+                shown: t.shown,
+            })
+            .collect(),
+        fallback_used: *fallback_used,
+        control_group: *control_group,
+        expires_ms,
+    }
+}
+
+impl TryFrom<pb::DecideForSegmentRequest> for BlastRequest {
+    type Error = AppError;
+
+    fn try_from(r: pb::DecideForSegmentRequest) -> Result<BlastRequest, AppError> {
+        let pb::DecideForSegmentRequest {
+            segment,
+            context: ctx,
+            max_results,
+            counts_as_impression,
+            dry_run,
+            batch_size,
+            explain,
+        } = r;
+        let segment = super::convert::segment_ref(segment.and_then(|pb::Segment { segment }| segment))?;
+        Ok(BlastRequest {
+            segment,
+            context: context(ctx)?,
+            max_results: match max_results {
+                0 => crate::app::decide::DEFAULT_MAX_RESULTS,
+                n => n as usize,
+            },
+            counts_as_impression: counts_as_impression.unwrap_or(true),
+            dry_run,
+            batch_size: match batch_size {
+                0 => crate::app::campaign::DEFAULT_BATCH,
+                n => n as usize,
+            },
+            explain,
+        })
+    }
+}
+
+/// One message of a blast.
+pub(crate) fn blast_pb(m: BlastMessage) -> pb::DecideForSegmentResponse {
+    let BlastMessage { decisions, members, now_ms, sequence } = m;
+    pb::DecideForSegmentResponse {
+        decisions: decisions
+            .into_iter()
+            .map(|d| {
+                let MemberDecision {
+                    decision_id,
+                    customer_id,
+                    presented,
+                    fallback_used,
+                    control_group,
+                    dropped,
+                    logged,
+                } = d;
+                pb::MemberDecision {
+                    decision_id,
+                    customer_id,
+                    offers: presented.iter().enumerate().map(|(i, r)| ranked_pb(i, r)).collect(),
+                    fallback_used,
+                    control_group,
+                    dropped: dropped.iter().map(dropped_pb).collect(),
+                    logged,
+                }
+            })
+            .collect(),
+        members,
+        now_ms,
+        sequence: sequence.unwrap_or(0),
+    }
+}
+
+pub type BlastStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::DecideForSegmentResponse, Status>> + Send>>;
+
+pub(crate) fn answer_pb(a: NboAnswer) -> pb::NextBestOfferResponse {
     let NboAnswer { decision, sequence } = a;
     let Decision { record, presented, fallback_used, dropped } = decision;
     pb::NextBestOfferResponse {
@@ -333,24 +453,13 @@ fn answer_pb(a: NboAnswer) -> pb::NextBestOfferResponse {
         now_ms: record.context.now_ms,
         offers: presented.iter().enumerate().map(|(i, r)| ranked_pb(i, r)).collect(),
         fallback_used,
-        dropped: dropped
-            .iter()
-            .map(|d| {
-                let Dropped { offer_id, reason, at_apply } = d;
-                pb::DroppedOffer {
-                    offer_id: offer_id.clone(),
-                    stage: stage_name(reason.stage()).into(),
-                    reason: reason_text(reason),
-                    at_apply: *at_apply,
-                }
-            })
-            .collect(),
+        dropped: dropped.iter().map(dropped_pb).collect(),
         control_group: record.control_group,
         sequence: sequence.unwrap_or(0),
     }
 }
 
-fn funnel_pb(f: Funnel, now_ms: i64) -> pb::ReachEstimateResponse {
+pub(crate) fn funnel_pb(f: Funnel, now_ms: i64) -> pb::ReachEstimateResponse {
     let Funnel {
         customers,
         in_window,
@@ -382,7 +491,7 @@ fn funnel_pb(f: Funnel, now_ms: i64) -> pb::ReachEstimateResponse {
     }
 }
 
-fn outcome_kind(code: i32) -> Result<OutcomeKind, AppError> {
+pub(crate) fn outcome_kind(code: i32) -> Result<OutcomeKind, AppError> {
     use pb::Outcome as O;
     match O::try_from(code) {
         Ok(O::Impression) => Ok(OutcomeKind::Impression),
@@ -506,6 +615,37 @@ impl DecisionService for DecisionSvc {
             let pb::ReachEstimateRequest { offer_id, context: c } = req.into_inner();
             let (f, now_ms) = ctx.app.reach_estimate(&offer_id, context(c)?).await?;
             Ok(funnel_pb(f, now_ms))
+        })
+        .await
+    }
+
+    type DecideForSegmentStream = BlastStream;
+
+    async fn decide_for_segment(
+        &self,
+        req: Request<pb::DecideForSegmentRequest>,
+    ) -> Result<Response<Self::DecideForSegmentStream>, Status> {
+        let ctx = &self.0;
+        ctx.call(Rpc::DecideForSegment, async {
+            let r = BlastRequest::try_from(req.into_inner())?;
+            let rx = ctx.app.decide_for_segment(r).await?;
+            let s = tokio_stream::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), |m| {
+                m.map(blast_pb).map_err(super::status::status_of)
+            });
+            Ok(Box::pin(s) as BlastStream)
+        })
+        .await
+    }
+
+    async fn get_decision(
+        &self,
+        req: Request<pb::GetDecisionRequest>,
+    ) -> Result<Response<pb::GetDecisionResponse>, Status> {
+        let ctx = &self.0;
+        ctx.call(Rpc::GetDecision, async {
+            let pb::GetDecisionRequest { decision_id } = req.into_inner();
+            let (d, expires_ms) = ctx.app.get_decision(decision_id)?;
+            Ok(stored_pb(&d, expires_ms))
         })
         .await
     }

@@ -21,20 +21,20 @@ use segd::query::Limits;
 use segd::server::{Config, Server};
 use segd::store::Dataset;
 
-const ROWS: usize = 3_000;
+pub(super) const ROWS: usize = 3_000;
 const SEED: u64 = 21;
 const DAY: i64 = 86_400_000;
 
-type Client = DecisionServiceClient<Channel>;
+pub(super) type Client = DecisionServiceClient<Channel>;
 
-struct Running {
-    server: Server,
+pub(super) struct Running {
+    pub(super) server: Server,
     stop: tokio::sync::oneshot::Sender<()>,
     done: tokio::task::JoinHandle<()>,
-    client: Client,
+    pub(super) client: Client,
 }
 
-async fn start(dir: &Path) -> Running {
+pub(super) async fn start(dir: &Path) -> Running {
     let opts = DbOptions { data_dir: dir.to_path_buf(), ..DbOptions::default() };
     let server = tokio::task::block_in_place(|| {
         Server::open(
@@ -64,7 +64,7 @@ async fn start(dir: &Path) -> Running {
 
 /// Stops serving; `snapshot`: close the data dir (final snapshot, log cut), else leave the
 /// log to be replayed (as after a crash).
-async fn stop(r: Running, snapshot: bool) {
+pub(super) async fn stop(r: Running, snapshot: bool) {
     let Running { server, stop, done, client } = r;
     drop(client);
     let _ = stop.send(());
@@ -75,14 +75,14 @@ async fn stop(r: Running, snapshot: bool) {
     drop(server);
 }
 
-fn where_(t: &str) -> Option<pb::Segment> {
+pub(super) fn where_(t: &str) -> Option<pb::Segment> {
     Some(pb::Segment { segment: Some(pb::segment::Segment::Where(t.into())) })
 }
 
 /// "young": on web, age < 40, value 2, propensity 0.5, capped at 1 per day.
 /// "gold": on web, tier GOLD, value avg_basket_eur x 0.1, propensity churn_risk.
 /// "fb": the fallback.
-fn offers() -> Vec<pb::Offer> {
+pub(super) fn offers() -> Vec<pb::Offer> {
     let base = pb::Offer { channels: vec!["web".into()], ..Default::default() };
     vec![
         pb::Offer {
@@ -164,7 +164,7 @@ fn expected(row: &Row, young_capped: bool) -> Vec<(String, f64)> {
     v
 }
 
-fn nbo(customer_id: u64, dry_run: bool) -> pb::NextBestOfferRequest {
+pub(super) fn nbo(customer_id: u64, dry_run: bool) -> pb::NextBestOfferRequest {
     pb::NextBestOfferRequest {
         customer_id,
         context: Some(pb::DecisionContext {
@@ -178,11 +178,11 @@ fn nbo(customer_id: u64, dry_run: bool) -> pb::NextBestOfferRequest {
     }
 }
 
-fn got(r: &pb::NextBestOfferResponse) -> Vec<(String, f64)> {
+pub(super) fn got(r: &pb::NextBestOfferResponse) -> Vec<(String, f64)> {
     r.offers.iter().map(|o| (o.offer_id.clone(), o.priority)).collect()
 }
 
-fn assert_ranking(want: &[(String, f64)], got: &[(String, f64)], customer: u64) {
+pub(super) fn assert_ranking(want: &[(String, f64)], got: &[(String, f64)], customer: u64) {
     assert_eq!(want.len(), got.len(), "customer {customer}: {want:?} vs {got:?}");
     for (w, g) in want.iter().zip(got) {
         assert_eq!(w.0, g.0, "customer {customer}");

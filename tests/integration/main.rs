@@ -5,6 +5,7 @@ mod boundary;
 mod cli;
 mod common;
 mod decide;
+mod decide_blast;
 mod differential;
 mod durability;
 mod errors;
