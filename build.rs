@@ -17,7 +17,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Undecodable requests are the caller's fault: INVALID_ARGUMENT, not INTERNAL.
         .codec_path("crate::grpc::codec::SegdCodec")
         .compile_protos(
-            &["proto/segd/v1/segd.proto", "proto/segd/v1/decide.proto", "proto/segd/v1/gamify.proto"],
+            &[
+                "proto/segd/v1/segd.proto",
+                "proto/segd/v1/decide.proto",
+                "proto/segd/v1/gamify.proto",
+                "proto/segd/v1/replica.proto",
+            ],
             &["proto"],
         )?;
     // proto3 JSON (serde) for the same messages: the HTTP API's bodies (src/http). Fields

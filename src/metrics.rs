@@ -71,11 +71,12 @@ pub enum Rpc {
     GrantPoints,
     SetManualTier,
     WatchAchievements,
+    GetReplicaStatus,
 }
 
 impl Rpc {
     /// Every variant, in declaration order (`rpc as usize` indexes it).
-    pub const ALL: [Rpc; 41] = [
+    pub const ALL: [Rpc; 42] = [
         Rpc::CountSegment,
         Rpc::IsMember,
         Rpc::BatchIsMember,
@@ -117,6 +118,7 @@ impl Rpc {
         Rpc::GrantPoints,
         Rpc::SetManualTier,
         Rpc::WatchAchievements,
+        Rpc::GetReplicaStatus,
     ];
 
     /// The method name, as the `rpc` label and in logs.
@@ -163,6 +165,7 @@ impl Rpc {
             Rpc::GrantPoints => "GrantPoints",
             Rpc::SetManualTier => "SetManualTier",
             Rpc::WatchAchievements => "WatchAchievements",
+            Rpc::GetReplicaStatus => "GetReplicaStatus",
         }
     }
 }

@@ -213,6 +213,9 @@ impl Server {
                 )
                 .max_decoding_message_size(max),
             )
+            .add_service(crate::grpc::pb::replica_service_server::ReplicaServiceServer::new(
+                crate::grpc::replica::ReplicaSvc(self.ctx.clone()),
+            ))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await?;
         tracing::info!("stopped");

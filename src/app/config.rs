@@ -28,6 +28,8 @@ pub struct Config {
     /// Set on a read replica (`--replica-of`): writes are refused naming the primary, and
     /// the follower reports its applied sequence and lag here.
     pub replica: Option<std::sync::Arc<super::replica::ReplicaStatus>>,
+    /// Longest a read with a `min_sequence` waits for this node to apply it.
+    pub min_sequence_wait: Duration,
 }
 
 impl Default for Config {
@@ -44,6 +46,7 @@ impl Default for Config {
             watch_buffer: 1024,
             slow_consumer: Duration::from_secs(5),
             replica: None,
+            min_sequence_wait: Duration::from_secs(2),
         }
     }
 }

@@ -18,6 +18,8 @@
 //! - [`decide`]: the `DecisionService` implementation (next-best-offer) and its conversions.
 //! - [`gamify`]: the `EventService` and `GamificationService` implementations and their
 //!   conversions.
+//! - [`replica`]: the `ReplicaService` (`GetReplicaStatus`) and the `segd-min-sequence`
+//!   header of reads.
 
 pub mod coalesce;
 pub mod codec;
@@ -26,6 +28,7 @@ pub mod customers;
 pub mod decide;
 pub mod gamify;
 pub mod member_stream;
+pub mod replica;
 pub mod service;
 pub mod status;
 pub mod watch;

@@ -2,6 +2,7 @@
 
 mod boundary;
 mod cli;
+mod cluster;
 mod common;
 mod decide;
 mod differential;
