@@ -43,7 +43,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
-json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$3"; }
+json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
 
 # nats_one PORT: one JetStream server.
 nats_one() {
@@ -76,7 +76,10 @@ segd_start() {
     --metrics-listen "127.0.0.1:$mport" "$@" >"$OUT/$name.log" 2>&1 &
   SEGD_PID=$!
   PIDS+=($SEGD_PID)
-  "$BIN" loadgen --addr "http://127.0.0.1:$port" --rpc health --wait-ready 1200s -n 1 >/dev/null
+  # Polled in short waits, so a node that exits (a port in use) fails the run at once.
+  until "$BIN" loadgen --addr "http://127.0.0.1:$port" --rpc health --wait-ready 2s -n 1 >/dev/null 2>&1; do
+    kill -0 "$SEGD_PID" 2>/dev/null || { echo "error: $name exited: $(tail -1 "$OUT/$name.log")" >&2; exit 1; }
+  done
   READY_S=$(python3 -c "import time; print(round(time.time() - $t0, 2))")
 }
 segd_stop() { kill -TERM "$1"; wait "$1" 2>/dev/null || true; }
