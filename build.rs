@@ -22,6 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "proto/segd/v1/decide.proto",
                 "proto/segd/v1/gamify.proto",
                 "proto/segd/v1/leaderboard.proto",
+                "proto/segd/v1/replica.proto",
             ],
             &["proto"],
         )?;

@@ -234,18 +234,36 @@ pub struct ServeArgs {
     /// An empty data dir first imports --data / --demo: give the primary's.
     #[arg(long, value_name = "NATS_URL", env = "SEGD_REPLICA_OF")]
     pub replica_of: Option<String>,
+    /// Cluster member: follow the stream --stream of this NATS server and store this
+    /// node's writes in it first, so every member takes writes and serves reads (README
+    /// "Cluster"). The stream is created when missing. Give each member its own
+    /// --replica-name.
+    #[arg(
+        long,
+        value_name = "NATS_URL",
+        env = "SEGD_CLUSTER",
+        conflicts_with_all = ["replicate", "replica_of"]
+    )]
+    pub cluster: Option<String>,
+    /// Longest a read with `segd-min-sequence` waits for this node to apply it before it
+    /// fails UNAVAILABLE.
+    #[arg(long, default_value_t = 2_000, env = "SEGD_MIN_SEQUENCE_WAIT_MS")]
+    pub min_sequence_wait_ms: u64,
     /// The JetStream stream of the replicated log.
     #[arg(long, default_value = "segd", env = "SEGD_STREAM")]
     pub stream: String,
     /// Primary: how long a commit group is retried when JetStream does not acknowledge it
     /// (a NATS restart, an election) before its writes fail and the primary refuses writes
-    /// until it is restarted.
+    /// until it is restarted. Cluster member: how long a write is retried (NATS trouble,
+    /// or other members' writes taking its place) before it fails UNAVAILABLE.
     #[arg(long, default_value_t = 15_000, env = "SEGD_REPLICATE_TIMEOUT_MS")]
     pub replicate_timeout_ms: u64,
     /// Copies of the stream kept by the NATS cluster when the primary creates it.
     #[arg(long, default_value_t = 1, env = "SEGD_STREAM_REPLICAS")]
     pub stream_replicas: usize,
-    /// A replica's durable consumer name on the stream [default: segd-replica-<--listen>].
+    /// A replica's durable consumer name on the stream [default: segd-replica-<--listen>];
+    /// a cluster member's name (its consumer, and in its message ids) [default:
+    /// segd-member-<--listen>].
     #[arg(long, env = "SEGD_REPLICA_NAME")]
     pub replica_name: Option<String>,
 }
@@ -266,6 +284,7 @@ impl ServeArgs {
             cache_counts: !self.no_count_cache,
             max_upsert_batch: self.max_upsert_batch,
             tick_every: self.tick_interval,
+            min_sequence_wait: std::time::Duration::from_millis(self.min_sequence_wait_ms),
             ..Config::default()
         }
     }
@@ -385,17 +404,43 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("--replicate {url} --stream {}", args.stream))?;
         opts.replicate = Some(std::sync::Arc::new(log));
     }
-    let follower = match &args.replica_of {
-        Some(url) => {
-            let name = args.replica_name.clone().unwrap_or_else(|| {
-                let listen: String = args
-                    .listen
-                    .to_string()
-                    .chars()
-                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-                    .collect();
-                format!("segd-replica-{listen}")
-            });
+    let node_name = |role: &str| {
+        args.replica_name.clone().unwrap_or_else(|| {
+            let listen: String = args
+                .listen
+                .to_string()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            format!("segd-{role}-{listen}")
+        })
+    };
+    // A member of a cluster: Some(whether the stream was empty when it started).
+    let mut fresh_cluster = None;
+    let follower = match (&args.replica_of, &args.cluster) {
+        (_, Some(url)) => {
+            let name = node_name("member");
+            let log = segd::replica::JetStreamLog::member(
+                url,
+                &args.stream,
+                args.stream_replicas,
+                &name,
+                std::time::Duration::from_millis(args.replicate_timeout_ms),
+                Some(args.data_dir.join("snapshots")),
+            )
+            .with_context(|| format!("--cluster {url} --stream {}", args.stream))?;
+            fresh_cluster = Some(log.stream_last().with_context(|| format!("--cluster {url}"))? == 0);
+            opts.shared = Some(std::sync::Arc::new(log));
+            let f = segd::replica::Follower::member(url, &args.stream, &name)
+                .with_context(|| format!("--cluster {url} --stream {}", args.stream))?;
+            if let Some(seq) = f.seed(&args.data_dir)? {
+                tracing::info!(sequence = seq, "data dir seeded from the stream's object store snapshot");
+            }
+            config.replica = Some(f.status());
+            Some(f)
+        }
+        (Some(url), None) => {
+            let name = node_name("replica");
             let f = segd::replica::Follower::connect(url, &args.stream, &name)
                 .with_context(|| format!("--replica-of {url} --stream {}", args.stream))?;
             if let Some(seq) = f.seed(&args.data_dir)? {
@@ -404,7 +449,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             config.replica = Some(f.status());
             Some(f)
         }
-        None => None,
+        (None, None) => None,
     };
     tracing::info!(?config, data_dir = %args.data_dir.display(), sync = ?args.sync, "configuration");
     let imported = std::cell::Cell::new(false);
@@ -434,10 +479,12 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     // Applies the primary's stream until the process ends.
     let _following = follower.map(|f| f.start(server.db().expect("serve opens a data dir").clone()));
     // A fresh demo data dir gets the demo offer catalogue too (logged, like any PutOffer);
-    // a replica gets it from its primary's stream instead.
-    let demo_offers = imported.get() && args.data.is_none() && args.replica_of.is_none();
+    // a replica gets it from its primary's stream instead, and a cluster member from the
+    // stream unless it is the first member of a new one.
+    let writes_setup = args.replica_of.is_none() && fresh_cluster.unwrap_or(true);
+    let demo_offers = imported.get() && args.data.is_none() && writes_setup;
     // The program to put when none is in force: --program's, else (a fresh demo) the demo's.
-    let program = match (&args.program, args.replica_of.is_none()) {
+    let program = match (&args.program, writes_setup) {
         (Some(p), true) => Some((
             std::fs::read_to_string(p).with_context(|| format!("reading --program {}", p.display()))?,
             p.display().to_string(),
@@ -446,7 +493,10 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             Some((segd::gamify::program::DEMO_PROGRAM.to_string(), "src/gamify/demo_program.json".into()))
         }
         (Some(_), false) => {
-            tracing::warn!("--program is ignored on a replica: it follows its primary's program");
+            tracing::warn!(
+                "--program is ignored on a replica, and on a cluster member joining a stream that holds \
+                 records: it follows the stream's program (change it with PutProgram)"
+            );
             None
         }
         (None, _) => None,

@@ -15,6 +15,11 @@
 //! log (`sink`) after the local log and before the apply, and are acknowledged there
 //! before the group's callers are answered.
 //!
+//! Cluster: with [`DbOptions::shared`] (`--cluster`) the committer of `cluster.rs` runs
+//! instead: a write is stored in the shared log first (only as the log's next record after
+//! this node's applied sequence), then logged here and applied; other nodes' records come
+//! in through [`Db::submit_replicated`], in the log's order.
+//!
 //! Events: the group's segment events are appended to the event log only after its version
 //! is published, so a watcher never sees an event of a sequence a read cannot see yet.
 //!
@@ -36,10 +41,12 @@ use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 
+mod cluster;
 mod guard;
 mod replay;
 mod sink;
 
+pub use cluster::{PublishFailure, Published, SharedLog};
 pub use guard::Fault;
 use guard::{apply_guarded, locate};
 use replay::{replay_log, ReplayError};
@@ -97,6 +104,14 @@ pub enum DbError {
          the NATS server's max_payload less room for headers); send fewer customers per request"
     )]
     ReplicaRecordTooLarge { bytes: usize, limit: usize },
+    /// A cluster member's write the shared log did not confirm (see `cluster`): not applied
+    /// here; it may still be in the log (an acknowledgement lost), and then every node,
+    /// this one included, applies it when it follows the log.
+    #[error(
+        "the shared log did not confirm the write ({0}); it is not applied here, but if it reached the log \
+         after all, every node applies it"
+    )]
+    NotShared(String),
 }
 
 #[derive(Clone, Debug)]
@@ -119,6 +134,10 @@ pub struct DbOptions {
     /// A replicated log every commit group is also stored in before it is applied and
     /// acknowledged (`--replicate`); None: the local log only.
     pub replicate: Option<Arc<dyn GroupSink>>,
+    /// Cluster member (`--cluster`): writes are stored in this shared log first, then
+    /// logged here and applied; records other nodes stored arrive through
+    /// [`Db::submit_replicated`]. Exclusive with `replicate`.
+    pub shared: Option<Arc<dyn SharedLog>>,
 }
 
 impl Default for DbOptions {
@@ -133,6 +152,7 @@ impl Default for DbOptions {
             skip_sequences: vec![],
             fail_apply_at: None,
             replicate: None,
+            shared: None,
         }
     }
 }
@@ -150,10 +170,29 @@ const REPLAY_GROUP: u64 = 250_000;
 
 type Done = Box<dyn FnOnce(Result<Committed, DbError>) + Send>;
 
+/// What the committer takes from its queue.
+enum Item {
+    /// A write of this node's caller.
+    Write(Mutation, Done),
+    /// A record of the shared log (cluster mode), in the log's order.
+    Replicated(Replicated),
+}
+
+/// A record already stored in the shared log at `seq`: applied here unless it already is.
+struct Replicated {
+    seq: u64,
+    /// Its bytes in the log, logged here as they are.
+    bytes: Vec<u8>,
+    mutation: Mutation,
+    /// Ok once applied (or when it already was: a node's own writes are applied when
+    /// the log confirms them, before the follower delivers them back).
+    done: Box<dyn FnOnce(Result<(), DbError>) + Send>,
+}
+
 pub struct Db {
     /// The published version. Its lock is held only to clone or replace the `Arc`.
     engine: Arc<RwLock<Arc<Engine>>>,
-    queue: Mutex<Option<mpsc::Sender<(Mutation, Done)>>>,
+    queue: Mutex<Option<mpsc::Sender<Item>>>,
     committer: Mutex<Option<std::thread::JoinHandle<()>>>,
     wal: Arc<Wal>,
     opts: DbOptions,
@@ -184,6 +223,12 @@ impl Db {
         }
         if let Some(sink) = &opts.replicate {
             sink.open(wal.last_seq(), &replay).map_err(DbError::Replication)?;
+        }
+        if let Some(shared) = &opts.shared {
+            if opts.replicate.is_some() {
+                return Err(DbError::Replication("a cluster member has no separate replicated log".into()));
+            }
+            shared.open(wal.last_seq()).map_err(DbError::Replication)?;
         }
         let wal = Arc::new(wal);
         // Whether anything was read in an older record format: then a snapshot is written
@@ -275,7 +320,7 @@ impl Db {
         );
         let snapshotted = Arc::new(AtomicU64::new(snapshot_seq));
         let engine = Arc::new(RwLock::new(Arc::new(engine)));
-        let (tx, rx) = mpsc::channel::<(Mutation, Done)>();
+        let (tx, rx) = mpsc::channel::<Item>();
         let fault = Arc::new(tokio::sync::watch::Sender::new(None));
         let committer = {
             let c = Committer {
@@ -286,10 +331,11 @@ impl Db {
                 snapshotted: snapshotted.clone(),
                 fault: fault.clone(),
             };
-            std::thread::Builder::new()
-                .name("segd-commit".into())
-                .spawn(move || commit_loop(rx, c, on_commit))
-                .expect("spawn committer")
+            let loop_ = move || match c.opts.shared.clone() {
+                Some(shared) => cluster::cluster_loop(rx, c, shared, on_commit),
+                None => commit_loop(rx, c, on_commit),
+            };
+            std::thread::Builder::new().name("segd-commit".into()).spawn(loop_).expect("spawn committer")
         };
         Ok(Db {
             engine,
@@ -326,11 +372,32 @@ impl Db {
         let q = self.queue.lock();
         match q.as_ref() {
             Some(tx) => {
-                if let Err(mpsc::SendError((_, done))) = tx.send((m, Box::new(done))) {
+                if let Err(mpsc::SendError(Item::Write(_, done))) = tx.send(Item::Write(m, Box::new(done))) {
                     done(Err(DbError::Closed));
                 }
             }
             None => done(Err(DbError::Closed)),
+        }
+    }
+
+    /// Cluster member: queues record `seq` of the shared log (`bytes`, decoded as `m`), to
+    /// be logged here under the same sequence and applied, in the log's order; `done` is
+    /// Ok once it is applied (or already was). Records must come in the log's order.
+    pub fn submit_replicated(
+        &self,
+        seq: u64,
+        bytes: Vec<u8>,
+        m: Mutation,
+        done: impl FnOnce(Result<(), DbError>) + Send + 'static,
+    ) {
+        let item = Item::Replicated(Replicated { seq, bytes, mutation: m, done: Box::new(done) });
+        let q = self.queue.lock();
+        let unsent = match q.as_ref() {
+            Some(tx) => tx.send(item).err().map(|e| e.0),
+            None => Some(item),
+        };
+        if let Some(Item::Replicated(r)) = unsent {
+            (r.done)(Err(DbError::Closed));
         }
     }
 
@@ -473,107 +540,41 @@ struct Committer {
     fault: Arc<tokio::sync::watch::Sender<Option<Arc<Fault>>>>,
 }
 
-fn commit_loop(rx: mpsc::Receiver<(Mutation, Done)>, c: Committer, on_commit: impl Fn(u64)) {
-    let Committer { engine, wal, opts, snap_dir, snapshotted, fault } = c;
-    let mut carry: Option<(Mutation, Done)> = None;
-    // Customer changes logged since the last snapshot was started.
-    let mut since_snapshot = 0u64;
-    let mut snapshotter: Option<std::thread::JoinHandle<()>> = None;
-    // Replaced versions still read by someone: freed here once the last reader is done, so
-    // freeing what a write replaced never lands on a reader's thread.
-    let mut retired: Vec<Arc<Engine>> = vec![];
-    loop {
-        retired.retain(|v| Arc::strong_count(v) > 1);
-        // A group: whatever is queued, up to max_group, ending after a schema change.
-        let first = match carry.take() {
-            Some(x) => x,
-            None => match rx.recv() {
-                Ok(x) => x,
-                Err(_) => {
-                    // Closing: a snapshot in progress finishes before the final one.
-                    if let Some(h) = snapshotter.take() {
-                        let _ = h.join();
-                    }
-                    return;
-                }
-            },
-        };
-        let mut group = vec![first];
-        while group.len() < opts.max_group && !group.last().is_some_and(|(m, _)| m.changes_schema()) {
-            match rx.try_recv() {
-                Ok(x) => group.push(x),
-                Err(_) => break,
-            }
-        }
-        if let Some(f) = fault.borrow().clone() {
-            for (_, done) in group {
-                done(Err(DbError::Poisoned(f.clone())));
-            }
-            continue;
-        }
-        let mut valid: Vec<(Mutation, Done)> = Vec::with_capacity(group.len());
-        let published = engine.read().clone();
-        {
-            let state = &published;
-            for (m, done) in group {
-                match state.check(&m) {
-                    Ok(()) => valid.push((m, done)),
-                    Err(e) => done(Err(e.into())),
-                }
-            }
-        }
-        if valid.is_empty() {
-            continue;
-        }
-        // With a replicated log the records are encoded once, for both logs.
-        let encoded = opts.replicate.as_deref().map(|sink| sink::encode_checked(sink, &mut valid));
-        if valid.is_empty() {
-            continue;
-        }
-        let valid_changes: u64 = valid.iter().map(|(m, _)| m.changes()).sum();
-        let appended = match &encoded {
-            None => wal.append_encoded(valid.iter().map(|(m, _)| m), record::encode_mutation),
-            Some(bytes) => wal.append_batch(&bytes.iter().map(Vec::as_slice).collect::<Vec<_>>()),
-        };
-        let seqs = match appended {
-            Ok(s) => s,
-            Err(e) => {
-                let msg = e.to_string();
-                for (_, done) in valid {
-                    done(Err(DbError::Persist(PersistError::Poisoned(msg.clone()))));
-                }
-                continue;
-            }
-        };
-        if let (Some(sink), Some(bytes)) = (&opts.replicate, &encoded) {
-            let records: Vec<(u64, &[u8])> =
-                seqs.iter().copied().zip(bytes.iter().map(Vec::as_slice)).collect();
-            if let Err(reason) = sink.append(&records) {
-                // Logged here but maybe not there: applying it would let this node run ahead
-                // of the replicated log. Stop writes; a restart reconciles (`GroupSink::open`).
-                let f = Arc::new(Fault {
-                    sequence: seqs[0],
-                    mutation: valid[0].0.summary(),
-                    reason,
-                    published: published.sequence(),
-                });
-                tracing::error!(error = %f, "replicating a commit group failed: writes are refused from now on");
-                fault.send_replace(Some(f.clone()));
-                for (_, done) in valid {
-                    done(Err(DbError::ApplyFailed(f.clone())));
-                }
-                continue;
-            }
-        }
+/// The committer's bookkeeping from one group to the next.
+#[derive(Default)]
+struct Rounds {
+    /// Customer changes logged since the last snapshot was started.
+    since_snapshot: u64,
+    snapshotter: Option<std::thread::JoinHandle<()>>,
+    /// Replaced versions still read by someone: freed here once the last reader is done, so
+    /// freeing what a write replaced never lands on a reader's thread.
+    retired: Vec<Arc<Engine>>,
+}
+
+impl Committer {
+    /// Stops writes for good (until a restart) with `f`.
+    fn stop(&self, f: Fault) -> Arc<Fault> {
+        let f = Arc::new(f);
+        self.fault.send_replace(Some(f.clone()));
+        f
+    }
+
+    /// Applies the logged group `items` to a clone of `published` and publishes it (then
+    /// its events); Err (writes stopped) when the apply fails.
+    fn apply_logged(
+        &self,
+        rounds: &mut Rounds,
+        published: Arc<Engine>,
+        items: &[(u64, &Mutation)],
+    ) -> Result<(Arc<Engine>, Vec<Outcome>), Arc<Fault>> {
         let mut next = Engine::clone(&published);
-        let items: Vec<(u64, &Mutation)> = seqs.iter().copied().zip(valid.iter().map(|(m, _)| m)).collect();
-        let outcomes = match apply_guarded(&mut next, &items, opts.fail_apply_at) {
+        let outcomes = match apply_guarded(&mut next, items, self.opts.fail_apply_at) {
             Ok(outcomes) => outcomes,
             Err(reason) => {
                 // The group is logged but cannot be applied: drop the half-applied clone
                 // (the published version is untouched), name the record, refuse writes.
                 drop(next);
-                let f = Arc::new(locate(&published, &items, reason, opts.fail_apply_at));
+                let f = locate(&published, items, reason, self.opts.fail_apply_at);
                 tracing::error!(
                     sequence = f.sequence,
                     mutation = %f.mutation,
@@ -584,38 +585,38 @@ fn commit_loop(rx: mpsc::Receiver<(Mutation, Done)>, c: Committer, on_commit: im
                      go on from the published version; a restart replays the log and stops at \
                      this record if it fails again (see --skip-sequence)"
                 );
-                fault.send_replace(Some(f.clone()));
-                for (_, done) in valid {
-                    done(Err(DbError::ApplyFailed(f.clone())));
-                }
-                continue;
+                return Err(self.stop(f));
             }
         };
         let events = next.take_events();
         let next = Arc::new(next);
-        let replaced = std::mem::replace(&mut *engine.write(), next.clone());
+        let replaced = std::mem::replace(&mut *self.engine.write(), next.clone());
         drop(published);
-        retired.push(replaced);
+        rounds.retired.push(replaced);
         // Only now, with the version that holds them readable: a watcher never sees an
         // event of a sequence a read cannot see yet.
         next.publish_events(events);
-        let last = *seqs.last().expect("non-empty group");
-        // Wake watchers and invalidate caches before anyone is told the write is done, so
-        // an acknowledged write is never followed by a stale answer.
-        on_commit(last);
-        for (((_, done), outcome), &sequence) in valid.into_iter().zip(outcomes).zip(&seqs) {
-            done(Ok(Committed { sequence, outcome }));
+        Ok((next, outcomes))
+    }
+
+    /// Counts `changes` logged customer changes; starts a snapshot of `state` once
+    /// `snapshot_every` have accumulated (and the previous one is done).
+    fn maybe_snapshot(&self, rounds: &mut Rounds, state: Arc<Engine>, changes: u64) {
+        rounds.since_snapshot += changes;
+        if rounds.since_snapshot < self.opts.snapshot_every
+            || !rounds.snapshotter.as_ref().is_none_or(|h| h.is_finished())
+        {
+            return;
         }
-        since_snapshot += valid_changes;
-        if since_snapshot >= opts.snapshot_every && snapshotter.as_ref().is_none_or(|h| h.is_finished()) {
-            since_snapshot = 0;
-            if let Some(h) = snapshotter.take() {
-                let _ = h.join();
-            }
-            // Written from the just-published version on a thread of its own: commits go
-            // on meanwhile (the version only keeps alive what later writes replace).
-            let (state, dir, wal, snapshotted) = (next, snap_dir.clone(), wal.clone(), snapshotted.clone());
-            let spawned = std::thread::Builder::new().name("segd-snapshot".into()).spawn(move || {
+        rounds.since_snapshot = 0;
+        if let Some(h) = rounds.snapshotter.take() {
+            let _ = h.join();
+        }
+        // Written from the just-published version on a thread of its own: commits go
+        // on meanwhile (the version only keeps alive what later writes replace).
+        let (dir, wal, snapshotted) = (self.snap_dir.clone(), self.wal.clone(), self.snapshotted.clone());
+        let spawned =
+            std::thread::Builder::new().name("segd-snapshot".into()).spawn(move || {
                 match snapshot(&state, &dir, state.sequence()) {
                     Ok(()) => {
                         snapshotted.store(state.sequence(), Ordering::Release);
@@ -628,11 +629,137 @@ fn commit_loop(rx: mpsc::Receiver<(Mutation, Done)>, c: Committer, on_commit: im
                     }
                 }
             });
-            match spawned {
-                Ok(h) => snapshotter = Some(h),
-                Err(e) => tracing::error!(error = %e, "could not start the snapshot thread"),
+        match spawned {
+            Ok(h) => rounds.snapshotter = Some(h),
+            Err(e) => tracing::error!(error = %e, "could not start the snapshot thread"),
+        }
+    }
+}
+
+impl Rounds {
+    /// Closing: a snapshot in progress finishes before the final one.
+    fn finish(&mut self) {
+        if let Some(h) = self.snapshotter.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// A write from the queue; a replicated record is refused (only a cluster member's
+/// committer takes them, see `cluster`).
+fn write_only(item: Item) -> Option<(Mutation, Done)> {
+    match item {
+        Item::Write(m, done) => Some((m, done)),
+        Item::Replicated(r) => {
+            (r.done)(Err(DbError::Replication(format!(
+                "record {} of a shared log offered to a database that is not a cluster member",
+                r.seq
+            ))));
+            None
+        }
+    }
+}
+
+fn commit_loop(rx: mpsc::Receiver<Item>, c: Committer, on_commit: impl Fn(u64)) {
+    let mut carry: Option<(Mutation, Done)> = None;
+    let mut rounds = Rounds::default();
+    loop {
+        rounds.retired.retain(|v| Arc::strong_count(v) > 1);
+        // A group: whatever is queued, up to max_group, ending after a schema change.
+        let first = match carry.take() {
+            Some(x) => x,
+            None => match rx.recv() {
+                Ok(item) => match write_only(item) {
+                    Some(x) => x,
+                    None => continue,
+                },
+                Err(_) => {
+                    rounds.finish();
+                    return;
+                }
+            },
+        };
+        let mut group = vec![first];
+        while group.len() < c.opts.max_group && !group.last().is_some_and(|(m, _)| m.changes_schema()) {
+            match rx.try_recv() {
+                Ok(item) => group.extend(write_only(item)),
+                Err(_) => break,
             }
         }
+        if let Some(f) = c.fault.borrow().clone() {
+            for (_, done) in group {
+                done(Err(DbError::Poisoned(f.clone())));
+            }
+            continue;
+        }
+        let mut valid: Vec<(Mutation, Done)> = Vec::with_capacity(group.len());
+        let published = c.engine.read().clone();
+        for (m, done) in group {
+            match published.check(&m) {
+                Ok(()) => valid.push((m, done)),
+                Err(e) => done(Err(e.into())),
+            }
+        }
+        if valid.is_empty() {
+            continue;
+        }
+        // With a replicated log the records are encoded once, for both logs.
+        let encoded = c.opts.replicate.as_deref().map(|sink| sink::encode_checked(sink, &mut valid));
+        if valid.is_empty() {
+            continue;
+        }
+        let valid_changes: u64 = valid.iter().map(|(m, _)| m.changes()).sum();
+        let appended = match &encoded {
+            None => c.wal.append_encoded(valid.iter().map(|(m, _)| m), record::encode_mutation),
+            Some(bytes) => c.wal.append_batch(&bytes.iter().map(Vec::as_slice).collect::<Vec<_>>()),
+        };
+        let seqs = match appended {
+            Ok(s) => s,
+            Err(e) => {
+                let msg = e.to_string();
+                for (_, done) in valid {
+                    done(Err(DbError::Persist(PersistError::Poisoned(msg.clone()))));
+                }
+                continue;
+            }
+        };
+        if let (Some(sink), Some(bytes)) = (&c.opts.replicate, &encoded) {
+            let records: Vec<(u64, &[u8])> =
+                seqs.iter().copied().zip(bytes.iter().map(Vec::as_slice)).collect();
+            if let Err(reason) = sink.append(&records) {
+                // Logged here but maybe not there: applying it would let this node run ahead
+                // of the replicated log. Stop writes; a restart reconciles (`GroupSink::open`).
+                let f = c.stop(Fault {
+                    sequence: seqs[0],
+                    mutation: valid[0].0.summary(),
+                    reason,
+                    published: published.sequence(),
+                });
+                tracing::error!(error = %f, "replicating a commit group failed: writes are refused from now on");
+                for (_, done) in valid {
+                    done(Err(DbError::ApplyFailed(f.clone())));
+                }
+                continue;
+            }
+        }
+        let items: Vec<(u64, &Mutation)> = seqs.iter().copied().zip(valid.iter().map(|(m, _)| m)).collect();
+        let (next, outcomes) = match c.apply_logged(&mut rounds, published, &items) {
+            Ok(applied) => applied,
+            Err(f) => {
+                for (_, done) in valid {
+                    done(Err(DbError::ApplyFailed(f.clone())));
+                }
+                continue;
+            }
+        };
+        let last = *seqs.last().expect("non-empty group");
+        // Wake watchers and invalidate caches before anyone is told the write is done, so
+        // an acknowledged write is never followed by a stale answer.
+        on_commit(last);
+        for (((_, done), outcome), &sequence) in valid.into_iter().zip(outcomes).zip(&seqs) {
+            done(Ok(Committed { sequence, outcome }));
+        }
+        c.maybe_snapshot(&mut rounds, next, valid_changes);
     }
 }
 

@@ -53,7 +53,8 @@
 //!   protobuf record forms; [`decide::change`] is what the engine holds
 //!   ([`decide::State`]) and applies ([`decide::Change`], `Mutation::Decide`).
 //! - [`db`]: durability and publication around the engine: group-committed write-ahead
-//!   log (optionally also a replicated log behind `db/sink.rs`), copy-on-write versions
+//!   log (optionally also a replicated log behind `db/sink.rs`, or, for a cluster member,
+//!   a shared log written first: `db/cluster.rs`'s committer), copy-on-write versions
 //!   published by pointer swap (readers never wait for a write) with their events,
 //!   background snapshots, start-up from snapshot + log replay. `db/guard.rs`: apply under `catch_unwind`; a failed apply stops writes (the
 //!   health signal) and replay names the record (`--skip-sequence`).
@@ -66,7 +67,7 @@
 //! [`decide`] and [`leaderboard`], which use prost for storage, not for any API); they
 //! translate and call [`app::App`]:
 //! - [`grpc`]: the `segd.v1.SegmentService` / `CustomerService` / `DecisionService` /
-//!   `EventService` / `GamificationService` / `LeaderboardService` adapters: generated proto types, conversions (`TryFrom`), the one error-to-status
+//!   `EventService` / `GamificationService` / `LeaderboardService` / `ReplicaService` adapters: generated proto types, conversions (`TryFrom`), the one error-to-status
 //!   mapping.
 //! - [`http`]: the same use cases as proto3 JSON over HTTP/1.1 (grpc-gateway-style paths;
 //!   `http/gamify.rs` the event and gamification ones, `http/decide.rs` the DecisionService),
@@ -79,8 +80,9 @@
 //!   layer around every gRPC service, an axum middleware around every HTTP route.
 //! - [`replica`]: replication over NATS JetStream: the primary's commit groups stored in a
 //!   stream before they are acknowledged (a [`db::GroupSink`], `db/sink.rs`), and read
-//!   replicas following that stream through their own committer
-//!   ([`app::replica::ReplicaStatus`] is what the application sees of it).
+//!   replicas following that stream through their own committer; or cluster members,
+//!   each following the stream and storing its own writes in it first (a
+//!   [`db::SharedLog`]) ([`app::replica::ReplicaStatus`] is what the application sees of it).
 //!
 //! Layering: transports ([`grpc`], [`http`], [`server`], [`metrics`], [`security`]) → [`app`] → [`db`] →
 //! [`engine`] → [`store`] / [`index`] / [`segments`] / [`query`] / [`analytics`] /

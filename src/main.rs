@@ -62,7 +62,7 @@ enum Cmd {
     /// health, reflection, metrics).
     Serve(Box<cli::ServeArgs>),
     /// Load-test a running server (a ghz-like gRPC client); stops by itself.
-    Loadgen(loadgen::LoadgenArgs),
+    Loadgen(Box<loadgen::LoadgenArgs>),
     /// Write a synthetic customer table as Parquet: the benchmark kit's schema and
     /// distributions, but not its values, so the kit's expected counts do not apply to it.
     Gen {
@@ -124,7 +124,7 @@ fn run(args: Args) -> Result<()> {
             }
         }
         Cmd::Serve(args) => cli::serve(*args),
-        Cmd::Loadgen(args) => loadgen::run(args),
+        Cmd::Loadgen(args) => loadgen::run(*args),
         Cmd::Gen { rows, out, seed } => {
             let t = std::time::Instant::now();
             segd::gen::write_parquet(&out, rows, seed)?;

@@ -78,11 +78,12 @@ pub enum Rpc {
     Leaderboard,
     AroundMe,
     RankOf,
+    GetReplicaStatus,
 }
 
 impl Rpc {
     /// Every variant, in declaration order (`rpc as usize` indexes it).
-    pub const ALL: [Rpc; 47] = [
+    pub const ALL: [Rpc; 48] = [
         Rpc::CountSegment,
         Rpc::IsMember,
         Rpc::BatchIsMember,
@@ -130,6 +131,7 @@ impl Rpc {
         Rpc::Leaderboard,
         Rpc::AroundMe,
         Rpc::RankOf,
+        Rpc::GetReplicaStatus,
     ];
 
     /// The method name, as the `rpc` label and in logs.
@@ -182,6 +184,7 @@ impl Rpc {
             Rpc::Leaderboard => "Leaderboard",
             Rpc::AroundMe => "AroundMe",
             Rpc::RankOf => "RankOf",
+            Rpc::GetReplicaStatus => "GetReplicaStatus",
         }
     }
 }

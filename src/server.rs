@@ -172,7 +172,7 @@ impl Server {
         // Answers finished in the same turn of the runtime leave in one write.
         let incoming =
             tokio_stream::StreamExt::map(incoming, |c| c.map(crate::grpc::coalesce::Coalesced::new));
-        tracing::info!(%addr, "serving segd.v1.SegmentService, CustomerService, DecisionService, EventService, GamificationService and LeaderboardService");
+        tracing::info!(%addr, "serving segd.v1.SegmentService, CustomerService, DecisionService, EventService, GamificationService, LeaderboardService and ReplicaService");
         let app = self.ctx.app.clone();
         let shutdown = async move {
             shutdown.await;
@@ -215,6 +215,9 @@ impl Server {
             )
             .add_service(crate::grpc::pb::leaderboard_service_server::LeaderboardServiceServer::new(
                 crate::grpc::leaderboard::LeaderboardSvc(self.ctx.clone()),
+            ))
+            .add_service(crate::grpc::pb::replica_service_server::ReplicaServiceServer::new(
+                crate::grpc::replica::ReplicaSvc(self.ctx.clone()),
             ))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await?;

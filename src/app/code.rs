@@ -44,7 +44,7 @@ impl AppError {
             AppError::UnknownCustomer(_) => ErrorCode::NotFound,
             AppError::Gone(_) => ErrorCode::OutOfRange,
             AppError::SlowConsumer(_) => ErrorCode::ResourceExhausted,
-            AppError::ShuttingDown => ErrorCode::Unavailable,
+            AppError::ShuttingDown | AppError::NotApplied { .. } => ErrorCode::Unavailable,
             AppError::ReadOnly | AppError::NotPrimary { .. } => ErrorCode::FailedPrecondition,
             AppError::MissingSegment | AppError::Limit { .. } | AppError::Invalid { .. } => {
                 ErrorCode::InvalidArgument
@@ -166,6 +166,10 @@ fn db_code(d: &DbError) -> ErrorCode {
         // Writes stopped after such a bug; health says NOT_SERVING, reads go on.
         DbError::Poisoned(_) => ErrorCode::Unavailable,
         DbError::Replication(_) => ErrorCode::Unavailable,
-        DbError::ReplicaRecordTooLarge { .. } => ErrorCode::ResourceExhausted,
+        // The request itself is too large for the replicated log: it names the limit.
+        DbError::ReplicaRecordTooLarge { .. } => ErrorCode::InvalidArgument,
+        // Not stored (NATS unreachable, or other members kept taking the log's next
+        // sequence): a retry may succeed, and the write may still take effect.
+        DbError::NotShared(_) => ErrorCode::Unavailable,
     }
 }

@@ -32,6 +32,8 @@ pub struct Config {
     /// logged only when something is due, so this bounds how late expiry, pending points
     /// and downgrades land, not how much the log grows.
     pub tick_every: Duration,
+    /// Longest a read with a `min_sequence` waits for this node to apply it.
+    pub min_sequence_wait: Duration,
 }
 
 impl Default for Config {
@@ -49,6 +51,7 @@ impl Default for Config {
             slow_consumer: Duration::from_secs(5),
             replica: None,
             tick_every: super::gamify::TICK_EVERY,
+            min_sequence_wait: Duration::from_secs(2),
         }
     }
 }

@@ -39,6 +39,13 @@ pub enum AppError {
     /// A read replica (`--replica-of`) takes no writes: they go to the primary.
     #[error("this server is a read replica of {primary}: writes are refused here; send them to the primary")]
     NotPrimary { primary: String },
+    /// A read's `min_sequence` not applied on this node within the wait
+    /// (`--min-sequence-wait-ms`): it lags the replicated log.
+    #[error(
+        "this node has applied up to sequence {applied}, not {min_sequence}, after waiting {waited_ms} ms \
+         (min_sequence): it lags the replicated log; try again, or read from the node that took the write"
+    )]
+    NotApplied { min_sequence: u64, applied: u64, waited_ms: u64 },
     /// A server limit, named by its flag so the caller knows what to ask for.
     #[error("limit exceeded: {what} is {got}, the limit is {limit} (--{flag})")]
     Limit { what: &'static str, got: usize, limit: usize, flag: &'static str },

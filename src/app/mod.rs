@@ -195,7 +195,7 @@ impl App {
     /// Queues a mutation; the receiver answers once it is durable and visible.
     fn submit(&self, m: Mutation) -> Result<oneshot::Receiver<Result<Committed, DbError>>, AppError> {
         let Backing::Live(db) = &self.0.backing else { return Err(AppError::ReadOnly) };
-        if let Some(r) = &self.0.config.replica {
+        if let Some(r) = self.0.config.replica.as_ref().filter(|r| !r.takes_writes) {
             return Err(AppError::NotPrimary { primary: r.primary.clone() });
         }
         let (tx, rx) = oneshot::channel();

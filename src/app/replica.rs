@@ -1,16 +1,22 @@
-//! A read replica's role and progress, as the application sees it: writes are refused
-//! naming the primary, and the follower (`crate::replica`, which applies the primary's
-//! replicated log through the database's committer) reports here how far it got. No
-//! transport and no NATS here: metrics and health read it.
+//! A read replica's or a cluster member's role and progress, as the application sees it:
+//! a read replica refuses writes naming the primary (a member takes them), and the
+//! follower (`crate::replica`, which applies the replicated log through the database's
+//! committer) reports here how far it got. No transport and no NATS here: metrics, health
+//! and `GetReplicaStatus` read it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::watch;
 
+use super::{App, AppError};
+
 #[derive(Debug)]
 pub struct ReplicaStatus {
-    /// How to reach the primary (named in the refusal of a write).
+    /// How to reach the primary (named in the refusal of a write); for a cluster member,
+    /// the shared log it follows.
     pub primary: String,
+    /// A cluster member (`--cluster`): writes are taken here.
+    pub takes_writes: bool,
     /// Last sequence of the replicated log applied (and logged) on this replica.
     applied: AtomicU64,
     /// Last sequence the replicated log held when the follower last looked.
@@ -21,9 +27,16 @@ pub struct ReplicaStatus {
 }
 
 impl ReplicaStatus {
+    /// A read replica of `primary`.
     pub fn new(primary: String) -> ReplicaStatus {
+        ReplicaStatus { takes_writes: false, ..ReplicaStatus::member(primary) }
+    }
+
+    /// A cluster member following `log`.
+    pub fn member(log: String) -> ReplicaStatus {
         ReplicaStatus {
-            primary,
+            primary: log,
+            takes_writes: true,
             applied: AtomicU64::new(0),
             stream_last: AtomicU64::new(0),
             stopped: watch::channel(None).0,
@@ -64,3 +77,73 @@ impl ReplicaStatus {
         self.stopped.subscribe()
     }
 }
+
+/// A node's part in replication.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Its own log only, or a primary (`--replicate`).
+    Standalone,
+    /// A read replica (`--replica-of`).
+    Replica,
+    /// A cluster member (`--cluster`).
+    Member,
+}
+
+/// Where a node stands ([`App::replica_status`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaReport {
+    pub role: Role,
+    /// Last sequence applied and visible here.
+    pub applied: u64,
+    /// Last sequence of the replicated log as last seen (at least `applied`).
+    pub stream_last: u64,
+    pub takes_writes: bool,
+    /// Why the follower stopped for good, if it did.
+    pub stopped: Option<String>,
+}
+
+impl App {
+    /// Where this node stands: applied sequence, the log's last, role.
+    pub fn replica_status(&self) -> ReplicaReport {
+        let applied = self.read().sequence();
+        match &self.0.config.replica {
+            None => ReplicaReport {
+                role: Role::Standalone,
+                applied,
+                stream_last: applied,
+                takes_writes: self.db().is_some(),
+                stopped: None,
+            },
+            Some(r) => ReplicaReport {
+                role: if r.takes_writes { Role::Member } else { Role::Replica },
+                applied,
+                stream_last: r.stream_last().max(applied),
+                takes_writes: r.takes_writes,
+                stopped: r.stopped(),
+            },
+        }
+    }
+
+    /// Resolves once this node has applied `min_sequence` (a read then sees every write
+    /// up to it), or fails [`AppError::NotApplied`] after `Config::min_sequence_wait`.
+    pub async fn wait_applied(&self, min_sequence: u64) -> Result<(), AppError> {
+        let mut commits = self.0.commits.subscribe();
+        if self.read().sequence() >= min_sequence {
+            return Ok(());
+        }
+        let wait = self.0.config.min_sequence_wait;
+        let reached = tokio::time::timeout(wait, commits.wait_for(|&s| s >= min_sequence)).await;
+        match reached {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(AppError::NotApplied {
+                min_sequence,
+                applied: self.read().sequence(),
+                waited_ms: wait.as_millis() as u64,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "replica_tests.rs"]
+mod tests;

@@ -369,6 +369,7 @@ impl Workload {
                 scope: self.scope(i),
                 previous: 0,
                 customer_id: rng.random_range(lo..=hi),
+            }),
             Rpc::NextBestOffer => Req::Nbo(pb::NextBestOfferRequest {
                 customer_id: rng.random_range(lo..=hi),
                 context: Some(pb::DecisionContext {

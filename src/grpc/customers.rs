@@ -137,9 +137,11 @@ impl CustomerService for CustomerSvc {
         &self,
         req: Request<pb::GetCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
+        let min = super::replica::min_sequence(&req);
         let pb::GetCustomerRequest { customer_id } = req.into_inner();
         let ctx = &self.0;
         ctx.call(Rpc::GetCustomer, async {
+            super::replica::at_least(&ctx.app, min).await?;
             let c = ctx.app.get_customer(customer_id)?;
             Ok(convert::customer_pb(c.customer_id, c.attributes))
         })

@@ -19,6 +19,8 @@
 //! - [`gamify`]: the `EventService` and `GamificationService` implementations and their
 //!   conversions.
 //! - [`leaderboard`]: the `LeaderboardService` implementation and its conversions.
+//! - [`replica`]: the `ReplicaService` (`GetReplicaStatus`) and the `segd-min-sequence`
+//!   header of reads.
 
 pub mod coalesce;
 pub mod codec;
@@ -28,6 +30,7 @@ pub mod decide;
 pub mod gamify;
 pub mod leaderboard;
 pub mod member_stream;
+pub mod replica;
 pub mod service;
 pub mod status;
 pub mod watch;

@@ -13,6 +13,7 @@ use crate::metrics::{Metrics, Rpc};
 
 use super::convert::{self, segment_ref};
 use super::pb::{self, segment_service_server::SegmentService};
+use super::replica::{at_least, min_sequence};
 use super::status::status_of;
 
 /// What both services share: the application and the per-RPC metrics.
@@ -68,9 +69,11 @@ impl SegmentService for SegmentSvc {
         req: Request<pb::CountSegmentRequest>,
     ) -> Result<Response<pb::CountSegmentResponse>, Status> {
         let t = Instant::now();
+        let min = min_sequence(&req);
         let pb::CountSegmentRequest { segment } = req.into_inner();
         let ctx = &self.0;
         ctx.call(Rpc::CountSegment, async {
+            at_least(&ctx.app, min).await?;
             let c = ctx.app.count(segment_ref(segment)?).await?;
             Ok(pb::CountSegmentResponse {
                 count: c.count,
@@ -86,9 +89,11 @@ impl SegmentService for SegmentSvc {
         &self,
         req: Request<pb::IsMemberRequest>,
     ) -> Result<Response<pb::IsMemberResponse>, Status> {
+        let min = min_sequence(&req);
         let pb::IsMemberRequest { customer_id, segment } = req.into_inner();
         let ctx = &self.0;
         ctx.call(Rpc::IsMember, async {
+            at_least(&ctx.app, min).await?;
             let m = ctx.app.is_member(customer_id, segment_ref(segment)?)?;
             Ok(pb::IsMemberResponse { is_member: m.is_member, customer_found: m.customer_found })
         })
@@ -100,9 +105,11 @@ impl SegmentService for SegmentSvc {
         req: Request<pb::BatchIsMemberRequest>,
     ) -> Result<Response<pb::BatchIsMemberResponse>, Status> {
         let t = Instant::now();
+        let min = min_sequence(&req);
         let pb::BatchIsMemberRequest { customer_ids, segment } = req.into_inner();
         let ctx = &self.0;
         ctx.call(Rpc::BatchIsMember, async {
+            at_least(&ctx.app, min).await?;
             let segment = segment_ref(segment)?;
             let b = ctx.app.batch_is_member(customer_ids, segment).await?;
             Ok(pb::BatchIsMemberResponse {
@@ -211,10 +218,14 @@ impl SegmentService for SegmentSvc {
         &self,
         req: Request<pb::GetSegmentRequest>,
     ) -> Result<Response<pb::SavedSegment>, Status> {
+        let min = min_sequence(&req);
         let pb::GetSegmentRequest { segment_id } = req.into_inner();
         let ctx = &self.0;
-        ctx.call(Rpc::GetSegment, async { Ok(convert::saved_segment(ctx.app.get_segment(&segment_id)?)) })
-            .await
+        ctx.call(Rpc::GetSegment, async {
+            at_least(&ctx.app, min).await?;
+            Ok(convert::saved_segment(ctx.app.get_segment(&segment_id)?))
+        })
+        .await
     }
 
     async fn list_segments(

@@ -21,6 +21,12 @@
 //!
 //! A stopped follower leaves the replica serving reads at the sequence it reached, with
 //! health NOT_SERVING and `segd_replica_stopped 1`; connection trouble is retried.
+//!
+//! A cluster member's follower (`--cluster`, [`Follower::member`]) is the same, but hands
+//! each record to the committer as a record of the shared log
+//! ([`Db::submit_replicated`]): the member's own writes are already applied when they
+//! come back, and are acknowledged without a second apply. Message ids are then
+//! `<sequence>@<member>`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +63,8 @@ pub struct Follower {
     stream: String,
     consumer: String,
     status: Arc<ReplicaStatus>,
+    /// A cluster member's follower (see the module doc).
+    member: bool,
 }
 
 /// A running follower; dropping it stops it.
@@ -68,6 +76,16 @@ impl Follower {
     /// Connects to the stream (which must exist: the primary creates it) as the durable
     /// consumer `consumer`. The primary is named from the stream's description.
     pub fn connect(url: &str, stream: &str, consumer: &str) -> Result<Follower, ReplicaError> {
+        Follower::open(url, stream, consumer, false)
+    }
+
+    /// A cluster member's follower: `consumer` is the member's name (unique in the
+    /// cluster). The member takes writes itself (its status says so).
+    pub fn member(url: &str, stream: &str, consumer: &str) -> Result<Follower, ReplicaError> {
+        Follower::open(url, stream, consumer, true)
+    }
+
+    fn open(url: &str, stream: &str, consumer: &str, member: bool) -> Result<Follower, ReplicaError> {
         if consumer.is_empty() || consumer.chars().any(|c| c.is_whitespace() || ".*>/\\".contains(c)) {
             return Err(ReplicaError::Config(format!(
                 "--replica-name '{consumer}' is not a valid JetStream consumer name (no spaces, '.', '*', '>', '/')"
@@ -88,8 +106,12 @@ impl Follower {
             || format!("the primary writing stream '{stream}'"),
             |a| format!("the primary at {a}"),
         );
-        let status = Arc::new(ReplicaStatus::new(format!("{primary} (stream '{stream}' on {url})")));
-        Ok(Follower { rt, js, stream: stream.to_string(), consumer: consumer.to_string(), status })
+        let status = if member {
+            Arc::new(ReplicaStatus::member(format!("stream '{stream}' on {url}")))
+        } else {
+            Arc::new(ReplicaStatus::new(format!("{primary} (stream '{stream}' on {url})")))
+        };
+        Ok(Follower { rt, js, stream: stream.to_string(), consumer: consumer.to_string(), status, member })
     }
 
     /// Seeds an empty data dir with the newest snapshot in the stream's object store:
@@ -107,10 +129,10 @@ impl Follower {
 
     /// Follows the stream into `db` on the follower's own thread until dropped.
     pub fn start(self, db: Arc<Db>) -> Following {
-        let Follower { rt, js, stream, consumer, status } = self;
+        let Follower { rt, js, stream, consumer, status, member } = self;
         rt.handle().spawn(async move {
             loop {
-                match follow(&js, &stream, &consumer, &db, &status).await {
+                match follow(&js, &stream, &consumer, &db, &status, member).await {
                     Ok(()) => return,
                     Err(Stop::Retry(why)) => {
                         tracing::warn!(error = %why, stream, "following the primary's stream: retrying in 1 s");
@@ -141,6 +163,7 @@ async fn follow(
     consumer_name: &str,
     db: &Db,
     status: &ReplicaStatus,
+    member: bool,
 ) -> Result<(), Stop> {
     let stream = js.get_stream(stream_name).await.map_err(retry)?;
     let applied = db.read().sequence();
@@ -180,20 +203,29 @@ async fn follow(
     );
     let mut next = applied + 1;
     loop {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(BATCH)
-            .expires(Duration::from_millis(500))
-            .messages()
-            .await
-            .map_err(retry)?;
+        // What the stream holds now (answered at once, even when nothing)...
+        let mut batch = consumer.fetch().max_messages(BATCH).messages().await.map_err(retry)?;
         let mut messages = vec![];
         while let Some(m) = batch.next().await {
             messages.push(m.map_err(retry)?);
         }
+        if messages.is_empty() {
+            // ...else the next record, the moment it is stored (the server holds the
+            // request up to 500 ms): no polling loop, and no added lag.
+            let mut one = consumer
+                .batch()
+                .max_messages(1)
+                .expires(Duration::from_millis(500))
+                .messages()
+                .await
+                .map_err(retry)?;
+            while let Some(m) = one.next().await {
+                messages.push(m.map_err(retry)?);
+            }
+        }
         let Some(last) = messages.last() else {
             let last = stream.get_info().await.map_err(retry)?.state.last_sequence;
-            status.progress(next - 1, last);
+            status.progress(db.read().sequence().max(next - 1), last);
             continue;
         };
         let pending = last.info().map_err(retry)?.pending;
@@ -209,7 +241,9 @@ async fn follow(
                 )));
             }
             let id = m.message.headers.as_ref().and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID));
-            if id.map(|v| v.as_str()) != Some(seq.to_string().as_str()) {
+            // `<seq>` (a primary's) or `<seq>@<member>` (a cluster member's).
+            let id_seq = id.map(|v| v.as_str().split_once('@').map_or(v.as_str(), |(s, _)| s));
+            if id_seq != Some(seq.to_string().as_str()) {
                 return Err(Stop::Fatal(format!(
                     "stream sequence {seq} carries segd record {:?}: the stream was not written by one segd primary \
                      from its first record",
@@ -219,21 +253,27 @@ async fn follow(
             let mutation = record::decode_mutation(record::FORMAT, &m.message.payload).map_err(|e| {
                 Stop::Fatal(format!("record {seq} of stream '{stream_name}' does not decode: {e}"))
             })?;
-            let (tx, rx) = oneshot::channel();
-            db.submit(mutation, move |r| {
-                let _ = tx.send(r);
-            });
+            // Answers the sequence it was logged under here.
+            let (tx, rx) = oneshot::channel::<Result<u64, DbError>>();
+            if member {
+                db.submit_replicated(seq, m.message.payload.to_vec(), mutation, move |r| {
+                    let _ = tx.send(r.map(|()| seq));
+                });
+            } else {
+                db.submit(mutation, move |r| {
+                    let _ = tx.send(r.map(|c| c.sequence));
+                });
+            }
             waits.push((seq, rx));
             next += 1;
         }
         for (seq, rx) in waits {
             match rx.await {
-                Ok(Ok(c)) if c.sequence == seq => {}
-                Ok(Ok(c)) => {
+                Ok(Ok(logged)) if logged == seq => {}
+                Ok(Ok(logged)) => {
                     return Err(Stop::Fatal(format!(
-                        "record {seq} of the stream was logged here as sequence {}: this replica diverged",
-                        c.sequence
-                    )))
+                    "record {seq} of the stream was logged here as sequence {logged}: this replica diverged"
+                )))
                 }
                 Ok(Err(DbError::Closed)) | Err(_) => return Ok(()),
                 Ok(Err(e)) => {
@@ -245,6 +285,6 @@ async fn follow(
         }
         // Everything up to it is durable here: the consumer need not deliver it again.
         last.ack().await.map_err(retry)?;
-        status.progress(next - 1, next - 1 + pending);
+        status.progress(db.read().sequence().max(next - 1), next - 1 + pending);
     }
 }

@@ -1,8 +1,12 @@
-//! Replication over NATS JetStream (issue 15, first slice): a primary stores every commit
-//! group in a JetStream stream before acknowledging it ([`publish::JetStreamLog`], the
+//! Replication over NATS JetStream (issue 15): a primary stores every commit group in a
+//! JetStream stream before acknowledging it ([`publish::JetStreamLog`], the
 //! `crate::db::GroupSink` of `--replicate`), and read replicas apply that stream in order
-//! ([`follow::Follower`], `--replica-of`). The records are the local log's own
-//! (`persist::record`), one message per record, and the stream's sequence is segd's.
+//! ([`follow::Follower`], `--replica-of`). Or, with `--cluster`, every node is a member:
+//! it follows the stream like a replica and stores its own writes in it first
+//! ([`JetStreamLog::member`], the `crate::db::SharedLog` of `crate::db`'s cluster
+//! committer), so any node takes writes and no node's death stops them. The records are
+//! the local log's own (`persist::record`), one message per record, and the stream's
+//! sequence is segd's.
 //!
 //! Each side runs its NATS client on a small runtime of its own, so the committer (a plain
 //! thread) can wait for a publish acknowledgement, and neither depends on the server's
@@ -20,6 +24,9 @@ pub use publish::JetStreamLog;
 /// What the primary writes at the start of the stream's description, before its address.
 const PRIMARY_PREFIX: &str = "segd replicated log; primary ";
 
+/// The description of a cluster's shared log (`--cluster`: every member writes).
+const CLUSTER_DESCRIPTION: &str = "segd shared log of a cluster: every member writes";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicaError {
     #[error("NATS: {0}")]
@@ -35,10 +42,14 @@ fn subject_of(stream: &str) -> String {
     format!("segd.{stream}.log")
 }
 
+/// Connects to `url`: one server, or several separated by commas (the servers of a NATS
+/// cluster; the client also learns the others from the one it reaches, and moves to
+/// another when its server goes away).
 async fn connect(url: &str) -> Result<async_nats::Client, ReplicaError> {
+    let servers: Vec<&str> = url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
     async_nats::ConnectOptions::new()
         .name("segd")
-        .connect(url)
+        .connect(servers)
         .await
         .map_err(|e| ReplicaError::Nats(format!("connecting to {url}: {e}")))
 }

@@ -14,6 +14,15 @@
 //!
 //! And every acknowledgement is checked: stream name and stream sequence must equal the
 //! record's; anything else is an error that stops writes, never a silent divergence.
+//!
+//! A cluster member (`segd serve --cluster`, [`JetStreamLog::member`]) stores its writes
+//! the same way, as the shared log of `crate::db::SharedLog`, with two differences: the
+//! message id is `<sequence>@<member>` (two members' records for one sequence are never
+//! taken for duplicates of each other), and each record after the first of a group also
+//! carries `Nats-Expected-Last-Msg-Id: <its predecessor's id>`, so when another member's
+//! record takes the first one's place, the rest of the group is refused too instead of
+//! being stored behind it. A refusal for a wrong last sequence or message id is not an
+//! error there but [`PublishFailure::Behind`]: the member catches up and tries again.
 
 use std::time::{Duration, Instant};
 
@@ -22,19 +31,21 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, stream};
 
 use super::{block_on, subject_of, ReplicaError, Runtime};
-use crate::db::GroupSink;
+use crate::db::{GroupSink, PublishFailure, Published, SharedLog};
 use crate::persist::{record, Replay};
 
 /// Room left for headers below the server's `max_payload` (headers count against it).
 const HEADER_ROOM: usize = 1024;
 
-/// A JetStream stream as the primary's replicated log.
+/// A JetStream stream as the primary's replicated log, or a cluster member's shared log.
 pub struct JetStreamLog {
     rt: Runtime,
     js: jetstream::Context,
     stream: String,
     subject: String,
     max_payload: usize,
+    /// A cluster member's name (in its message ids); None for a primary.
+    member: Option<String>,
     /// How long a group is retried (a NATS server restarting, a leader election) before
     /// the committer gives up and stops writes.
     patience: Duration,
@@ -61,9 +72,36 @@ impl JetStreamLog {
         patience: Duration,
         snapshots: Option<std::path::PathBuf>,
     ) -> Result<JetStreamLog, ReplicaError> {
+        let description = format!("{}{primary}", super::PRIMARY_PREFIX);
+        JetStreamLog::open(url, stream, replicas, description, None, patience, snapshots)
+    }
+
+    /// A cluster member's shared log (`--cluster`): like [`JetStreamLog::connect`], but the
+    /// stream is described as a cluster's (a primary refuses it, and a member refuses a
+    /// primary's) and `member` (unique in the cluster) goes into the message ids.
+    pub fn member(
+        url: &str,
+        stream: &str,
+        replicas: usize,
+        member: &str,
+        patience: Duration,
+        snapshots: Option<std::path::PathBuf>,
+    ) -> Result<JetStreamLog, ReplicaError> {
+        let description = super::CLUSTER_DESCRIPTION.to_string();
+        JetStreamLog::open(url, stream, replicas, description, Some(member.to_string()), patience, snapshots)
+    }
+
+    fn open(
+        url: &str,
+        stream: &str,
+        replicas: usize,
+        description: String,
+        member: Option<String>,
+        patience: Duration,
+        snapshots: Option<std::path::PathBuf>,
+    ) -> Result<JetStreamLog, ReplicaError> {
         let rt = Runtime::new()?;
         let subject = subject_of(stream);
-        let description = format!("{}{primary}", super::PRIMARY_PREFIX);
         let (js, max_payload) = block_on(&rt, async {
             let client = super::connect(url).await?;
             let max_payload = client.server_info().max_payload;
@@ -89,6 +127,17 @@ impl JetStreamLog {
                     info.config.subjects
                 )));
             }
+            let cluster = info.config.description.as_deref() == Some(super::CLUSTER_DESCRIPTION);
+            if cluster != member.is_some() {
+                return Err(ReplicaError::Config(if cluster {
+                    format!("stream '{stream}' is a cluster's shared log (--cluster): a primary needs its own stream")
+                } else {
+                    format!(
+                        "stream '{stream}' is written by a primary (--replicate): cluster members need a stream of \
+                         their own"
+                    )
+                }));
+            }
             if info.config.description.as_deref() != Some(description.as_str()) {
                 let mut config = info.config.clone();
                 config.description = Some(description.clone());
@@ -103,7 +152,20 @@ impl JetStreamLog {
             let every = Duration::from_secs(1);
             rt.handle().spawn(super::snapshots::upload_loop(js.clone(), stream.to_string(), dir, every));
         }
-        Ok(JetStreamLog { rt, js, stream: stream.to_string(), subject, max_payload, patience })
+        Ok(JetStreamLog { rt, js, stream: stream.to_string(), subject, max_payload, member, patience })
+    }
+
+    /// The `Nats-Msg-Id` of record `seq`.
+    fn message_id(&self, seq: u64) -> String {
+        match &self.member {
+            None => seq.to_string(),
+            Some(m) => format!("{seq}@{m}"),
+        }
+    }
+
+    /// The stream's last sequence now.
+    pub fn stream_last(&self) -> Result<u64, ReplicaError> {
+        block_on(&self.rt, self.last_sequence()).map_err(ReplicaError::Nats)
     }
 
     async fn last_sequence(&self) -> Result<u64, String> {
@@ -115,14 +177,17 @@ impl JetStreamLog {
 
     /// Publishes `records` pipelined (each sent before the first acknowledgement is
     /// awaited); returns how many were confirmed, in order, and if not all, why the next
-    /// one was not and whether a retry may succeed.
-    async fn publish_from(&self, records: &[(u64, &[u8])]) -> (usize, Option<(bool, String)>) {
+    /// one was not.
+    async fn publish_from(&self, records: &[(u64, &[u8])]) -> (usize, Option<(Refusal, String)>) {
         let mut acks = Vec::with_capacity(records.len());
-        for &(seq, bytes) in records {
-            let msg = PublishMessage::build()
+        for (i, &(seq, bytes)) in records.iter().enumerate() {
+            let mut msg = PublishMessage::build()
                 .payload(bytes.to_vec().into())
-                .message_id(seq.to_string())
+                .message_id(self.message_id(seq))
                 .expected_last_sequence(seq - 1);
+            if self.member.is_some() && i > 0 {
+                msg = msg.expected_last_message_id(self.message_id(seq - 1));
+            }
             match self.js.send_publish(self.subject.clone(), msg).await {
                 Ok(ack) => acks.push(Pending::Sent(ack)),
                 Err(e) => {
@@ -148,7 +213,7 @@ impl JetStreamLog {
                     return (
                         confirmed,
                         Some((
-                            false,
+                            Refusal::Final,
                             format!(
                                 "record {seq} was stored as sequence {} of stream '{}' (expected {seq} of '{}'): \
                                  the stream and this node's log disagree",
@@ -158,7 +223,19 @@ impl JetStreamLog {
                     )
                 }
                 Err((kind, msg)) => {
-                    let retry = matches!(kind, PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::Other | PublishErrorKind::MaxAckPending);
+                    let refusal = match kind {
+                        // No responders (what the client reports as StreamNotFound) is
+                        // also what a clustered stream answers until its leader is elected.
+                        PublishErrorKind::TimedOut
+                        | PublishErrorKind::BrokenPipe
+                        | PublishErrorKind::Other
+                        | PublishErrorKind::MaxAckPending
+                        | PublishErrorKind::StreamNotFound => Refusal::Retry,
+                        PublishErrorKind::WrongLastSequence | PublishErrorKind::WrongLastMessageId => {
+                            Refusal::Behind
+                        }
+                        PublishErrorKind::MaxPayloadExceeded => Refusal::Final,
+                    };
                     let why = match kind {
                         PublishErrorKind::WrongLastSequence => format!(
                             "stream '{}' refused record {seq}: its last sequence is not {} (another writer, or \
@@ -168,7 +245,7 @@ impl JetStreamLog {
                         ),
                         _ => format!("publishing record {seq} to stream '{}': {msg}", self.stream),
                     };
-                    return (confirmed, Some((retry, why)));
+                    return (confirmed, Some((refusal, why)));
                 }
             }
         }
@@ -186,7 +263,7 @@ impl JetStreamLog {
             done += confirmed;
             match failed {
                 None => return Ok(()),
-                Some((true, why)) if start.elapsed() < self.patience => {
+                Some((Refusal::Retry, why)) if start.elapsed() < self.patience => {
                     tracing::warn!(error = %why, "retrying the publish");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(1));
@@ -195,6 +272,41 @@ impl JetStreamLog {
             }
         }
     }
+
+    /// A cluster member's publish: like [`JetStreamLog::publish_all`], but another
+    /// member's record in the way is [`PublishFailure::Behind`].
+    async fn publish_member(&self, records: &[(u64, &[u8])]) -> Published {
+        let start = Instant::now();
+        let mut done = 0;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let (confirmed, failed) = self.publish_from(&records[done..]).await;
+            done += confirmed;
+            let failure = match failed {
+                None => None,
+                Some((Refusal::Behind, _)) => Some(PublishFailure::Behind),
+                Some((Refusal::Retry, why)) if start.elapsed() < self.patience => {
+                    tracing::warn!(error = %why, "retrying the publish");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+                Some((Refusal::Retry | Refusal::Final, why)) => Some(PublishFailure::Failed(why)),
+            };
+            return Published { stored: done, failure };
+        }
+    }
+}
+
+/// Why a record was not stored.
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    /// Connection trouble, a timeout: a retry may store it.
+    Retry,
+    /// Another record is where it was to go (a wrong last sequence or message id).
+    Behind,
+    /// Anything else: no retry stores it.
+    Final,
 }
 
 /// A publish sent (its acknowledgement to come) or refused before it was sent.
@@ -258,5 +370,36 @@ impl GroupSink for JetStreamLog {
 
     fn append(&self, records: &[(u64, &[u8])]) -> Result<(), String> {
         block_on(&self.rt, self.publish_all(records))
+    }
+}
+
+impl SharedLog for JetStreamLog {
+    fn open(&self, last: u64) -> Result<(), String> {
+        block_on(&self.rt, async {
+            let stream_last = self.last_sequence().await?;
+            if stream_last < last {
+                return Err(format!(
+                    "stream '{}' ends at sequence {stream_last}, this data dir's log at {last}: it is not this \
+                     data dir's shared log (deleted and created again?). Start this member on an empty data dir \
+                     (it starts from the stream's newest snapshot), or give the cluster a new stream",
+                    self.stream
+                ));
+            }
+            Ok(())
+        })
+    }
+
+    fn max_record_bytes(&self) -> usize {
+        self.max_payload.saturating_sub(HEADER_ROOM)
+    }
+
+    fn publish(&self, after: u64, records: &[&[u8]]) -> Published {
+        let records: Vec<(u64, &[u8])> =
+            records.iter().enumerate().map(|(i, bytes)| (after + 1 + i as u64, *bytes)).collect();
+        block_on(&self.rt, self.publish_member(&records))
+    }
+
+    fn patience(&self) -> Duration {
+        self.patience
     }
 }

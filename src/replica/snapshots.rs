@@ -8,6 +8,13 @@
 //! the snapshot uploaded before it (one snapshot interval of margin for lagging replicas),
 //! and older snapshots' objects are deleted.
 //!
+//! In a cluster (`--cluster`) every member uploads its own snapshots the same way: a
+//! member never replaces `latest` by an older snapshot than the one it names, and trims
+//! the stream only below both its own previous upload and the `latest` it replaced, so
+//! the stream keeps every record after any snapshot `latest` has named since. (Members
+//! uploading within the same moment may still race on `latest`; at worst a new member
+//! then finds a gap behind it and stops, `segd_replica_stopped 1`, until restarted.)
+//!
 //! A replica whose data dir is empty downloads the snapshot `latest` names into its
 //! `snapshots/` dir and starts its log at S + 1 ([`crate::persist::wal::create_empty`]),
 //! then follows the stream from S + 1 like any replica.
@@ -96,6 +103,14 @@ async fn upload_newest(
     if uploaded.is_some_and(|u| u >= seq) {
         return Ok(None);
     }
+    // Another cluster member may have uploaded a newer one: `latest` never goes back.
+    let current = match read_object(bucket, LATEST).await {
+        Ok(text) => std::str::from_utf8(&text).ok().and_then(parse_latest).map(|(s, _)| s),
+        Err(_) => None,
+    };
+    if current.is_some_and(|c| c >= seq) {
+        return Ok(Some(seq));
+    }
     let mut names = vec![];
     for path in &files {
         // A snapshot replaced meanwhile may be gone: the next round uploads the newer one.
@@ -110,7 +125,7 @@ async fn upload_newest(
     let latest = format!("{seq}\n{}", names.join("\n"));
     bucket.put(LATEST, &mut latest.as_bytes()).await.map_err(|e| format!("uploading '{LATEST}': {e}"))?;
     tracing::info!(sequence = seq, bucket = bucket_name(stream_name), "snapshot uploaded");
-    if let Some(prev) = uploaded {
+    if let Some(prev) = uploaded.map(|u| current.map_or(u, |c| c.min(u))) {
         // Records up to the previous snapshot are no longer needed by a new replica.
         let s = js.get_stream(stream_name).await.map_err(|e| e.to_string())?;
         let purged = s.purge().sequence(prev + 1).await.map_err(|e| format!("trimming the stream: {e}"))?;

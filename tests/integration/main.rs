@@ -3,6 +3,7 @@
 mod achieve;
 mod boundary;
 mod cli;
+mod cluster;
 mod common;
 mod decide;
 mod decide_blast;

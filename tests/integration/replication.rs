@@ -28,15 +28,15 @@ use segd::grpc::pb::{
 };
 use segd::query::{sql, Limits};
 
-const ROWS: usize = 3_000;
+pub(super) const ROWS: usize = 3_000;
 /// Markers written into `loyalty_points`: far above the demo's values.
-const MARK: i64 = 500_000_000;
+pub(super) const MARK: i64 = 500_000_000;
 
-type Segs = SegmentServiceClient<Channel>;
-type Custs = CustomerServiceClient<Channel>;
+pub(super) type Segs = SegmentServiceClient<Channel>;
+pub(super) type Custs = CustomerServiceClient<Channel>;
 
 /// nats-server, or None (with a note) when it is absent outside CI.
-fn nats_server_bin() -> Option<PathBuf> {
+pub(super) fn nats_server_bin() -> Option<PathBuf> {
     let found = std::env::var_os("SEGD_NATS_SERVER").map(PathBuf::from).or_else(|| {
         let path = std::env::var_os("PATH").unwrap_or_default();
         std::env::split_paths(&path)
@@ -58,23 +58,23 @@ fn nats_server_bin() -> Option<PathBuf> {
     found
 }
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A child process killed (SIGKILL) when dropped.
-struct Proc {
-    child: Child,
-    log: PathBuf,
+pub(super) struct Proc {
+    pub(super) child: Child,
+    pub(super) log: PathBuf,
 }
 
 impl Proc {
-    fn kill9(&mut self) {
+    pub(super) fn kill9(&mut self) {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reaped");
     }
 
-    fn log_text(&self) -> String {
+    pub(super) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -87,18 +87,18 @@ impl Drop for Proc {
 }
 
 /// A JetStream-enabled nats-server on a free port with its own store dir.
-struct Nats {
-    proc: Proc,
-    url: String,
-    port: u16,
+pub(super) struct Nats {
+    pub(super) proc: Proc,
+    pub(super) url: String,
+    pub(super) port: u16,
 }
 
-fn start_nats(bin: &Path, dir: &Path) -> Nats {
+pub(super) fn start_nats(bin: &Path, dir: &Path) -> Nats {
     start_nats_on(bin, dir, free_port(), "nats")
 }
 
 /// nats-server on `port` with its store in `dir/js` (the same after a restart).
-fn start_nats_on(bin: &Path, dir: &Path, port: u16, name: &str) -> Nats {
+pub(super) fn start_nats_on(bin: &Path, dir: &Path, port: u16, name: &str) -> Nats {
     let log = dir.join(format!("{name}.log"));
     let child = Command::new(bin)
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
@@ -118,14 +118,14 @@ fn start_nats_on(bin: &Path, dir: &Path, port: u16, name: &str) -> Nats {
 }
 
 /// A segd node: its process, gRPC address and metrics address.
-struct Node {
-    proc: Proc,
-    addr: SocketAddr,
-    metrics: SocketAddr,
+pub(super) struct Node {
+    pub(super) proc: Proc,
+    pub(super) addr: SocketAddr,
+    pub(super) metrics: SocketAddr,
 }
 
 /// `segd serve --demo ROWS` on `data_dir` with `role` (the replication flags).
-fn spawn_segd(data_dir: &Path, role: &[&str], name: &str) -> Node {
+pub(super) fn spawn_segd(data_dir: &Path, role: &[&str], name: &str) -> Node {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let log = data_dir.with_extension(format!("{name}.log"));
@@ -144,7 +144,7 @@ fn spawn_segd(data_dir: &Path, role: &[&str], name: &str) -> Node {
     Node { proc: Proc { child, log }, addr, metrics }
 }
 
-async fn connect(node: &mut Node) -> (Segs, Custs) {
+pub(super) async fn connect(node: &mut Node) -> (Segs, Custs) {
     let t = Instant::now();
     loop {
         if let Ok(ch) = Channel::from_shared(format!("http://{}", node.addr)).unwrap().connect().await {
@@ -162,7 +162,7 @@ async fn connect(node: &mut Node) -> (Segs, Custs) {
 }
 
 /// One gauge from the node's `/metrics` (plain HTTP/1.0 over a socket).
-fn metric(node: &Node, name: &str) -> Option<u64> {
+pub(super) fn metric(node: &Node, name: &str) -> Option<u64> {
     let mut s = std::net::TcpStream::connect(node.metrics).ok()?;
     s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
     let mut text = String::new();
@@ -171,11 +171,11 @@ fn metric(node: &Node, name: &str) -> Option<u64> {
 }
 
 /// The demo table as `serve --demo ROWS` imports it.
-fn demo() -> Vec<RecordBatch> {
+pub(super) fn demo() -> Vec<RecordBatch> {
     segd::gen::generate(ROWS, segd::gen::DEFAULT_SEED)
 }
 
-fn demo_ids(batches: &[RecordBatch]) -> Vec<u64> {
+pub(super) fn demo_ids(batches: &[RecordBatch]) -> Vec<u64> {
     batches
         .iter()
         .flat_map(|b| {
@@ -187,18 +187,18 @@ fn demo_ids(batches: &[RecordBatch]) -> Vec<u64> {
 
 /// The test's model of the writes: each written customer's marker, and deleted ids.
 #[derive(Default)]
-struct Model {
-    marker: BTreeMap<u64, i64>,
-    deleted: BTreeSet<u64>,
+pub(super) struct Model {
+    pub(super) marker: BTreeMap<u64, i64>,
+    pub(super) deleted: BTreeSet<u64>,
     /// The last sequence a write was acknowledged with.
-    last_seq: u64,
+    pub(super) last_seq: u64,
 }
 
 impl Model {
     /// The oracle for a segment that does not read `loyalty_points`: demo rows that match,
     /// row by row, less the deleted ones (customers created by the test have NULLs there
     /// and never match the texts used).
-    fn count_demo(&self, batches: &[RecordBatch], text: &str) -> u64 {
+    pub(super) fn count_demo(&self, batches: &[RecordBatch], text: &str) -> u64 {
         let e = sql::parse(text, &Limits::default()).unwrap();
         let mut n = 0;
         for b in batches {
@@ -215,18 +215,18 @@ impl Model {
     }
 
     /// Customers (not deleted) whose marker is at least `m`.
-    fn marked_from(&self, m: i64) -> u64 {
+    pub(super) fn marked_from(&self, m: i64) -> u64 {
         self.marker.iter().filter(|(id, &v)| v >= m && !self.deleted.contains(id)).count() as u64
     }
 }
 
-fn customer(id: u64, points: i64) -> pb::Customer {
+pub(super) fn customer(id: u64, points: i64) -> pb::Customer {
     let v = pb::customer::Value { kind: Some(pb::customer::value::Kind::IntValue(points)) };
     pb::Customer { customer_id: id, attributes: [("loyalty_points".to_string(), v)].into_iter().collect() }
 }
 
 /// Upserts `ids` with marker `MARK + g` on the primary and records it in the model.
-async fn write_batch(c: &mut Custs, model: &mut Model, g: i64, ids: &[u64]) {
+pub(super) async fn write_batch(c: &mut Custs, model: &mut Model, g: i64, ids: &[u64]) {
     let req =
         pb::UpsertCustomersRequest { customers: ids.iter().map(|&id| customer(id, MARK + g)).collect() };
     let r = c.upsert_customers(req).await.expect("the primary takes the write").into_inner();
@@ -237,13 +237,13 @@ async fn write_batch(c: &mut Custs, model: &mut Model, g: i64, ids: &[u64]) {
     model.last_seq = model.last_seq.max(r.sequence);
 }
 
-async fn count(s: &mut Segs, text: &str) -> u64 {
+pub(super) async fn count(s: &mut Segs, text: &str) -> u64 {
     let seg = Some(pb::count_segment_request::Segment::Where(text.into()));
     s.count_segment(pb::CountSegmentRequest { segment: seg }).await.expect("counts").into_inner().count
 }
 
 /// Waits until the replica reports `seq` applied (its metric), then returns.
-async fn caught_up(node: &Node, seq: u64) {
+pub(super) async fn caught_up(node: &Node, seq: u64) {
     let t = Instant::now();
     loop {
         let applied = metric(node, "segd_replica_applied_sequence");
@@ -261,7 +261,7 @@ async fn caught_up(node: &Node, seq: u64) {
 
 /// What every node must answer like the oracle (not over `tier` or `level`: the demo program
 /// owns them, so they are not the generated table's values the oracle reads).
-const TEXTS: [&str; 4] = [
+pub(super) const TEXTS: [&str; 4] = [
     "age < 30 AND email_opt_in",
     "country IN ('DE', 'AT') OR income_band = 'high'",
     "NOT push_opt_in",
@@ -269,7 +269,7 @@ const TEXTS: [&str; 4] = [
 ];
 
 /// The replica answers like the primary and like the oracle, segment by segment.
-async fn same_answers(
+pub(super) async fn same_answers(
     primary: &mut Segs,
     replica: &mut Segs,
     model: &Model,
@@ -294,7 +294,7 @@ async fn same_answers(
     }
 }
 
-fn demo_has(batches: &[RecordBatch], id: u64) -> bool {
+pub(super) fn demo_has(batches: &[RecordBatch], id: u64) -> bool {
     demo_ids(batches).contains(&id)
 }
 
