@@ -43,7 +43,10 @@ pub async fn gamification_state(
     State(app): State<App>,
     Path(id): Path<String>,
 ) -> Answer<pb::GamificationState> {
-    Ok(Pb(state_pb(app.gamification_state(customer_id(&id)?)?)))
+    let id = customer_id(&id)?;
+    let mut state = state_pb(app.gamification_state(id)?);
+    state.leaderboards = crate::grpc::leaderboard::ranks_pb(app.board_ranks(id)?);
+    Ok(Pb(state))
 }
 
 /// `GET /v1/customers/{id}/ledger?wallet=W&afterSeq=N&limit=N` (the request's other

@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use segd::engine::Mutation;
-use segd::gamify::program::DEMO_PROGRAM;
 use segd::gamify::{Change, Event, Grant, Program, PropValue, Spend};
 use segd::persist::record::{decode_mutation, encode_mutation, FORMAT};
 
@@ -23,6 +22,10 @@ fn path() -> PathBuf {
 const T0: i64 = 1_768_046_400_000;
 
 /// One of each change kind, with every property value kind and edge values.
+/// The program the fixture's first record was written with (the demo program of that
+/// day, pinned: the demo program itself grows with new sections).
+const GOLDEN_PROGRAM: &str = include_str!("../fixtures/golden/v2-gamify/program.json");
+
 fn golden() -> Vec<Mutation> {
     let event = |id: &str, customer_id: u64, kind: &str, props: Vec<(&str, PropValue)>| Event {
         event_id: id.into(),
@@ -34,7 +37,7 @@ fn golden() -> Vec<Mutation> {
     let g = |c: Change| Mutation::Gamify(c);
     vec![
         g(Change::PutProgram {
-            program: Arc::new(Program::from_json(DEMO_PROGRAM).unwrap()),
+            program: Arc::new(Program::from_json(GOLDEN_PROGRAM).unwrap()),
             effective_ms: T0,
         }),
         g(Change::RecordEvents {
