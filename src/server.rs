@@ -135,9 +135,10 @@ impl Server {
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         };
         health.set_serving::<CustomerServiceServer<CustomerSvc>>().await;
+        let mut ticker = None;
         if let Some(db) = self.db() {
             // Expiry, pending windows and downgrades happen through logged ticks.
-            self.ctx.app.spawn_ticker(self.ctx.app.config().tick_every);
+            ticker = Some(self.ctx.app.spawn_ticker(self.ctx.app.config().tick_every));
             // A failed apply stops writes for good (until a restart): stop advertising.
             let (mut fault, health) = (db.health(), health.clone());
             tokio::spawn(async move {
@@ -188,7 +189,7 @@ impl Server {
             builder = builder.tls_config(tls.grpc())?;
         }
         // One layer around every service (health calls pass without the token).
-        builder
+        let served = builder
             .layer(crate::security::grpc_layer(self.security.token.clone()))
             .add_service(health_svc)
             .add_service(reflection().build_v1()?)
@@ -220,7 +221,17 @@ impl Server {
                 crate::grpc::replica::ReplicaSvc(self.ctx.clone()),
             ))
             .serve_with_incoming_shutdown(incoming, shutdown)
-            .await?;
+            .await;
+        // The ticker holds the database: once serve returns, a caller may drop its handle
+        // and reopen the data dir, so the ticker must be gone by then (after a transport
+        // error the app is not closing, so it is stopped instead).
+        if let Some(t) = ticker {
+            if served.is_err() {
+                t.abort();
+            }
+            let _ = t.await;
+        }
+        served?;
         tracing::info!("stopped");
         Ok(())
     }

@@ -262,7 +262,9 @@ pub const TICK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 impl App {
     /// Runs the gamification clock on the current tokio runtime until the app closes:
     /// every `every`, a logged tick at the wall clock when something is due by then.
-    pub fn spawn_ticker(&self, every: std::time::Duration) {
+    /// The handle ends once the app closes: awaiting it means the ticker no longer holds
+    /// the database (and with it the data dir's lock).
+    pub fn spawn_ticker(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
         let app = self.clone();
         tokio::spawn(async move {
             let mut closing = app.closing();
@@ -277,6 +279,6 @@ impl App {
                     tracing::warn!(error = %e, "gamification tick failed");
                 }
             }
-        });
+        })
     }
 }
