@@ -18,14 +18,14 @@ use super::service::Ctx;
 pub struct LeaderboardSvc(pub Arc<Ctx>);
 
 /// Unset: everyone; set: its segment oneof must be too.
-fn scope(s: Option<pb::Segment>) -> Result<BoardScope, AppError> {
+pub(crate) fn scope(s: Option<pb::Segment>) -> Result<BoardScope, AppError> {
     match s {
         None => Ok(BoardScope::Everyone),
         Some(pb::Segment { segment }) => Ok(BoardScope::Segment(super::convert::segment_ref(segment)?)),
     }
 }
 
-fn period(previous: u32) -> PeriodSel {
+pub(crate) fn period(previous: u32) -> PeriodSel {
     match previous {
         0 => PeriodSel::Current,
         n => PeriodSel::Previous(n),
@@ -43,7 +43,7 @@ fn entry_pb(e: BoardEntry) -> pb::BoardEntry {
     pb::BoardEntry { rank, customer_id, score, value, reached_at_ms }
 }
 
-fn page_pb(p: BoardPage) -> pb::LeaderboardResponse {
+pub(crate) fn page_pb(p: BoardPage) -> pb::LeaderboardResponse {
     let BoardPage { board, name, period, entries, count } = p;
     pb::LeaderboardResponse {
         board,

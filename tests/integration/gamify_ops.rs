@@ -457,6 +457,54 @@ async fn gamification_over_http() {
     let put = ok(http(addr, "POST", "/v1/program", &json!({"programJson": program}).to_string()).await);
     assert!(put["sequence"].as_str().is_some(), "{put}");
 
+    // Leaderboards: c's one purchase of 600 € and d's of 100 € earn a point per euro (the
+    // grant is not an event, so it does not count on the points board).
+    let d = ids()[22];
+    let events = json!({"events": [{"eventId": "h2", "customerId": d.to_string(), "type": "purchase",
+        "occurredAtMs": (now - 1000).to_string(), "properties": {"amount_eur": {"doubleValue": 100}}}]});
+    ok(http(addr, "POST", "/v1/events:record", &events.to_string()).await);
+    let entry = |b: &serde_json::Value| {
+        (b["customerId"].as_str().unwrap().parse::<u64>().unwrap(), b["rank"].clone(), b["score"].clone())
+    };
+    let top = ok(http(addr, "POST", "/v1/leaderboards:top", r#"{"board": "points_week"}"#).await);
+    let got: Vec<_> = top["entries"].as_array().unwrap().iter().map(entry).collect();
+    assert_eq!(got, [(c, json!("1"), json!("600")), (d, json!("2"), json!("100"))], "{top}");
+    assert_eq!(top["count"], "2");
+    let around = json!({"board": "points_week", "customerId": d.to_string(), "k": 1}).to_string();
+    let around = ok(http(addr, "POST", "/v1/leaderboards:aroundMe", &around).await);
+    assert_eq!(around["entries"], top["entries"], "{around}");
+    let rank = json!({"board": "points_week", "customerId": d.to_string()}).to_string();
+    let rank = ok(http(addr, "POST", "/v1/leaderboards:rankOf", &rank).await);
+    assert_eq!(
+        (rank["ranked"].clone(), entry(&rank["entry"]), rank["count"].clone()),
+        (json!(true), (d, json!("2"), json!("100")), json!("2"))
+    );
+    // Scoped to customers with 300 lifetime points or more: c (640) only.
+    let scoped = json!({"board": "points_week", "scope": {"where": "lifetime_points >= 300"}, "customerId": d.to_string()});
+    let scoped = ok(http(addr, "POST", "/v1/leaderboards:rankOf", &scoped.to_string()).await);
+    assert_eq!((scoped["ranked"].clone(), scoped["count"].clone()), (json!(false), json!("1")), "{scoped}");
+    let (status, e) = http(addr, "POST", "/v1/leaderboards:top", r#"{"board": "nope"}"#).await;
+    assert_eq!((status, e["code"].as_str()), (404, Some("NOT_FOUND")), "{e}");
+    let (status, e) = http(
+        addr,
+        "POST",
+        "/v1/leaderboards:top",
+        r#"{"board": "points_week", "scope": {"where": "age >>> 1"}}"#,
+    )
+    .await;
+    assert_eq!((status, e["code"].as_str()), (400, Some("INVALID_ARGUMENT")), "{e}");
+
+    // Opting in to the demo's opt-in challenge, twice: the second is already joined.
+    let join = json!({"customerId": c.to_string(), "challenge": "books_month"}).to_string();
+    assert_eq!(ok(http(addr, "POST", "/v1/challenges:join", &join).await)["alreadyJoined"], false);
+    assert_eq!(ok(http(addr, "POST", "/v1/challenges:join", &join).await)["alreadyJoined"], true);
+    let unknown = json!({"customerId": c.to_string(), "challenge": "nope"}).to_string();
+    let (status, e) = http(addr, "POST", "/v1/challenges:join", &unknown).await;
+    assert_eq!((status, e["code"].as_str()), (400, Some("INVALID_ARGUMENT")), "{e}");
+    let s = ok(http(addr, "GET", &format!("/v1/customers/{c}/gamification"), "").await);
+    let books = s["challenges"].as_array().unwrap().iter().find(|x| x["challenge"] == "books_month").unwrap();
+    assert_eq!(books["joined"], true, "{s}");
+
     let _ = stop_http.send(());
     served.await.unwrap().unwrap();
     stop(r, false).await;
