@@ -390,6 +390,22 @@ impl Collector for AppFigures {
             let g = ConstGauge::new(v as i64);
             g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
         }
+        // Per column: which attributes cost what (values and index), e.g. a program's
+        // derived columns, at scrape time.
+        {
+            let mut family = encoder.encode_descriptor(
+                "segd_memory_column_bytes",
+                "Bytes held by one attribute column: its values, or its index and NULL bitmap.",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for c in &m.per_column {
+                for (part, v) in [("values", c.values), ("index", c.index)] {
+                    let labels = [("column", c.name.as_str()), ("part", part)];
+                    ConstGauge::new(v as i64).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
         if let Some(r) = &self.0.config().replica {
             let gauges: [(&str, &str, u64); 4] = [
                 (

@@ -156,23 +156,43 @@ impl Dataset {
             + self.columns.iter().filter_map(|c| c.dict()).map(|d| d.len() as u64).sum::<u64>()
     }
 
-    /// Bytes held by columns, indexes and the id map.
+    /// Bytes held by columns, indexes and the id map, in total and per column (what an
+    /// operator needs to see which attribute costs what, e.g. a program's derived ones).
     pub fn memory(&self) -> MemoryReport {
+        let per_column: Vec<ColumnMemory> = (0..self.columns.len())
+            .map(|ci| ColumnMemory {
+                name: self.columns[ci].name.clone(),
+                values: self.columns[ci].heap_bytes(),
+                index: self.indexes[ci].heap_bytes()
+                    + self.nulls[ci].as_ref().map_or(0, Postings::heap_bytes),
+            })
+            .collect();
         MemoryReport {
-            columns: self.columns.iter().map(|c| c.heap_bytes()).sum(),
-            indexes: self.indexes.iter().map(|i| i.heap_bytes()).sum::<usize>()
-                + self.nulls.iter().flatten().map(Postings::heap_bytes).sum::<usize>()
-                + self.live.heap_bytes(),
+            columns: per_column.iter().map(|c| c.values).sum(),
+            indexes: per_column.iter().map(|c| c.index).sum::<usize>() + self.live.heap_bytes(),
             ids: self.ids.heap_bytes(),
+            per_column,
         }
     }
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct MemoryReport {
     pub columns: usize,
+    /// Every column's index and NULL bitmap, and the bitmap of rows holding a customer.
     pub indexes: usize,
     pub ids: usize,
+    pub per_column: Vec<ColumnMemory>,
+}
+
+/// One column's share of [`MemoryReport`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ColumnMemory {
+    pub name: String,
+    /// The values (Arrow chunks, dictionaries).
+    pub values: usize,
+    /// Its index and NULL bitmap.
+    pub index: usize,
 }
 
 fn names(columns: &[Column]) -> String {

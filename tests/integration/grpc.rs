@@ -462,6 +462,21 @@ async fn metrics_endpoint_reports_calls_and_memory() {
     ] {
         assert!(body.contains(needle), "metrics lack {needle}");
     }
+    // Per column: one values and one index line for every column of the table, the values
+    // adding up to the columns' total.
+    let gauge = |line: &str| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap();
+    let total = body.lines().find(|l| l.starts_with("segd_memory_columns_bytes ")).map(gauge).unwrap();
+    let values: Vec<&str> = body
+        .lines()
+        .filter(|l| l.starts_with("segd_memory_column_bytes{") && l.contains("part=\"values\""))
+        .collect();
+    let index = body
+        .lines()
+        .filter(|l| l.starts_with("segd_memory_column_bytes{") && l.contains("part=\"index\""))
+        .count();
+    assert_eq!((values.len(), index), (segd::gen::schema().fields().len(), values.len()), "{body}");
+    assert!(values.iter().any(|l| l.contains("column=\"age\"")), "{body}");
+    assert_eq!(values.iter().map(|l| gauge(l)).sum::<u64>(), total);
     stop.send(()).unwrap();
     task.await.unwrap();
 }
