@@ -25,34 +25,59 @@ pub struct Transitions {
     pub levels: BTreeMap<(u32, u32), u64>,
 }
 
-/// One customer's tier index and level under the new program.
-fn next_of(state: &GamifyState, old: &Program, new: &Program, keys_new: &Keys, c: &Customer) -> (usize, u32) {
-    let held = new.tier_index(&old.spec.tiers.tiers[c.tier as usize].name);
-    let manual = c.manual_tier.and_then(|m| new.tier_index(&old.spec.tiers.tiers[m as usize].name));
-    let m = &new.spec.measures[new.tier_measure];
-    let value = c
-        .measure(keys_new.measures[new.tier_measure])
-        .map_or(0, |b| b.sum(today(new.tz, state.clock_ms()), m.window_days));
-    let lifetime = c.wallet(keys_new.wallets[0]).map_or(0, |w| w.lifetime());
-    (retier(new, held, manual, value), level_of(&new.spec.levels.thresholds, lifetime).0)
+/// What every customer's re-evaluation shares: computed once per program change (the
+/// time zone's "today" and the tier names' mapping cost more than the rest of a customer).
+struct Retier<'a> {
+    new: &'a Program,
+    /// Old tier index -> the same name's index in the new program.
+    same_name: Vec<Option<usize>>,
+    today: i32,
+    measure: u16,
+    wallet: u16,
+}
+
+impl<'a> Retier<'a> {
+    fn new(state: &GamifyState, old: &Program, new: &'a Program, keys_new: &Keys) -> Self {
+        Retier {
+            new,
+            same_name: old.spec.tiers.tiers.iter().map(|t| new.tier_index(&t.name)).collect(),
+            today: today(new.tz, state.clock_ms()),
+            measure: keys_new.measures[new.tier_measure],
+            wallet: keys_new.wallets[0],
+        }
+    }
+
+    /// One customer's tier index and level under the new program.
+    fn next_of(&self, c: &Customer) -> (usize, u32) {
+        let new = self.new;
+        let held = self.same_name[c.tier as usize];
+        let manual = c.manual_tier.and_then(|m| self.same_name[m as usize]);
+        let window = new.spec.measures[new.tier_measure].window_days;
+        let value = c.measure(self.measure).map_or(0, |b| b.sum(self.today, window));
+        let lifetime = c.wallet(self.wallet).map_or(0, |w| w.lifetime());
+        (retier(new, held, manual, value), level_of(&new.spec.levels.thresholds, lifetime).0)
+    }
 }
 
 impl GamifyState {
     /// Checks that `new` can replace `old` on this state: no customer holds a manual tier
     /// the new program drops, and no wallet with points left is dropped.
     pub fn check_program_change(&self, old: &Program, new: &Program) -> Result<(), GamifyError> {
+        // Names are looked up once per tier and per interned name, not per customer.
+        let dropped_tier: Vec<bool> =
+            old.spec.tiers.tiers.iter().map(|t| new.tier_index(&t.name).is_none()).collect();
+        let dropped_wallet: Vec<bool> = self.names.iter().map(|n| new.wallet_index(n).is_none()).collect();
         for (id, c) in self.customers() {
-            if let Some(m) = c.manual_tier {
+            if let Some(m) = c.manual_tier.filter(|&m| dropped_tier[m as usize]) {
                 let name = &old.spec.tiers.tiers[m as usize].name;
-                if new.tier_index(name).is_none() {
-                    return Err(GamifyError::ProgramChange(format!(
-                        "drops tier '{name}', which customer {id} holds as a manual tier"
-                    )));
-                }
+                return Err(GamifyError::ProgramChange(format!(
+                    "drops tier '{name}', which customer {id} holds as a manual tier"
+                )));
             }
             for (k, w) in &c.wallets {
-                let name = self.name(*k);
-                if new.wallet_index(name).is_none() && w.available() + w.pending() > 0 {
+                if dropped_wallet.get(*k as usize).copied().unwrap_or(true) && w.available() + w.pending() > 0
+                {
+                    let name = self.name(*k);
                     return Err(GamifyError::ProgramChange(format!(
                         "drops wallet '{name}', where customer {id} holds points"
                     )));
@@ -63,16 +88,44 @@ impl GamifyState {
     }
 
     /// Exact tier → tier and level → level counts if `new` replaced `old` now.
+    ///
+    /// A marketer tries thresholds one after another, so this runs on every core and
+    /// counts by tier index (names are compared once per tier, not once per customer).
     pub fn preview(&self, old: &Program, new: &Program) -> Result<Transitions, GamifyError> {
+        use rayon::prelude::*;
         self.check_program_change(old, new)?;
         let keys = self.lookup_keys(new);
-        let mut t = Transitions::default();
-        for (_, c) in self.customers() {
-            let (tier, level) = next_of(self, old, new, &keys, c);
+        let retier = Retier::new(self, old, new, &keys);
+        let (n_old, n_new) = (old.spec.tiers.tiers.len(), new.spec.tiers.tiers.len());
+        let customers: Vec<&Customer> = self.customers.values().collect();
+        let counted = customers
+            .par_chunks(4096)
+            .map(|part| {
+                let mut tiers = vec![0u64; n_old * n_new];
+                let mut levels: BTreeMap<(u32, u32), u64> = BTreeMap::new();
+                for &c in part {
+                    let (tier, level) = retier.next_of(c);
+                    tiers[c.tier as usize * n_new + tier] += 1;
+                    *levels.entry((c.level, level)).or_default() += 1;
+                }
+                (tiers, levels)
+            })
+            .reduce(
+                || (vec![0u64; n_old * n_new], BTreeMap::new()),
+                |(mut ta, mut la), (tb, lb)| {
+                    ta.iter_mut().zip(tb).for_each(|(a, b)| *a += b);
+                    for (k, v) in lb {
+                        *la.entry(k).or_default() += v;
+                    }
+                    (ta, la)
+                },
+            );
+        let (tiers, levels) = counted;
+        let mut t = Transitions { tiers: BTreeMap::new(), levels };
+        for (i, &n) in tiers.iter().enumerate().filter(|(_, &n)| n > 0) {
             let names =
-                (old.spec.tiers.tiers[c.tier as usize].name.clone(), new.spec.tiers.tiers[tier].name.clone());
-            *t.tiers.entry(names).or_default() += 1;
-            *t.levels.entry((c.level, level)).or_default() += 1;
+                (old.spec.tiers.tiers[i / n_new].name.clone(), new.spec.tiers.tiers[i % n_new].name.clone());
+            *t.tiers.entry(names).or_default() += n;
         }
         Ok(t)
     }
@@ -92,10 +145,11 @@ impl GamifyState {
         let old_keys = self.lookup_keys(old);
         let ids: Vec<u64> = self.customers.keys().copied().collect();
         let mut out = Applied::default();
+        let retier = Retier::new(self, old, new, &keys);
         for id in ids {
             let Some(c) = self.customers.get(&id) else { continue };
             let before = self.attrs_of(old, &old_keys, c);
-            let (tier, level) = next_of(self, old, new, &keys, c);
+            let (tier, level) = retier.next_of(c);
             let from = old.spec.tiers.tiers[c.tier as usize].name.clone();
             let manual = c.manual_tier.and_then(|m| new.tier_index(&old.spec.tiers.tiers[m as usize].name));
             let Some(c) = self.customers.get_mut(&id) else { continue };

@@ -569,3 +569,44 @@ fn structure_sizes_are_what_the_doc_says() {
     assert_eq!(size_of::<rules::CapUse>(), 16);
     assert_eq!(size_of::<(u16, i64)>(), 16);
 }
+
+#[test]
+fn preview_over_many_customers_counts_what_apply_does() {
+    // More customers than one of the preview's parallel parts, so the parts' counts are
+    // added up; apply_program on a copy is the oracle.
+    let p = Program::demo();
+    let mut st = GamifyState::new();
+    let t = ms("2026-03-02T10:00:00Z");
+    let n = 10_000u64;
+    let mut f = MapFacts::default();
+    for id in 1..=n {
+        f.customers.insert(id, BTreeMap::from([("country".to_string(), Value::Str("DE".into()))]));
+    }
+    let buys: Vec<Event> = (1..=n).map(|id| buy(&format!("m{id}"), id, t, (id * 37 % 1500) as f64)).collect();
+    for part in buys.chunks(1000) {
+        st.apply_events(&p, part, &f, t).unwrap();
+    }
+    let mut s = spec();
+    s.tiers.tiers[2].min = 600.0;
+    s.tiers.tiers[3].min = 900.0;
+    s.levels.thresholds = vec![0, 300, 700, 1200];
+    let new = Program::new(s).unwrap();
+    let m = st.preview(&p, &new).unwrap();
+    let before: Vec<(String, u32)> = (1..=n)
+        .map(|id| {
+            let c = st.customer(id).unwrap();
+            (p.spec.tiers.tiers[c.tier as usize].name.clone(), c.level)
+        })
+        .collect();
+    let mut after = st.clone();
+    after.apply_program(&p, &new, t + 1).unwrap();
+    let (mut tiers, mut levels) = (BTreeMap::new(), BTreeMap::new());
+    for (id, (tier, level)) in (1..=n).zip(before) {
+        let c = after.customer(id).unwrap();
+        *tiers.entry((tier, new.spec.tiers.tiers[c.tier as usize].name.clone())).or_insert(0u64) += 1;
+        *levels.entry((level, c.level)).or_insert(0u64) += 1;
+    }
+    assert_eq!(m.tiers, tiers);
+    assert_eq!(m.levels, levels);
+    assert_eq!(m.tiers.values().sum::<u64>(), n);
+}
