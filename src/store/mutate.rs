@@ -531,16 +531,33 @@ fn apply_column(mut cm: ColumnMut<'_>, mut cells: Vec<(u32, CellValue)>, old_row
             None => last.push((r, CellValue::Null)),
         }
     }
-    for (row, v) in &last {
-        let old = ((*row as usize) < old_rows).then(|| cell_of(cm.col, *row));
-        cm.reindex(*row, old.as_ref(), v);
+    // A cell written with the value it holds changes neither the index nor its chunk: most
+    // of an event's derived attributes (tier, level, badges, ...) keep their values, and a
+    // chunk no cell changed is not rebuilt.
+    let mut changed: Vec<(u32, CellValue)> = Vec::with_capacity(last.len());
+    for (row, v) in last {
+        let old = ((row as usize) < old_rows).then(|| cell_of(cm.col, row));
+        if old.as_ref().is_some_and(|o| same_cell(o, &v)) {
+            continue;
+        }
+        cm.reindex(row, old.as_ref(), &v);
+        changed.push((row, v));
     }
     let mut groups = vec![];
-    for part in last.chunk_by(|a, b| a.0 >> 16 == b.0 >> 16) {
+    for part in changed.chunk_by(|a, b| a.0 >> 16 == b.0 >> 16) {
         let c = (part[0].0 >> 16) as usize;
         let cells: BTreeMap<usize, CellValue> =
             part.iter().map(|(r, v)| ((*r & 0xffff) as usize, v.clone())).collect();
         groups.push((c, (rows - c * CHUNK_ROWS).min(CHUNK_ROWS), cells));
     }
     cm.rebuild_chunks(groups);
+}
+
+/// Whether a cell holding `old` already holds `new`, bit for bit (`-0.0` is not `0.0`: a
+/// written value must read back exactly).
+fn same_cell(old: &CellValue, new: &CellValue) -> bool {
+    match (old, new) {
+        (CellValue::Float(a), CellValue::Float(b)) => a.to_bits() == b.to_bits(),
+        _ => old == new,
+    }
 }
