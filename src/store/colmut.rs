@@ -1,21 +1,29 @@
 //! Applying changes to one column: its cells, its index and its NULL bitmap, borrowed
 //! together so that a batch's columns can be applied in parallel (they share nothing).
 //!
-//! Arrow arrays are immutable, so a changed chunk is rebuilt once per batch (64 Ki rows at
-//! most) and swapped in; index containers are edited through `Arc::make_mut`, which copies
-//! a container only while a published version still shares it.
+//! Arrow arrays are immutable to their readers, so a changed chunk is rebuilt once per batch
+//! (64 Ki rows at most) and swapped in, unless no other version holds its values: then it
+//! is written in place. A commit group's first write to a chunk copies it (the published
+//! version shares it); the group's later writes to that chunk (one per gamification event
+//! batch) land in that private copy instead of copying it again. Index containers are
+//! edited through `Arc::make_mut`, which likewise copies a container only while a
+//! published version still shares it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
-use arrow_array::{Array, ArrayRef, BooleanArray, ListArray, PrimitiveArray};
-use arrow_buffer::{BooleanBufferBuilder, NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_array::{Array, ArrayRef, BooleanArray, ListArray, NullArray, PrimitiveArray};
+use arrow_buffer::bit_util::{set_bit, unset_bit};
+use arrow_buffer::{
+    ArrowNativeType, BooleanBuffer, BooleanBufferBuilder, MutableBuffer, NullBuffer, OffsetBuffer,
+    ScalarBuffer,
+};
 use arrow_schema::{DataType, Field, TimeUnit};
 use rayon::prelude::*;
 
-use super::column::{split, CodeSlice, Column, ColumnData};
+use super::column::{split, CodeSlice, Column, ColumnData, Dict};
 use super::mutate::CellValue;
 use crate::index::{AttrIndex, Postings, ValueIndex};
 
@@ -56,10 +64,14 @@ impl ColumnMut<'_> {
         let dt = self.col.source_type.clone();
         match &mut self.col.data {
             ColumnData::Int(chunks) | ColumnData::Float(chunks) => {
-                let old: &Vec<ArrayRef> = chunks;
-                let new: Vec<(usize, ArrayRef)> = groups
-                    .par_iter()
-                    .map(|(c, len, cells)| (*c, rebuild_primitive(old.get(*c), &dt, *len, cells)))
+                // Taken out of the column, a chunk no other version holds is written in place.
+                let taken: Vec<_> = groups
+                    .into_iter()
+                    .map(|(c, len, cells)| (c, len, cells, take_chunk(chunks, c)))
+                    .collect();
+                let new: Vec<(usize, ArrayRef)> = taken
+                    .into_par_iter()
+                    .map(|(c, len, cells, old)| (c, rebuild_primitive(old, &dt, len, &cells)))
                     .collect();
                 for (c, a) in new {
                     set_chunk(chunks, c, a);
@@ -163,19 +175,13 @@ impl ColumnMut<'_> {
         let old_len = chunk_len(col, c);
         match &mut col.data {
             ColumnData::Bool(chunks) => {
-                let mut v: Vec<Option<bool>> = (0..len)
-                    .map(|o| {
-                        (o < old_len).then(|| chunks[c].is_valid(o).then(|| chunks[c].value(o))).flatten()
-                    })
-                    .collect();
-                for (&o, x) in cells {
-                    v[o] = if let CellValue::Bool(b) = x { Some(*b) } else { None };
-                }
-                set_chunk(chunks, c, BooleanArray::from(v));
+                let old =
+                    chunks.get_mut(c).map(|a| std::mem::replace(a, BooleanArray::from(Vec::<bool>::new())));
+                set_chunk(chunks, c, rebuild_bool(old, old_len, len, cells));
             }
             ColumnData::Int(chunks) | ColumnData::Float(chunks) => {
-                let old = chunks.get(c).cloned();
-                let new = rebuild_primitive(old.as_ref(), &col.source_type, len, cells);
+                let old = take_chunk(chunks, c);
+                let new = rebuild_primitive(old, &col.source_type, len, cells);
                 set_chunk(chunks, c, new);
             }
             ColumnData::Str { dict, chunks } => {
@@ -201,10 +207,19 @@ impl ColumnMut<'_> {
                         (o, code.map_or(CellValue::Null, |k| CellValue::Int(k as i64)))
                     })
                     .collect();
-                let new = rebuild_primitive(chunks.get(c), &code_type, len, &code_cells);
+                let old = take_chunk(chunks, c);
+                let new = rebuild_primitive(old, &code_type, len, &code_cells);
                 set_chunk(chunks, c, new);
             }
             ColumnData::List { dict, chunks } => {
+                let fits = |l: &ListArray| code_width(l.values().data_type()) >= dict.len();
+                if chunks.first().is_some_and(fits) {
+                    if let Some(l) = chunks.get(c).filter(|l| fits(l)) {
+                        let new = splice_list(l, old_len, len, cells, dict);
+                        set_chunk(chunks, c, new);
+                        return;
+                    }
+                }
                 let mut v: Vec<Option<Vec<u32>>> = match chunks.get(c) {
                     Some(l) => {
                         let codes = CodeSlice::of(l.values().as_ref());
@@ -238,6 +253,12 @@ impl ColumnMut<'_> {
             }
         }
     }
+}
+
+/// Chunk `c` moved out of the column (an empty placeholder stays until [`set_chunk`]), so
+/// that its handle is not what keeps its values shared; None for a chunk not yet there.
+fn take_chunk(chunks: &mut [ArrayRef], c: usize) -> Option<ArrayRef> {
+    chunks.get_mut(c).map(|a| std::mem::replace(a, Arc::new(NullArray::new(0)) as ArrayRef))
 }
 
 fn set_chunk<T>(chunks: &mut Vec<T>, c: usize, a: T) {
@@ -280,6 +301,70 @@ fn list_rows(l: &ListArray) -> Vec<Option<Vec<u32>>> {
         .collect()
 }
 
+/// A list chunk rebuilt at `len` rows with `cells` written, its codes' type kept (the
+/// dictionary still fits it): the old rows between written ones are copied as runs of
+/// codes, one memcpy each, not row by row.
+fn splice_list(
+    old: &ListArray,
+    old_len: usize,
+    len: usize,
+    cells: &BTreeMap<usize, CellValue>,
+    dict: &Dict,
+) -> ListArray {
+    match old.values().data_type() {
+        DataType::UInt8 => splice_as::<UInt8Type>(old, old_len, len, cells, dict),
+        DataType::UInt16 => splice_as::<UInt16Type>(old, old_len, len, cells, dict),
+        DataType::UInt32 => splice_as::<UInt32Type>(old, old_len, len, cells, dict),
+        t => unreachable!("list codes are unsigned, not {t}"),
+    }
+}
+
+fn splice_as<T: ArrowPrimitiveType>(
+    old: &ListArray,
+    old_len: usize,
+    len: usize,
+    cells: &BTreeMap<usize, CellValue>,
+    dict: &Dict,
+) -> ListArray {
+    let vals: &[T::Native] = old.values().as_primitive::<T>().values();
+    let offs = old.value_offsets();
+    let old_len = old_len.min(len);
+    let mut offsets: Vec<i32> = Vec::with_capacity(len + 1);
+    offsets.push(0);
+    let mut flat: Vec<T::Native> = Vec::with_capacity(vals.len() + cells.len());
+    // Old rows `from..to` (`to <= old_len`), offsets shifted to where their codes land.
+    let copy = |from: usize, to: usize, offsets: &mut Vec<i32>, flat: &mut Vec<T::Native>| {
+        if from >= to {
+            return;
+        }
+        let shift = flat.len() as i32 - offs[from];
+        flat.extend_from_slice(&vals[offs[from] as usize..offs[to] as usize]);
+        offsets.extend(offs[from + 1..=to].iter().map(|&o| o + shift));
+    };
+    let mut next = 0;
+    for (&o, x) in cells {
+        copy(next, o.min(old_len), &mut offsets, &mut flat);
+        // Rows added and not written are NULL (empty).
+        for _ in next.max(old_len)..o {
+            offsets.push(flat.len() as i32);
+        }
+        if let CellValue::List(items) = x {
+            let code = |k: u32| T::Native::from_usize(k as usize).expect("the dictionary fits the code type");
+            flat.extend(items.iter().filter_map(|s| dict.code(s)).map(code));
+        }
+        offsets.push(flat.len() as i32);
+        next = o + 1;
+    }
+    copy(next, old_len, &mut offsets, &mut flat);
+    for _ in next.max(old_len)..len {
+        offsets.push(flat.len() as i32);
+    }
+    let nulls = rebuilt_nulls(old.nulls(), old_len, len, cells, |x| matches!(x, CellValue::List(_)));
+    let values: ArrayRef = Arc::new(PrimitiveArray::<T>::new(ScalarBuffer::from(flat), None));
+    let field = Arc::new(Field::new("item", values.data_type().clone(), false));
+    ListArray::new(field, OffsetBuffer::new(ScalarBuffer::from(offsets)), values, nulls)
+}
+
 pub(super) fn code_lists(rows: &[Option<Vec<u32>>], width: usize) -> ListArray {
     let mut offsets = vec![0i32];
     let mut flat = vec![];
@@ -308,53 +393,132 @@ fn intern(col: &mut Column, s: &str) -> u32 {
     }
 }
 
-/// Copies the old chunk's values (one memcpy), writes the cells, and carries validity
-/// only when some row is or becomes NULL: a batch touches every chunk of a column at 10M
-/// rows, so this runs ~150 times per column per batch.
-macro_rules! rebuild_as {
-    ($old:expr, $t:ty, $len:expr, $cells:expr, $dt:expr, $conv:expr) => {{
-        let old = $old.map(|a| a.as_primitive::<$t>());
-        let old_len = old.map_or(0, |a| a.len().min($len));
-        let mut vals: Vec<<$t as ArrowPrimitiveType>::Native> = Vec::with_capacity($len);
-        if let Some(a) = old {
-            vals.extend_from_slice(&a.values()[..old_len]);
+/// The validity of a chunk rebuilt at `len` rows from `old_len` rows with validity `old`:
+/// rows added are NULL until written, and a written cell is valid unless `valid` says
+/// not. None when every row is valid, the common case, in which no bitmap is built.
+fn rebuilt_nulls(
+    old: Option<&NullBuffer>,
+    old_len: usize,
+    len: usize,
+    cells: &BTreeMap<usize, CellValue>,
+    valid: impl Fn(&CellValue) -> bool,
+) -> Option<NullBuffer> {
+    let old = old.filter(|n| n.null_count() > 0);
+    if old.is_none() && len == old_len && cells.values().all(&valid) {
+        return None;
+    }
+    let mut b = BooleanBufferBuilder::new(len);
+    match old {
+        Some(n) => b.append_buffer(&n.inner().slice(0, old_len)),
+        None => b.append_n(old_len, true),
+    }
+    b.append_n(len - old_len, false);
+    for (&o, x) in cells {
+        b.set_bit(o, valid(x));
+    }
+    Some(NullBuffer::new(b.finish())).filter(|n| n.null_count() > 0)
+}
+
+/// A primitive chunk rebuilt at `len` rows with `cells` written (values already checked;
+/// a NULL cell keeps its old value under a cleared validity bit). The values are written
+/// in place when the chunk keeps its length and no other version holds them, else copied
+/// once (one memcpy): a batch touches every chunk of a column at 10M rows, so this runs
+/// ~150 times per column per batch.
+fn rebuild_typed<T: ArrowPrimitiveType>(
+    old: Option<ArrayRef>,
+    dt: &DataType,
+    len: usize,
+    cells: &BTreeMap<usize, CellValue>,
+    conv: impl Fn(&CellValue) -> Option<T::Native>,
+) -> ArrayRef {
+    // The clone shares the values; once the chunk's own handle is dropped (here), they are
+    // unique unless another version still holds the chunk.
+    let (vals, old_nulls) = match old.map(|a| a.as_primitive::<T>().clone()) {
+        Some(p) => {
+            let (_, v, n) = p.into_parts();
+            (Some(v), n)
         }
-        vals.resize($len, Default::default());
-        let old_nulls = old.and_then(|a| a.nulls()).filter(|n| n.null_count() > 0);
-        let any_null = $cells.values().any(|x| $conv(x).is_none());
-        let nulls = if old_nulls.is_some() || any_null || $len > old_len {
-            let mut b = BooleanBufferBuilder::new($len);
-            match old_nulls {
-                Some(n) => b.append_buffer(&n.inner().slice(0, old_len)),
-                None => b.append_n(old_len, true),
+        None => (None, None),
+    };
+    let old_len = vals.as_ref().map_or(0, |v| v.len().min(len));
+    let width = std::mem::size_of::<T::Native>();
+    let copy = |from: &[T::Native]| {
+        let mut m = MutableBuffer::new(len * width);
+        m.extend_from_slice(&from[..old_len]);
+        m.extend_zeros((len - old_len) * width);
+        m
+    };
+    let mut buf = match vals {
+        Some(v) if v.len() == len => match v.into_inner().into_mutable() {
+            Ok(m) => m,
+            Err(shared) => copy(shared.typed_data::<T::Native>()),
+        },
+        Some(v) => copy(&v),
+        None => copy(&[]),
+    };
+    let nulls = rebuilt_nulls(old_nulls.as_ref(), old_len, len, cells, |x| conv(x).is_some());
+    let slots = buf.typed_data_mut::<T::Native>();
+    for (&o, x) in cells {
+        if let Some(v) = conv(x) {
+            slots[o] = v;
+        }
+    }
+    Arc::new(PrimitiveArray::<T>::new(ScalarBuffer::from(buf), nulls).with_data_type(dt.clone())) as ArrayRef
+}
+
+/// A boolean chunk rebuilt like [`rebuild_typed`]: its bits written in place when no other
+/// version holds them.
+fn rebuild_bool(
+    old: Option<BooleanArray>,
+    old_len: usize,
+    len: usize,
+    cells: &BTreeMap<usize, CellValue>,
+) -> BooleanArray {
+    let bit = |x: &CellValue| if let CellValue::Bool(b) = x { Some(*b) } else { None };
+    let (vals, old_nulls) = match old {
+        Some(a) => {
+            let (v, n) = a.into_parts();
+            (Some(v), n)
+        }
+        None => (None, None),
+    };
+    let old_len = old_len.min(len);
+    let copied = |from: &BooleanBuffer| {
+        let mut b = BooleanBufferBuilder::new(len);
+        b.append_buffer(&from.slice(0, old_len));
+        b.append_n(len - old_len, false);
+        for (&o, x) in cells {
+            if let Some(v) = bit(x) {
+                b.set_bit(o, v);
             }
-            b.append_n($len - old_len, false);
-            for (&o, x) in $cells {
-                match $conv(x) {
-                    Some(v) => {
-                        vals[o] = v;
-                        b.set_bit(o, true);
+        }
+        b.finish()
+    };
+    let values = match vals {
+        Some(v) if v.len() == len && v.offset() == 0 => match v.into_inner().into_mutable() {
+            Ok(mut m) => {
+                let bytes = m.as_slice_mut();
+                for (&o, x) in cells {
+                    match bit(x) {
+                        Some(true) => set_bit(bytes, o),
+                        Some(false) => unset_bit(bytes, o),
+                        None => {}
                     }
-                    None => b.set_bit(o, false),
                 }
+                BooleanBuffer::new(m.into(), 0, len)
             }
-            Some(NullBuffer::new(b.finish())).filter(|n| n.null_count() > 0)
-        } else {
-            for (&o, x) in $cells {
-                if let Some(v) = $conv(x) {
-                    vals[o] = v;
-                }
-            }
-            None
-        };
-        Arc::new(PrimitiveArray::<$t>::new(ScalarBuffer::from(vals), nulls).with_data_type($dt.clone()))
-            as ArrayRef
-    }};
+            Err(shared) => copied(&BooleanBuffer::new(shared, 0, len)),
+        },
+        Some(v) => copied(&v),
+        None => copied(&BooleanBuffer::new_unset(0)),
+    };
+    let nulls = rebuilt_nulls(old_nulls.as_ref(), old_len, len, cells, |x| bit(x).is_some());
+    BooleanArray::new(values, nulls)
 }
 
 /// A primitive chunk rebuilt at `len` rows with `cells` written (values already checked).
 fn rebuild_primitive(
-    old: Option<&ArrayRef>,
+    old: Option<ArrayRef>,
     dt: &DataType,
     len: usize,
     cells: &BTreeMap<usize, CellValue>,
@@ -362,30 +526,36 @@ fn rebuild_primitive(
     let int = |x: &CellValue| if let CellValue::Int(i) = x { Some(*i) } else { None };
     let float = |x: &CellValue| if let CellValue::Float(f) = x { Some(*f) } else { None };
     match dt {
-        DataType::Int8 => rebuild_as!(old, Int8Type, len, cells, dt, |x| int(x).map(|i| i as i8)),
-        DataType::Int16 => rebuild_as!(old, Int16Type, len, cells, dt, |x| int(x).map(|i| i as i16)),
-        DataType::Int32 => rebuild_as!(old, Int32Type, len, cells, dt, |x| int(x).map(|i| i as i32)),
-        DataType::Int64 => rebuild_as!(old, Int64Type, len, cells, dt, int),
-        DataType::UInt8 => rebuild_as!(old, UInt8Type, len, cells, dt, |x| int(x).map(|i| i as u8)),
-        DataType::UInt16 => rebuild_as!(old, UInt16Type, len, cells, dt, |x| int(x).map(|i| i as u16)),
-        DataType::UInt32 => rebuild_as!(old, UInt32Type, len, cells, dt, |x| int(x).map(|i| i as u32)),
-        DataType::UInt64 => rebuild_as!(old, UInt64Type, len, cells, dt, |x| int(x).map(|i| i as u64)),
-        DataType::Date32 => rebuild_as!(old, Date32Type, len, cells, dt, |x| int(x).map(|i| i as i32)),
-        DataType::Date64 => rebuild_as!(old, Date64Type, len, cells, dt, int),
+        DataType::Int8 => rebuild_typed::<Int8Type>(old, dt, len, cells, |x| int(x).map(|i| i as i8)),
+        DataType::Int16 => rebuild_typed::<Int16Type>(old, dt, len, cells, |x| int(x).map(|i| i as i16)),
+        DataType::Int32 => rebuild_typed::<Int32Type>(old, dt, len, cells, |x| int(x).map(|i| i as i32)),
+        DataType::Int64 => rebuild_typed::<Int64Type>(old, dt, len, cells, int),
+        DataType::UInt8 => rebuild_typed::<UInt8Type>(old, dt, len, cells, |x| int(x).map(|i| i as u8)),
+        DataType::UInt16 => rebuild_typed::<UInt16Type>(old, dt, len, cells, |x| int(x).map(|i| i as u16)),
+        DataType::UInt32 => rebuild_typed::<UInt32Type>(old, dt, len, cells, |x| int(x).map(|i| i as u32)),
+        DataType::UInt64 => rebuild_typed::<UInt64Type>(old, dt, len, cells, |x| int(x).map(|i| i as u64)),
+        DataType::Date32 => rebuild_typed::<Date32Type>(old, dt, len, cells, |x| int(x).map(|i| i as i32)),
+        DataType::Date64 => rebuild_typed::<Date64Type>(old, dt, len, cells, int),
         DataType::Timestamp(TimeUnit::Second, _) => {
-            rebuild_as!(old, TimestampSecondType, len, cells, dt, int)
+            rebuild_typed::<TimestampSecondType>(old, dt, len, cells, int)
         }
         DataType::Timestamp(TimeUnit::Millisecond, _) => {
-            rebuild_as!(old, TimestampMillisecondType, len, cells, dt, int)
+            rebuild_typed::<TimestampMillisecondType>(old, dt, len, cells, int)
         }
         DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            rebuild_as!(old, TimestampMicrosecondType, len, cells, dt, int)
+            rebuild_typed::<TimestampMicrosecondType>(old, dt, len, cells, int)
         }
         DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            rebuild_as!(old, TimestampNanosecondType, len, cells, dt, int)
+            rebuild_typed::<TimestampNanosecondType>(old, dt, len, cells, int)
         }
-        DataType::Float32 => rebuild_as!(old, Float32Type, len, cells, dt, |x| float(x).map(|f| f as f32)),
-        DataType::Float64 => rebuild_as!(old, Float64Type, len, cells, dt, float),
+        DataType::Float32 => {
+            rebuild_typed::<Float32Type>(old, dt, len, cells, |x| float(x).map(|f| f as f32))
+        }
+        DataType::Float64 => rebuild_typed::<Float64Type>(old, dt, len, cells, float),
         t => unreachable!("not a primitive column type: {t}"),
     }
 }
+
+#[cfg(test)]
+#[path = "colmut_tests.rs"]
+mod tests;

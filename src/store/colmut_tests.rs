@@ -1,0 +1,208 @@
+//! Tests of [`super`]: batches of writes (chunks copied, written in place, spliced) read
+//! back exactly as a plain per-cell oracle holds them, a version that shares chunks with
+//! the one written never changes, and the indexes agree with a row-by-row evaluation of
+//! the written table ([`crate::naive`]).
+
+use std::collections::HashMap;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+use crate::query::Limits;
+use crate::store::mutate::CustomerUpdate;
+use crate::store::Dataset;
+
+/// Columns written, one of each kind of chunk (nullable, narrow, float, codes, bool, list).
+const COLS: [&str; 7] =
+    ["age", "last_purchase_days_ago", "total_spend_eur", "tier", "email_opt_in", "badges", "level"];
+
+const PREDICATES: [&str; 8] = [
+    "age >= 40",
+    "last_purchase_days_ago IS NULL",
+    "last_purchase_days_ago < 100",
+    "total_spend_eur >= 500",
+    "tier = 'GOLD'",
+    "email_opt_in",
+    "'vip' = ANY(badges)",
+    "level >= 3 AND NOT email_opt_in",
+];
+
+type Cells = HashMap<(usize, u32), CellValue>;
+
+fn table(rows: usize) -> Dataset {
+    let b = crate::gen::generate(rows, 7);
+    Dataset::from_batches(crate::gen::schema(), b.into_iter().map(Ok), "customer_id").unwrap()
+}
+
+fn col(ds: &Dataset, name: &str) -> usize {
+    ds.column_index(name).unwrap()
+}
+
+/// Every written column's cells, read through [`cell_of`].
+fn cells(ds: &Dataset) -> Cells {
+    let mut out = HashMap::new();
+    for name in COLS {
+        let ci = col(ds, name);
+        for row in 0..ds.rows() as u32 {
+            out.insert((ci, row), cell_of(&ds.columns[ci], row));
+        }
+    }
+    out
+}
+
+/// Equal bit for bit (a float's sign of zero included).
+fn assert_same(got: &Cells, want: &Cells, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: cell count");
+    for (k, w) in want {
+        let g = &got[k];
+        let same = match (g, w) {
+            (CellValue::Float(a), CellValue::Float(b)) => a.to_bits() == b.to_bits(),
+            _ => g == w,
+        };
+        assert!(same, "{what}: column {} row {}: got {g:?}, want {w:?}", k.0, k.1);
+    }
+}
+
+fn random_value(rng: &mut SmallRng, name: &str, held: &CellValue) -> CellValue {
+    // A quarter of the writes repeat the value held (they must change nothing).
+    if rng.random_bool(0.25) {
+        return held.clone();
+    }
+    let tiers = ["NONE", "BRONZE", "SILVER", "GOLD", "PLATINUM"];
+    let badges = ["vip", "welcome", "streak_7", "reviewer"];
+    match name {
+        "age" => CellValue::Int(rng.random_range(18..90)),
+        "last_purchase_days_ago" if rng.random_bool(0.3) => CellValue::Null,
+        "last_purchase_days_ago" => CellValue::Int(rng.random_range(0..700)),
+        "total_spend_eur" => {
+            CellValue::Float([0.0, -0.0, 12.5, 499.99, 500.0, 2750.25][rng.random_range(0..6)])
+        }
+        "tier" => CellValue::Str(tiers[rng.random_range(0..tiers.len())].into()),
+        "email_opt_in" => CellValue::Bool(rng.random_bool(0.5)),
+        "badges" if rng.random_bool(0.1) => CellValue::Null,
+        "badges" => CellValue::List(
+            (0..rng.random_range(0..4))
+                .map(|_| badges[rng.random_range(0..badges.len())].to_string())
+                .collect(),
+        ),
+        "level" => CellValue::Int(rng.random_range(0..10)),
+        other => unreachable!("{other} is not written"),
+    }
+}
+
+/// A batch of writes to random customers (some new), applied to `ds` and to `oracle`.
+fn write_batch(rng: &mut SmallRng, ds: &mut Dataset, oracle: &mut Cells, next_id: &mut u64) {
+    let mut batch = vec![];
+    for _ in 0..400 {
+        let (id, row) = if rng.random_bool(0.05) {
+            *next_id += 1;
+            (*next_id, None)
+        } else {
+            let row = rng.random_range(0..ds.rows() as u32);
+            (ds.id_of(row), Some(row))
+        };
+        let mut attributes = vec![];
+        for name in COLS {
+            if rng.random_bool(0.6) {
+                let held = row.map_or(CellValue::Null, |r| oracle[&(col(ds, name), r)].clone());
+                attributes.push((name.to_string(), random_value(rng, name, &held)));
+            }
+        }
+        batch.push(CustomerUpdate { customer_id: id, attributes });
+    }
+    let before = ds.rows() as u32;
+    ds.apply_upserts(&batch).unwrap();
+    // The oracle: new rows are NULL in every column until written; the last write wins.
+    for row in before..ds.rows() as u32 {
+        for name in COLS {
+            oracle.insert((col(ds, name), row), CellValue::Null);
+        }
+    }
+    for u in &batch {
+        let row = ds.row_of(u.customer_id).unwrap();
+        for (name, v) in &u.attributes {
+            oracle.insert((col(ds, name), row), v.clone());
+        }
+    }
+}
+
+fn check_indexes(ds: &Dataset, what: &str) {
+    let export = ds.export();
+    for text in PREDICATES {
+        let plan = crate::query::compile_sql(ds, text, &Limits::default()).unwrap();
+        let got = crate::query::eval::count(ds, &plan);
+        let expr = crate::query::sql::parse(text, &Limits::default()).unwrap();
+        let want: u64 = export
+            .iter()
+            .map(|b| {
+                (0..b.num_rows()).filter(|&r| crate::naive::eval(b, r, &expr).unwrap() == Some(true)).count()
+            })
+            .sum::<usize>() as u64;
+        assert_eq!(got, want, "{what}: {text}");
+    }
+}
+
+#[test]
+fn writes_read_back_exactly_and_shared_versions_never_change() {
+    let mut rng = SmallRng::seed_from_u64(11);
+    // Three chunks and a partial fourth: new rows grow the last one.
+    let mut ds = table(3 * 65_536 + 1_000);
+    let mut oracle = cells(&ds);
+    let mut next_id = 10_000_000;
+    let mut kept: Vec<(Dataset, Cells)> = vec![];
+    for round in 0..12 {
+        // Every third round the version is "published": later writes must copy what it
+        // holds; the rounds between write the same private copy again (in place).
+        if round % 3 == 0 {
+            kept.push((ds.clone(), oracle.clone()));
+        }
+        write_batch(&mut rng, &mut ds, &mut oracle, &mut next_id);
+        assert_same(&cells(&ds), &oracle, &format!("round {round}"));
+    }
+    check_indexes(&ds, "after the writes");
+    for (i, (old, want)) in kept.iter().enumerate() {
+        assert_same(&cells(old), want, &format!("kept version {i}"));
+        check_indexes(old, &format!("kept version {i}"));
+    }
+}
+
+/// The values buffer of chunk `c` of column `name`.
+fn values_ptr(ds: &Dataset, name: &str, c: usize) -> *const u8 {
+    let a = ds.columns[col(ds, name)].chunk(c);
+    a.to_data().buffers()[0].as_ptr()
+}
+
+#[test]
+fn a_chunk_only_this_version_holds_is_written_in_place() {
+    let mut ds = table(2 * 65_536);
+    let write = |ds: &mut Dataset, age: i64| {
+        let id = ds.id_of(70_000);
+        ds.apply_upserts(&[CustomerUpdate {
+            customer_id: id,
+            attributes: vec![
+                ("age".into(), CellValue::Int(age)),
+                ("email_opt_in".into(), CellValue::Bool(age > 50)),
+            ],
+        }])
+        .unwrap();
+    };
+    let published = ds.clone();
+    let shared = values_ptr(&ds, "age", 1);
+    write(&mut ds, 33);
+    // The first write copies the chunk the published version holds...
+    let copied = values_ptr(&ds, "age", 1);
+    assert_ne!(copied, shared);
+    assert_eq!(values_ptr(&published, "age", 1), shared);
+    // ...and a later one writes that copy in place (booleans too).
+    let bools = values_ptr(&ds, "email_opt_in", 1);
+    write(&mut ds, 77);
+    assert_eq!(values_ptr(&ds, "age", 1), copied);
+    assert_eq!(values_ptr(&ds, "email_opt_in", 1), bools);
+    let row = ds.row_of(ds.id_of(70_000)).unwrap();
+    assert_eq!(cell_of(&ds.columns[col(&ds, "age")], row), CellValue::Int(77));
+    assert_eq!(cell_of(&ds.columns[col(&ds, "email_opt_in")], row), CellValue::Bool(true));
+    assert_ne!(cell_of(&published.columns[col(&published, "age")], row), CellValue::Int(77));
+    // The chunk the write did not touch is still shared.
+    assert_eq!(values_ptr(&ds, "age", 0), values_ptr(&published, "age", 0));
+}
