@@ -249,6 +249,11 @@ pub struct ServeArgs {
     /// fails UNAVAILABLE.
     #[arg(long, default_value_t = 2_000, env = "SEGD_MIN_SEQUENCE_WAIT_MS")]
     pub min_sequence_wait_ms: u64,
+    /// Read replica or cluster member: report NOT_SERVING on grpc.health.v1 while more
+    /// than this many records of the stream are not applied here (catching up after a
+    /// start or an outage); SERVING again once within it.
+    #[arg(long, default_value_t = segd::app::replica::DEFAULT_MAX_SERVING_LAG, env = "SEGD_MAX_SERVING_LAG")]
+    pub max_serving_lag: u64,
     /// The JetStream stream of the replicated log.
     #[arg(long, default_value = "segd", env = "SEGD_STREAM")]
     pub stream: String,
@@ -436,7 +441,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             if let Some(seq) = f.seed(&args.data_dir)? {
                 tracing::info!(sequence = seq, "data dir seeded from the stream's object store snapshot");
             }
-            config.replica = Some(f.status());
+            config.replica = Some(f.status(args.max_serving_lag));
             Some(f)
         }
         (Some(url), None) => {
@@ -446,7 +451,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             if let Some(seq) = f.seed(&args.data_dir)? {
                 tracing::info!(sequence = seq, "data dir seeded from the stream's object store snapshot");
             }
-            config.replica = Some(f.status());
+            config.replica = Some(f.status(args.max_serving_lag));
             Some(f)
         }
         (None, None) => None,

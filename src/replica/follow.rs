@@ -122,8 +122,10 @@ impl Follower {
             .map_err(ReplicaError::Nats)
     }
 
-    /// What the application reports and refuses writes with.
-    pub fn status(&self) -> Arc<ReplicaStatus> {
+    /// What the application reports and refuses writes with; `max_lag` is
+    /// `--max-serving-lag`.
+    pub fn status(&self, max_lag: u64) -> Arc<ReplicaStatus> {
+        self.status.set_max_lag(max_lag);
         self.status.clone()
     }
 

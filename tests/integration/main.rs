@@ -22,6 +22,7 @@ mod member_stream;
 mod mutations;
 mod queries;
 mod realtime;
+mod replica_health;
 mod replication;
 mod security;
 mod validation;
