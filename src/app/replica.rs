@@ -6,7 +6,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::collections::HashSet;
+
 use tokio::sync::watch;
+
+use crate::engine::{AchievementEvent, Gone};
+use crate::segments::SegmentEvent;
 
 use super::{App, AppError};
 
@@ -160,6 +165,23 @@ impl App {
                 catching_up: r.catching_up(),
             },
         }
+    }
+
+    /// The last sequence applied and visible here.
+    pub fn applied_sequence(&self) -> u64 {
+        self.read().sequence()
+    }
+
+    /// Up to `max` retained segment events and up to `max` achievements with sequences
+    /// from `from` on, in commit order (`crate::replica::events` publishes them).
+    pub fn events_from(
+        &self,
+        from: u64,
+        max: usize,
+    ) -> Result<(Vec<SegmentEvent>, Vec<AchievementEvent>), Gone> {
+        let eng = self.read();
+        let everyone = HashSet::new();
+        Ok((eng.events_since(from, &everyone, max)?, eng.achievements_since(from, &HashSet::new(), max)?))
     }
 
     /// Resolves once this node has applied `min_sequence` (a read then sees every write

@@ -4,6 +4,7 @@ mod achieve;
 mod boundary;
 mod cli;
 mod cluster;
+mod cluster_events;
 mod common;
 mod decide;
 mod decide_blast;
