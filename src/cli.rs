@@ -249,6 +249,16 @@ pub struct ServeArgs {
     /// fails UNAVAILABLE.
     #[arg(long, default_value_t = 2_000, env = "SEGD_MIN_SEQUENCE_WAIT_MS")]
     pub min_sequence_wait_ms: u64,
+    /// Read replica or cluster member: report NOT_SERVING on grpc.health.v1 while more
+    /// than this many records of the stream are not applied here (catching up after a
+    /// start or an outage); SERVING again once within it.
+    #[arg(long, default_value_t = segd::app::replica::DEFAULT_MAX_SERVING_LAG, env = "SEGD_MAX_SERVING_LAG")]
+    pub max_serving_lag: u64,
+    /// Cluster member or primary: also publish saved segments' ENTERED / LEFT events to
+    /// `segd.events.<segment_id>` and achievements to `segd.achievements.<kind>`, in the
+    /// JetStream stream `<--stream>-events`, for durable consumers (README "Cluster").
+    #[arg(long, env = "SEGD_PUBLISH_EVENTS")]
+    pub publish_events: bool,
     /// The JetStream stream of the replicated log.
     #[arg(long, default_value = "segd", env = "SEGD_STREAM")]
     pub stream: String,
@@ -436,7 +446,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             if let Some(seq) = f.seed(&args.data_dir)? {
                 tracing::info!(sequence = seq, "data dir seeded from the stream's object store snapshot");
             }
-            config.replica = Some(f.status());
+            config.replica = Some(f.status(args.max_serving_lag));
             Some(f)
         }
         (Some(url), None) => {
@@ -446,7 +456,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             if let Some(seq) = f.seed(&args.data_dir)? {
                 tracing::info!(sequence = seq, "data dir seeded from the stream's object store snapshot");
             }
-            config.replica = Some(f.status());
+            config.replica = Some(f.status(args.max_serving_lag));
             Some(f)
         }
         (None, None) => None,
@@ -476,6 +486,17 @@ pub fn serve(args: ServeArgs) -> Result<()> {
              its log (use an empty --data-dir to import again)"
         );
     }
+    // From what this node applies next: every member derives the same messages.
+    let _publishing = match (args.publish_events, args.cluster.as_ref().or(args.replicate.as_ref())) {
+        (true, Some(url)) => Some(
+            segd::replica::events::start(url, &args.stream, args.stream_replicas, server.app().clone())
+                .with_context(|| format!("--publish-events on {url}"))?,
+        ),
+        (true, None) => {
+            bail!("--publish-events needs --cluster or --replicate (the NATS servers to publish to)")
+        }
+        (false, _) => None,
+    };
     // Applies the primary's stream until the process ends.
     let _following = follower.map(|f| f.start(server.db().expect("serve opens a data dir").clone()));
     // A fresh demo data dir gets the demo offer catalogue too (logged, like any PutOffer);

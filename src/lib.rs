@@ -82,7 +82,9 @@
 //!   stream before they are acknowledged (a [`db::GroupSink`], `db/sink.rs`), and read
 //!   replicas following that stream through their own committer; or cluster members,
 //!   each following the stream and storing its own writes in it first (a
-//!   [`db::SharedLog`]) ([`app::replica::ReplicaStatus`] is what the application sees of it).
+//!   [`db::SharedLog`]) ([`app::replica::ReplicaStatus`] is what the application sees of it);
+//!   [`replica::events`]: saved segments' events and achievements published to JetStream
+//!   subjects for durable consumers (`--publish-events`), idempotently by message id.
 //!
 //! Layering: transports ([`grpc`], [`http`], [`server`], [`metrics`], [`security`]) → [`app`] → [`db`] →
 //! [`engine`] → [`store`] / [`index`] / [`segments`] / [`query`] / [`analytics`] /

@@ -407,7 +407,7 @@ impl Collector for AppFigures {
             }
         }
         if let Some(r) = &self.0.config().replica {
-            let gauges: [(&str, &str, u64); 4] = [
+            let gauges: [(&str, &str, u64); 6] = [
                 (
                     "segd_replica_applied_sequence",
                     "Replica: last replicated-log sequence applied.",
@@ -424,6 +424,12 @@ impl Collector for AppFigures {
                     "Replica: 1 once the follower stopped for good (see the log).",
                     r.stopped().is_some() as u64,
                 ),
+                (
+                    "segd_replica_catching_up",
+                    "Replica: 1 while further behind the log than --max-serving-lag (health NOT_SERVING).",
+                    r.catching_up() as u64,
+                ),
+                ("segd_replica_max_serving_lag", "Replica: --max-serving-lag.", r.max_lag()),
             ];
             for (name, help, v) in gauges {
                 let g = ConstGauge::new(v as i64);

@@ -152,14 +152,49 @@ impl Server {
             });
         }
         if let Some(replica) = &self.ctx.app.config().replica {
-            // A follower that stopped for good leaves this replica's state behind for ever.
-            let (mut stopped, health) = (replica.subscribe_stopped(), health.clone());
+            // A follower that stopped for good leaves this replica's state behind for ever;
+            // one further behind the log than --max-serving-lag is stale until it catches
+            // up: NOT_SERVING meanwhile (a failed apply keeps it so, see above).
+            let (mut stopped, mut behind) = (replica.subscribe_stopped(), replica.subscribe_catching_up());
+            let fault = self.db().map(|db| db.health());
+            let (health, replica) = (health.clone(), replica.clone());
+            let names = [
+                "",
+                <SegmentServiceServer<SegmentSvc> as tonic::server::NamedService>::NAME,
+                <CustomerServiceServer<CustomerSvc> as tonic::server::NamedService>::NAME,
+            ];
             tokio::spawn(async move {
-                if stopped.wait_for(|s| s.is_some()).await.is_ok() {
-                    tracing::error!("the replica's follower stopped: health is NOT_SERVING");
-                    health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
-                    health.set_not_serving::<SegmentServiceServer<SegmentSvc>>().await;
-                    health.set_not_serving::<CustomerServiceServer<CustomerSvc>>().await;
+                let mut serving = true;
+                loop {
+                    let gone = stopped.borrow_and_update().is_some();
+                    let late = *behind.borrow_and_update();
+                    let down = gone || late || fault.as_ref().is_some_and(|f| f.borrow().is_some());
+                    if down == serving {
+                        serving = !down;
+                        let status = if serving {
+                            tracing::info!(
+                                "the replica is within --max-serving-lag of the log: health is SERVING"
+                            );
+                            tonic_health::ServingStatus::Serving
+                        } else if gone {
+                            tracing::error!("the replica's follower stopped: health is NOT_SERVING");
+                            tonic_health::ServingStatus::NotServing
+                        } else {
+                            tracing::warn!(
+                                lag = replica.lag(),
+                                max = replica.max_lag(),
+                                "the replica is catching up beyond --max-serving-lag: health is NOT_SERVING"
+                            );
+                            tonic_health::ServingStatus::NotServing
+                        };
+                        for name in names {
+                            health.set_service_status(name, status).await;
+                        }
+                    }
+                    tokio::select! {
+                        r = stopped.changed() => if r.is_err() { return },
+                        r = behind.changed() => if r.is_err() { return },
+                    }
                 }
             });
         }

@@ -6,7 +6,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::collections::HashSet;
+
 use tokio::sync::watch;
+
+use crate::engine::{AchievementEvent, Gone};
+use crate::segments::SegmentEvent;
 
 use super::{App, AppError};
 
@@ -24,7 +29,17 @@ pub struct ReplicaStatus {
     /// Why the follower stopped for good (a gap, a record that does not apply): then this
     /// replica answers from a state that no longer advances, and health says NOT_SERVING.
     stopped: watch::Sender<Option<String>>,
+    /// Most records of the replicated log this node may be behind and still report
+    /// SERVING (`--max-serving-lag`).
+    max_lag: AtomicU64,
+    /// True while the lag is beyond `max_lag`, and until the follower's first look at the
+    /// log (a node started on an old data dir is not known to be current before it).
+    catching_up: watch::Sender<bool>,
 }
+
+/// `--max-serving-lag`'s default: a node this many records behind (a few seconds of a
+/// busy writer's groups) stops advertising itself until it has caught up.
+pub const DEFAULT_MAX_SERVING_LAG: u64 = 1000;
 
 impl ReplicaStatus {
     /// A read replica of `primary`.
@@ -40,13 +55,37 @@ impl ReplicaStatus {
             applied: AtomicU64::new(0),
             stream_last: AtomicU64::new(0),
             stopped: watch::channel(None).0,
+            max_lag: AtomicU64::new(DEFAULT_MAX_SERVING_LAG),
+            catching_up: watch::channel(true).0,
         }
+    }
+
+    /// Sets the lag beyond which this node reports NOT_SERVING (`--max-serving-lag`).
+    pub fn set_max_lag(&self, max_lag: u64) {
+        self.max_lag.store(max_lag, Ordering::Release);
+    }
+
+    pub fn max_lag(&self) -> u64 {
+        self.max_lag.load(Ordering::Acquire)
     }
 
     /// The follower's progress: `applied` is durable and visible here.
     pub fn progress(&self, applied: u64, stream_last: u64) {
         self.applied.store(applied, Ordering::Release);
         self.stream_last.store(stream_last.max(applied), Ordering::Release);
+        let behind = stream_last.saturating_sub(applied) > self.max_lag();
+        self.catching_up.send_if_modified(|c| std::mem::replace(c, behind) != behind);
+    }
+
+    /// Whether this node is further behind the log than `--max-serving-lag` (or has not
+    /// looked at the log yet): health is NOT_SERVING meanwhile.
+    pub fn catching_up(&self) -> bool {
+        *self.catching_up.borrow()
+    }
+
+    /// Changes whenever [`ReplicaStatus::catching_up`] does (health watches it).
+    pub fn subscribe_catching_up(&self) -> watch::Receiver<bool> {
+        self.catching_up.subscribe()
     }
 
     pub fn applied(&self) -> u64 {
@@ -100,6 +139,8 @@ pub struct ReplicaReport {
     pub takes_writes: bool,
     /// Why the follower stopped for good, if it did.
     pub stopped: Option<String>,
+    /// Further behind the log than `--max-serving-lag` (health NOT_SERVING).
+    pub catching_up: bool,
 }
 
 impl App {
@@ -113,6 +154,7 @@ impl App {
                 stream_last: applied,
                 takes_writes: self.db().is_some(),
                 stopped: None,
+                catching_up: false,
             },
             Some(r) => ReplicaReport {
                 role: if r.takes_writes { Role::Member } else { Role::Replica },
@@ -120,8 +162,26 @@ impl App {
                 stream_last: r.stream_last().max(applied),
                 takes_writes: r.takes_writes,
                 stopped: r.stopped(),
+                catching_up: r.catching_up(),
             },
         }
+    }
+
+    /// The last sequence applied and visible here.
+    pub fn applied_sequence(&self) -> u64 {
+        self.read().sequence()
+    }
+
+    /// Up to `max` retained segment events and up to `max` achievements with sequences
+    /// from `from` on, in commit order (`crate::replica::events` publishes them).
+    pub fn events_from(
+        &self,
+        from: u64,
+        max: usize,
+    ) -> Result<(Vec<SegmentEvent>, Vec<AchievementEvent>), Gone> {
+        let eng = self.read();
+        let everyone = HashSet::new();
+        Ok((eng.events_since(from, &everyone, max)?, eng.achievements_since(from, &HashSet::new(), max)?))
     }
 
     /// Resolves once this node has applied `min_sequence` (a read then sees every write

@@ -31,7 +31,8 @@ async fn a_read_waits_for_its_min_sequence_and_no_longer() {
             applied: 0,
             stream_last: 0,
             takes_writes: true,
-            stopped: None
+            stopped: None,
+            catching_up: false
         }
     );
     app.wait_applied(0).await.unwrap();

@@ -1,6 +1,7 @@
-//! What wraps every HTTP route: the bearer-token check and the request metrics. Both are
-//! layered over the finished router in [`super::serve_with`], so a route added to
-//! [`super::router`] is covered without being named here.
+//! What wraps every HTTP route: the bearer-token check and the request metrics (layered
+//! over the finished router in [`super::serve_with`]), and the `segd-min-sequence` wait
+//! (in [`super::router`]), so a route added to [`super::router`] is covered without being
+//! named here.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,6 +11,8 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::app::{App, AppError};
+use crate::grpc::replica::MIN_SEQUENCE_HEADER;
 use crate::metrics::{http_method_label, Metrics};
 use crate::security::BearerToken;
 
@@ -39,4 +42,24 @@ pub async fn metered(State(metrics): State<Arc<Metrics>>, req: Request, next: Ne
     let response = next.run(req).await;
     metrics.observe_http(method, &route, response.status().as_u16(), t.elapsed());
     response
+}
+
+/// A request with the header `segd-min-sequence` (as on gRPC reads: a write's answered
+/// sequence) waits until this node has applied it, then runs; after
+/// `--min-sequence-wait-ms` it is answered 503 UNAVAILABLE naming both sequences instead.
+/// A value that is not a sequence is 400.
+pub async fn min_sequence(State(app): State<App>, req: Request, next: Next) -> Response {
+    let Some(v) = req.headers().get(MIN_SEQUENCE_HEADER) else { return next.run(req).await };
+    let parsed =
+        v.to_str().ok().and_then(|t| t.trim().parse::<u64>().ok()).ok_or_else(|| AppError::Invalid {
+            field: MIN_SEQUENCE_HEADER,
+            msg: format!("{v:?} is not a sequence number (a write's answered sequence)"),
+        });
+    match parsed {
+        Ok(n) => match app.wait_applied(n).await {
+            Ok(()) => next.run(req).await,
+            Err(e) => super::HttpError::from(e).into_response(),
+        },
+        Err(e) => super::HttpError::from(e).into_response(),
+    }
 }

@@ -47,6 +47,9 @@
 //! | POST | `/v1/decisions:decideForSegment` | DecideForSegment (newline-delimited JSON) |
 //! | GET | `/v1/decisions/{id}` | GetDecision |
 //!
+//! Any request may carry the header `segd-min-sequence` (a write's answered sequence, as
+//! on gRPC reads): it then waits until this node has applied it ([`guard::min_sequence`]).
+//!
 //! WatchSegments, StreamUpserts, RecordEventStream and WatchAchievements (streams) are
 //! gRPC only.
 
@@ -138,6 +141,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/decisions/{id}", get(decide::get_decision))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), guard::min_sequence))
         .with_state(app)
 }
 

@@ -122,8 +122,10 @@ impl Follower {
             .map_err(ReplicaError::Nats)
     }
 
-    /// What the application reports and refuses writes with.
-    pub fn status(&self) -> Arc<ReplicaStatus> {
+    /// What the application reports and refuses writes with; `max_lag` is
+    /// `--max-serving-lag`.
+    pub fn status(&self, max_lag: u64) -> Arc<ReplicaStatus> {
+        self.status.set_max_lag(max_lag);
         self.status.clone()
     }
 
@@ -153,6 +155,45 @@ impl Follower {
         });
         Following { _rt: rt }
     }
+}
+
+/// The longest the follower waits for any answer of a pull (the server answers a fetch at
+/// once, holds the long poll 500 ms, and sends a batch's messages back to back) before it
+/// gives up on the consumer and starts over.
+const PULL_PATIENCE: Duration = Duration::from_secs(5);
+
+/// `f`, or a retry when no answer comes within [`PULL_PATIENCE`]: a pull request the
+/// consumer's leader never answers (it was killed, or the consumer is between leaders)
+/// is lost, and the client's fetch has no timer of its own: it would wait for ever,
+/// leaving this node behind the log for good (and a member's writes losing every race).
+async fn answered<T, E: std::fmt::Display>(
+    f: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, Stop> {
+    match tokio::time::timeout(PULL_PATIENCE, f).await {
+        Ok(r) => r.map_err(retry),
+        Err(_) => Err(Stop::Retry(format!(
+            "no answer from the consumer in {PULL_PATIENCE:?} (its NATS server gone, or a leader election)"
+        ))),
+    }
+}
+
+/// One pull round: what the stream holds now (answered at once, even when nothing), else
+/// the next record the moment it is stored (the server holds the request up to 500 ms):
+/// no polling loop, and no added lag.
+async fn pull(consumer: &jetstream::consumer::PullConsumer) -> Result<Vec<jetstream::Message>, Stop> {
+    let mut batch = answered(consumer.fetch().max_messages(BATCH).messages()).await?;
+    let mut messages = vec![];
+    while let Some(m) = answered(async { Ok::<_, String>(batch.next().await) }).await? {
+        messages.push(m.map_err(retry)?);
+    }
+    if messages.is_empty() {
+        let mut one =
+            answered(consumer.batch().max_messages(1).expires(Duration::from_millis(500)).messages()).await?;
+        while let Some(m) = answered(async { Ok::<_, String>(one.next().await) }).await? {
+            messages.push(m.map_err(retry)?);
+        }
+    }
+    Ok(messages)
 }
 
 /// Applies the stream from the replica's applied sequence on, until the database closes
@@ -203,26 +244,8 @@ async fn follow(
     );
     let mut next = applied + 1;
     loop {
-        // What the stream holds now (answered at once, even when nothing)...
-        let mut batch = consumer.fetch().max_messages(BATCH).messages().await.map_err(retry)?;
-        let mut messages = vec![];
-        while let Some(m) = batch.next().await {
-            messages.push(m.map_err(retry)?);
-        }
-        if messages.is_empty() {
-            // ...else the next record, the moment it is stored (the server holds the
-            // request up to 500 ms): no polling loop, and no added lag.
-            let mut one = consumer
-                .batch()
-                .max_messages(1)
-                .expires(Duration::from_millis(500))
-                .messages()
-                .await
-                .map_err(retry)?;
-            while let Some(m) = one.next().await {
-                messages.push(m.map_err(retry)?);
-            }
-        }
+        // A pull not answered starts over from the applied sequence with a new consumer.
+        let messages = pull(&consumer).await?;
         let Some(last) = messages.last() else {
             let last = stream.get_info().await.map_err(retry)?.state.last_sequence;
             status.progress(db.read().sequence().max(next - 1), last);

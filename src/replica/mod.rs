@@ -12,6 +12,7 @@
 //! thread) can wait for a publish acknowledgement, and neither depends on the server's
 //! runtime.
 
+pub mod events;
 pub mod follow;
 pub mod publish;
 mod snapshots;

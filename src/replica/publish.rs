@@ -26,7 +26,7 @@
 
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::context::{CreateStreamErrorKind, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, stream};
 
@@ -107,19 +107,30 @@ impl JetStreamLog {
             let max_payload = client.server_info().max_payload;
             let mut js = jetstream::new(client);
             js.set_timeout(patience.min(Duration::from_secs(5)));
-            let mut s = js
-                .get_or_create_stream(stream::Config {
-                    name: stream.to_string(),
-                    subjects: vec![subject.clone()],
-                    storage: stream::StorageType::File,
-                    num_replicas: replicas,
-                    description: Some(description.clone()),
-                    // The log is append-only: a record is never removed from its middle.
-                    deny_delete: true,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| ReplicaError::Nats(format!("creating stream '{stream}': {e}")))?;
+            let config = stream::Config {
+                name: stream.to_string(),
+                subjects: vec![subject.clone()],
+                storage: stream::StorageType::File,
+                num_replicas: replicas,
+                description: Some(description.clone()),
+                // The log is append-only: a record is never removed from its middle.
+                deny_delete: true,
+                ..Default::default()
+            };
+            // A NATS cluster that has just started (or lost a server) answers late or
+            // "temporarily unavailable" until its JetStream leaders are elected: that is
+            // waited out for `patience`, like a publish, rather than failing the start.
+            let start = Instant::now();
+            let mut s = loop {
+                match js.get_or_create_stream(config.clone()).await {
+                    Ok(s) => break s,
+                    Err(e) if start.elapsed() < patience && not_ready_yet(e.kind()) => {
+                        tracing::warn!(error = %e, stream, "JetStream not ready: retrying in 200 ms");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(e) => return Err(ReplicaError::Nats(format!("creating stream '{stream}': {e}"))),
+                }
+            };
             let info = s.info().await.map_err(|e| ReplicaError::Nats(format!("stream '{stream}': {e}")))?;
             if info.config.subjects != [subject.clone()] {
                 return Err(ReplicaError::Config(format!(
@@ -295,6 +306,21 @@ impl JetStreamLog {
             };
             return Published { stored: done, failure };
         }
+    }
+}
+
+/// Whether creating a stream failed only because JetStream is not ready yet (no answer,
+/// no JetStream, or its "temporarily unavailable" while leaders are elected).
+fn not_ready_yet(kind: CreateStreamErrorKind) -> bool {
+    match kind {
+        CreateStreamErrorKind::TimedOut | CreateStreamErrorKind::JetStreamUnavailable => true,
+        CreateStreamErrorKind::JetStream(e) => e.code() == 503,
+        CreateStreamErrorKind::EmptyStreamName
+        | CreateStreamErrorKind::InvalidStreamName
+        | CreateStreamErrorKind::DomainAndExternalSet
+        | CreateStreamErrorKind::Response
+        | CreateStreamErrorKind::NotFound
+        | CreateStreamErrorKind::ResponseParse => false,
     }
 }
 

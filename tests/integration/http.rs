@@ -315,3 +315,55 @@ async fn the_page_is_served() {
         assert!(body.as_str().unwrap().len() > 500, "{path}");
     }
 }
+
+/// [`call`] with the header `segd-min-sequence: {min}`.
+async fn call_at(addr: SocketAddr, path: &str, min: &str) -> (u16, Value) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connects");
+    let req =
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nsegd-min-sequence: {min}\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let raw = String::from_utf8(raw).expect("utf-8 answer");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a header block");
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
+    (status, serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_string())))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_reads_with_segd_min_sequence_wait_for_that_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, ds) = table(1_000, 5);
+    let opts = DbOptions { data_dir: dir.path().to_path_buf(), ..DbOptions::default() };
+    let wait = std::time::Duration::from_millis(3000);
+    let app =
+        App::open(opts, move || Ok(ds), Config { min_sequence_wait: wait, ..Config::default() }).unwrap();
+    let addr = serve(app);
+    let upsert = |id: u64| {
+        json!({ "customers": [{ "customerId": id.to_string(), "attributes": {
+        "age": { "intValue": 77 } } }] })
+    };
+    let first = u64_of(&ok(addr, "POST", "/v1/customers:upsert", upsert(9_000_001)).await["sequence"]);
+    assert!(first > 0);
+    // Applied already: answered at once.
+    let (status, c) = call_at(addr, "/v1/customers/9000001", &first.to_string()).await;
+    assert_eq!((status, &c["attributes"]["age"]), (200, &json!({ "intValue": "77" })), "{c}");
+    // The next write's sequence: the read waits for it, then sees it.
+    let read =
+        tokio::spawn(async move { call_at(addr, "/v1/customers/9000002", &(first + 1).to_string()).await });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!read.is_finished(), "the read waits for sequence {}", first + 1);
+    let second = u64_of(&ok(addr, "POST", "/v1/customers:upsert", upsert(9_000_002)).await["sequence"]);
+    assert_eq!(second, first + 1);
+    let (status, c) = read.await.unwrap();
+    assert_eq!((status, &c["attributes"]["age"]), (200, &json!({ "intValue": "77" })), "{c}");
+    // Never reached within the wait: 503, naming both sequences; not a number: 400.
+    let far = second + 1000;
+    let (status, e) = call_at(addr, "/v1/customers/9000002", &far.to_string()).await;
+    assert_eq!((status, e["code"].as_str()), (503, Some("UNAVAILABLE")), "{e}");
+    let message = e["message"].as_str().unwrap();
+    assert!(message.contains(&far.to_string()) && message.contains(&second.to_string()), "{message}");
+    let (status, e) = call_at(addr, "/v1/customers/9000002", "soon").await;
+    assert_eq!((status, e["code"].as_str()), (400, Some("INVALID_ARGUMENT")), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("segd-min-sequence"), "{e}");
+}
