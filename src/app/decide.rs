@@ -214,11 +214,17 @@ impl App {
             max_results,
             counts_as_impression,
         };
+        let app = self.clone();
         let mut decision = on_pool(move || {
             let segs = |id: &str| eng.segments().members_of(id);
+            let members = |id: &str| eng.segments().get(id).ok().map(|s| &*s.members);
             let st = eng.decide();
-            let facts = DatasetFacts::new(eng.data(), st.catalogue(), &segs, &limits)
+            let rules = app
+                .0
+                .rules
+                .get(eng.data(), st.catalogue(), &segs, &limits)
                 .map_err(|e| AppError::from(DecideError::from(e)))?;
+            let facts = DatasetFacts::with_rules(eng.data(), rules, &members);
             Ok(decide(st.catalogue(), st.contacts(), &facts, &req)?)
         })
         .await?;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::catalogue::Catalogue;
 use super::offer::{Offer, Propensity, Rule, SegmentRef, Value};
+use super::rules::{CompiledRules, Members};
 use crate::index::Postings;
 use crate::query::{self, eval, plan::Segments, Limits, Plan, QueryError};
 use crate::store::column::{ColumnData, Kind, Temporal};
@@ -33,6 +34,18 @@ pub trait CustomerFacts {
     fn known(&self, customer_id: u64) -> bool;
     /// Whether the customer passes one segment rule of an offer.
     fn passes(&self, customer_id: u64, offer: &Offer, rule: Rule) -> Result<bool, FactsError>;
+    /// [`CustomerFacts::passes`] for the `nth` offer of the catalogue in id order (a hint
+    /// that spares a lookup by id; the answer is the same).
+    fn passes_nth(
+        &self,
+        customer_id: u64,
+        nth: usize,
+        offer: &Offer,
+        rule: Rule,
+    ) -> Result<bool, FactsError> {
+        let _ = nth;
+        self.passes(customer_id, offer, rule)
+    }
     /// Whether the customer is in a saved segment (per-segment adaptive models).
     fn in_saved(&self, customer_id: u64, segment_id: &str) -> Result<bool, FactsError>;
     /// A numeric attribute's value; None when NULL (or NaN).
@@ -50,15 +63,16 @@ pub fn segment_key(seg: &SegmentRef) -> String {
     }
 }
 
-/// Facts from a customer table: each offer's rules compiled once against it (build one per
-/// published version and catalogue, not per decision: a decision then only walks plans),
-/// numbers read from the columns.
+/// Facts from a customer table: each offer's rules compiled against it ([`CompiledRules`]),
+/// numbers read from the columns. Built per decision from cached rules
+/// ([`DatasetFacts::with_rules`]: a decision then only walks plans on one row), or with
+/// every rule compiled for this table ([`DatasetFacts::new`]).
 pub struct DatasetFacts<'a> {
     ds: &'a Dataset,
-    /// Offer id -> its eligibility, applicability and suitability plans.
-    rules: HashMap<String, [Plan; 3]>,
-    /// Saved segments of per-segment adaptive models.
-    saved: HashMap<String, Arc<Postings>>,
+    rules: Arc<CompiledRules>,
+    /// Saved-segment membership of the version the decision reads; None: the members bound
+    /// when the rules were compiled (the same version, for [`DatasetFacts::new`]).
+    members: Option<Members<'a>>,
 }
 
 /// One offer resolved against a table: its three rule plans and the members of the saved
@@ -108,14 +122,15 @@ impl<'a> DatasetFacts<'a> {
         segs: Segments<'_>,
         limits: &Limits,
     ) -> Result<Self, FactsError> {
-        let mut rules = HashMap::with_capacity(cat.len());
-        let mut saved = HashMap::new();
-        for o in cat.offers() {
-            let r = resolve(ds, o, segs, limits)?;
-            rules.insert(o.id.clone(), r.rules);
-            saved.extend(r.saved);
-        }
-        Ok(DatasetFacts { ds, rules, saved })
+        let rules = Arc::new(CompiledRules::build(ds, cat, segs, limits)?);
+        Ok(DatasetFacts { ds, rules, members: None })
+    }
+
+    /// Facts from rules compiled earlier for this table's bindings and catalogue (see
+    /// [`CompiledRules::fits`]), saved segments answered by `members` from the version read.
+    pub fn with_rules(ds: &'a Dataset, rules: Arc<CompiledRules>, members: Members<'a>) -> Self {
+        debug_assert!(rules.fits_bindings(ds), "rules compiled for other bindings");
+        DatasetFacts { ds, rules, members: Some(members) }
     }
 
     pub fn dataset(&self) -> &Dataset {
@@ -180,21 +195,36 @@ impl CustomerFacts for DatasetFacts<'_> {
     }
 
     fn passes(&self, customer_id: u64, offer: &Offer, rule: Rule) -> Result<bool, FactsError> {
+        self.passes_nth(customer_id, usize::MAX, offer, rule)
+    }
+
+    fn passes_nth(
+        &self,
+        customer_id: u64,
+        nth: usize,
+        offer: &Offer,
+        rule: Rule,
+    ) -> Result<bool, FactsError> {
         let row = self.row(customer_id)?;
-        let plans = self
+        let entry = self
             .rules
-            .get(&offer.id)
+            .entry(nth, offer)
             .ok_or_else(|| FactsError::Unresolved(format!("offer '{}'", offer.id)))?;
-        Ok(eval::matches_row(self.ds, &plans[rule.index()].root, row))
+        let root = &entry.rules[rule.index()].root;
+        match self.members {
+            None => Ok(eval::matches_row(self.ds, root, row)),
+            Some(members) => eval::matches_row_with(self.ds, root, row, members)
+                .map_err(|id| FactsError::Unresolved(format!("saved segment '{id}'"))),
+        }
     }
 
     fn in_saved(&self, customer_id: u64, segment_id: &str) -> Result<bool, FactsError> {
         let row = self.row(customer_id)?;
-        let members = self
-            .saved
-            .get(segment_id)
-            .ok_or_else(|| FactsError::Unresolved(format!("saved segment '{segment_id}'")))?;
-        Ok(members.contains(row))
+        let unresolved = || FactsError::Unresolved(format!("saved segment '{segment_id}'"));
+        match self.members {
+            None => Ok(self.rules.saved(segment_id).ok_or_else(unresolved)?.contains(row)),
+            Some(members) => Ok(members(segment_id).ok_or_else(unresolved)?.contains(row)),
+        }
     }
 
     fn number(&self, customer_id: u64, attribute: &str) -> Result<Option<f64>, FactsError> {
