@@ -31,17 +31,34 @@ use super::facts::{resolve, FactsError};
 use super::offer::Offer;
 use crate::index::Postings;
 use crate::query::plan::{Node, Segments};
-use crate::query::{Limits, Plan};
+use crate::query::Limits;
 use crate::store::Dataset;
 
 /// A saved segment's members in the version a decision reads, borrowed from it.
 pub type Members<'a> = &'a dyn Fn(&str) -> Option<&'a Postings>;
 
+/// A compiled rule as a decision tests it on one row.
+#[derive(Clone, Debug)]
+pub enum Check {
+    Const(bool),
+    /// A saved segment, by its slot in [`CompiledRules::segment_id`] (live rules only):
+    /// answered once per decision however many offers read it.
+    Segment {
+        slot: u32,
+        negated: bool,
+    },
+    And(Vec<Check>),
+    Or(Vec<Check>),
+    /// Anything else of a plan, tested with [`crate::query::eval::matches_row`] (bound
+    /// rules keep their whole plan here, saved segments included).
+    Row(Node),
+}
+
 /// One offer's compiled rules.
 pub struct Entry {
     pub offer: Arc<Offer>,
     /// Eligibility, applicability, suitability (in [`Offer::rules`] order).
-    pub rules: [Plan; 3],
+    pub rules: [Check; 3],
     /// Segments of the offer's per-segment adaptive models, as resolved at compile time
     /// (for callers without a live membership lookup).
     pub saved: Vec<(String, Arc<Postings>)>,
@@ -50,15 +67,17 @@ pub struct Entry {
 /// Every offer of one catalogue compiled against one binding generation of a table.
 pub struct CompiledRules {
     generation: u64,
-    /// Built for live membership ([`RuleCache`]): the members captured at compile time were
-    /// dropped (they would pin old bitmaps of every segment in memory), so saved segments
-    /// must be answered from a [`Members`] lookup.
+    /// Built for live membership ([`RuleCache`]): saved segments are [`Check::Segment`]
+    /// slots, answered from a [`Members`] lookup of the version read.
     live: bool,
     /// In catalogue (id) order, the order decisions walk the offers in.
     entries: Vec<Entry>,
     by_id: HashMap<String, usize>,
-    /// Every entry's model segments, by id.
+    /// Every entry's model segments, by id (bound rules).
     saved: HashMap<String, Arc<Postings>>,
+    /// Saved segments live rules read, by slot, and the slot of each.
+    slot_ids: Vec<String>,
+    slots: HashMap<String, u32>,
 }
 
 impl CompiledRules {
@@ -84,6 +103,9 @@ impl CompiledRules {
     ) -> Result<CompiledRules, FactsError> {
         let generation = ds.binding_generation();
         let prev = prev.filter(|p| p.generation == generation && p.live == live);
+        // Slots only grow, so reused entries keep theirs.
+        let (mut slot_ids, mut slots) =
+            prev.map(|p| (p.slot_ids.clone(), p.slots.clone())).unwrap_or_default();
         let mut entries = Vec::with_capacity(cat.len());
         for o in cat.offers() {
             let reused = prev.and_then(|p| p.by_id.get(&o.id).map(|&i| &p.entries[i]));
@@ -92,20 +114,32 @@ impl CompiledRules {
                     Entry { offer: o.clone(), rules: e.rules.clone(), saved: e.saved.clone() }
                 }
                 _ => {
-                    let mut r = resolve(ds, o, segs, limits)?;
+                    let r = resolve(ds, o, segs, limits)?;
+                    let mut slot = |id: &str| match slots.get(id) {
+                        Some(&s) => s,
+                        None => {
+                            slot_ids.push(id.to_string());
+                            slots.insert(id.to_string(), slot_ids.len() as u32 - 1);
+                            slot_ids.len() as u32 - 1
+                        }
+                    };
                     if live {
-                        let none = Arc::new(Postings::default());
-                        r.rules.iter_mut().for_each(|p| forget_members(&mut p.root, &none));
-                        r.saved.clear();
+                        // Model segments get slots too: `in_saved` is asked per decision.
+                        r.saved.iter().for_each(|(id, _)| {
+                            slot(id);
+                        });
+                        let rules = r.rules.map(|p| check(p.root, &mut slot));
+                        Entry { offer: o.clone(), rules, saved: vec![] }
+                    } else {
+                        Entry { offer: o.clone(), rules: r.rules.map(|p| Check::Row(p.root)), saved: r.saved }
                     }
-                    Entry { offer: o.clone(), rules: r.rules, saved: r.saved }
                 }
             };
             entries.push(entry);
         }
         let by_id = entries.iter().enumerate().map(|(i, e)| (e.offer.id.clone(), i)).collect();
         let saved = entries.iter().flat_map(|e| e.saved.iter().cloned()).collect();
-        Ok(CompiledRules { generation, live, entries, by_id, saved })
+        Ok(CompiledRules { generation, live, entries, by_id, saved, slot_ids, slots })
     }
 
     /// Whether these are the rules of exactly `cat`'s offers bound as `ds` binds.
@@ -133,6 +167,20 @@ impl CompiledRules {
         self.live
     }
 
+    /// Saved segments live rules read (slots are `0..segments()`).
+    pub fn segments(&self) -> usize {
+        self.slot_ids.len()
+    }
+
+    pub fn segment_id(&self, slot: u32) -> &str {
+        &self.slot_ids[slot as usize]
+    }
+
+    /// The slot of a saved segment live rules read.
+    pub fn slot(&self, segment_id: &str) -> Option<u32> {
+        self.slots.get(segment_id).copied()
+    }
+
     /// A model segment's members as resolved at compile time (None when `live`).
     pub fn saved(&self, segment_id: &str) -> Option<&Postings> {
         self.saved.get(segment_id).map(|p| &**p)
@@ -147,12 +195,15 @@ impl CompiledRules {
     }
 }
 
-/// Replaces the members bound into saved-segment nodes by `none`.
-fn forget_members(node: &mut Node, none: &Arc<Postings>) {
+/// A plan's tree as a [`Check`], saved segments turned into slots (the members bound into
+/// the plan are dropped: they would pin old bitmaps of every segment in memory).
+fn check(node: Node, slot: &mut impl FnMut(&str) -> u32) -> Check {
     match node {
-        Node::Segment { members, .. } => *members = none.clone(),
-        Node::And(kids) | Node::Or(kids) => kids.iter_mut().for_each(|k| forget_members(k, none)),
-        Node::Const(_) | Node::Leaf(_) => {}
+        Node::Segment { id, negated, .. } => Check::Segment { slot: slot(&id), negated },
+        Node::And(kids) => Check::And(kids.into_iter().map(|k| check(k, slot)).collect()),
+        Node::Or(kids) => Check::Or(kids.into_iter().map(|k| check(k, slot)).collect()),
+        Node::Const(b) => Check::Const(b),
+        leaf @ Node::Leaf(_) => Check::Row(leaf),
     }
 }
 

@@ -118,13 +118,22 @@ fn decide_cached(cache: &RuleCache, eng: &Engine, customer: u64) -> Decision {
     decide(st.catalogue(), st.contacts(), &facts, &request(customer)).unwrap()
 }
 
-/// Every customer's decision from the cache equals the oracle's.
+/// Every customer's decision from the cache equals the oracle's, with facts built per
+/// decision (as the service does) and with one facts for every customer (its per-row
+/// memo must not leak from the first customer to the others).
 fn assert_exact(cache: &RuleCache, eng: &Engine) {
     let oracle = oracle(eng);
     let st = eng.decide();
+    let members = |s: &str| eng.segments().get(s).ok().map(|m| &*m.members);
+    let shared = DatasetFacts::with_rules(eng.data(), cached(cache, eng), &members);
     for &id in oracle.customers.keys() {
         let want = decide(st.catalogue(), st.contacts(), &oracle, &request(id)).unwrap();
         assert_eq!(decide_cached(cache, eng, id), want, "customer {id}");
+        assert_eq!(
+            decide(st.catalogue(), st.contacts(), &shared, &request(id)).unwrap(),
+            want,
+            "customer {id}"
+        );
     }
 }
 

@@ -211,37 +211,6 @@ pub fn matches_row(ds: &Dataset, node: &Node, row: u32) -> bool {
     }
 }
 
-/// [`matches_row`] with saved segments' members looked up in `members` (the version the
-/// caller reads) rather than those bound into the plan, so a plan compiled once stays
-/// exact as memberships change. Err: a segment `members` does not hold.
-pub fn matches_row_with<'a, 'n>(
-    ds: &Dataset,
-    node: &'n Node,
-    row: u32,
-    members: &dyn Fn(&str) -> Option<&'a Postings>,
-) -> Result<bool, &'n str> {
-    Ok(match node {
-        Node::Segment { id, negated, .. } => members(id).ok_or(id.as_str())?.contains(row) != *negated,
-        Node::And(kids) => {
-            for k in kids {
-                if !matches_row_with(ds, k, row, members)? {
-                    return Ok(false);
-                }
-            }
-            true
-        }
-        Node::Or(kids) => {
-            for k in kids {
-                if matches_row_with(ds, k, row, members)? {
-                    return Ok(true);
-                }
-            }
-            false
-        }
-        Node::Const(_) | Node::Leaf(_) => matches_row(ds, node, row),
-    })
-}
-
 /// The test's value at a row: None when the column is NULL there (UNKNOWN).
 fn test_row(ds: &Dataset, l: &Leaf, row: u32) -> Option<bool> {
     let col = &ds.columns[l.col];
