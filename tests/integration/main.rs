@@ -7,6 +7,7 @@ mod cluster;
 mod common;
 mod decide;
 mod decide_blast;
+mod decide_explain;
 mod differential;
 mod durability;
 mod errors;
