@@ -1,8 +1,10 @@
 //! Next-best-offer in process, the benchmark set-up: 200 offers over 50 saved
 //! segments (the first 50 of `segd::gen::benchmark_segments`), on the 10M table
 //! (`SEGD_BENCH_ROWS` picks another size):
-//! - `next_best_offer/web`: one decision as the service takes it (the offers' rules
-//!   resolved against the version, then arbitration; neither logged nor applied);
+//! - `next_best_offer/web`: one decision as the service takes it (the offers' rules from
+//!   the `RuleCache`, then arbitration; neither logged nor applied);
+//! - `next_best_offer/web_compiling`: the same with every offer's rules compiled per call
+//!   (how the service decided before the cache);
 //! - `decide_for_segment/1M`: a blast over a 1M-member segment (the first 1M rows, or all
 //!   rows of a smaller table), `Blaster` on every core; throughput in decisions;
 //! - `reach_estimate/o000`: one offer's exact funnel over the whole base (draws cached);
@@ -21,7 +23,7 @@ use rand::{Rng, SeedableRng};
 use segd::db::{Db, DbOptions};
 use segd::decide::{
     decide, reach_estimate, Blast, Blaster, Change, Channel, Context, DatasetFacts, DrawCache, Limit, Offer,
-    OutcomeKind, Propensity, Request, SegmentRef, Value,
+    OutcomeKind, Propensity, Request, RuleCache, SegmentRef, Value,
 };
 use segd::engine::{Engine, Mutation, Outcome};
 use segd::index::Postings;
@@ -99,7 +101,26 @@ fn bench(c: &mut Criterion) {
     let ctx = |channel| Context { channel, placement: "home".into(), intent: String::new(), now_ms: now };
     let mut r = rand::rngs::SmallRng::seed_from_u64(7);
     let mut id = 0u64;
+    let cache = RuleCache::default();
     c.bench_function("next_best_offer/web", |b| {
+        b.iter(|| {
+            id += 1;
+            let segs = |s: &str| engine.segments().members_of(s);
+            let members = |s: &str| engine.segments().get(s).ok().map(|m| &*m.members);
+            let st = engine.decide();
+            let rules = cache.get(engine.data(), st.catalogue(), &segs, &limits).unwrap();
+            let facts = DatasetFacts::with_rules(engine.data(), rules, &members);
+            let req = Request {
+                decision_id: id,
+                customer_id: r.random_range(1..=rows as u64),
+                context: ctx(Channel::Web),
+                max_results: 5,
+                counts_as_impression: true,
+            };
+            decide(st.catalogue(), st.contacts(), &facts, &req).unwrap()
+        })
+    });
+    c.bench_function("next_best_offer/web_compiling", |b| {
         b.iter(|| {
             id += 1;
             let segs = |s: &str| engine.segments().members_of(s);

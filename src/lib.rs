@@ -49,7 +49,8 @@
 //!   arbitration with an explanation per offer, contact history (caps, budgets,
 //!   suppression, adaptive models) in persistent maps versions share, reach funnels,
 //!   campaign blasts over a segment ([`decide::campaign`]: per-offer bitmaps once per call),
-//!   hold-out / control draws as cached row bitmaps ([`decide::draws`]), and their
+//!   hold-out / control draws as cached row bitmaps ([`decide::draws`]), offers' rules
+//!   compiled once and reused by single decisions ([`decide::rules`]), and their
 //!   protobuf record forms; [`decide::change`] is what the engine holds
 //!   ([`decide::State`]) and applies ([`decide::Change`], `Mutation::Decide`).
 //! - [`db`]: durability and publication around the engine: group-committed write-ahead

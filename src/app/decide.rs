@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{on_pool, unexpected, App, AppError, ErrorCode};
+use super::{guarded, on_pool, unexpected, App, AppError, ErrorCode};
 use crate::decide::{
     decide, reach_estimate, Change, ChangeError, ChangeOutcome, Channel, ContactPolicy, Context,
     DatasetFacts, DecideError, Decision, FactsError, Funnel, HistoryError, Offer, OfferError, OutcomeApplied,
@@ -87,6 +87,9 @@ pub struct NboRequest {
     pub counts_as_impression: bool,
     /// Decide on the current version without logging anything.
     pub dry_run: bool,
+    /// List every offer not presented with its reason; otherwise only those dropped at
+    /// apply (the explanation is most of an answer's bytes and of its encoding cost).
+    pub explain: bool,
 }
 
 /// A decision as answered: the core's explanation, settled with what its apply kept.
@@ -197,7 +200,7 @@ impl App {
     /// The next best offers for one customer on one channel, explained; logged (so caps,
     /// budgets and the contact policy count it) unless `dry_run`.
     pub async fn next_best_offer(&self, req: NboRequest) -> Result<NboAnswer, AppError> {
-        let NboRequest { customer_id, context, max_results, counts_as_impression, dry_run } = req;
+        let NboRequest { customer_id, context, max_results, counts_as_impression, dry_run, explain } = req;
         let DecisionContext { channel, placement, intent, now_ms } = context;
         let now_ms = Self::stamp(now_ms, !dry_run, "context.now_ms")?;
         // A fixed table has no history to log to: only dry runs there.
@@ -214,14 +217,26 @@ impl App {
             max_results,
             counts_as_impression,
         };
-        let mut decision = on_pool(move || {
+        // Inline on the caller's worker, not on the rayon pool: with the rules cached a
+        // decision is tens of µs, less than the two thread wake-ups of a pool hop cost.
+        // Only a catalogue or segment change recompiles (once, under the cache's lock).
+        let mut decision = guarded(|| {
             let segs = |id: &str| eng.segments().members_of(id);
+            let members = |id: &str| eng.segments().get(id).ok().map(|s| &*s.members);
             let st = eng.decide();
-            let facts = DatasetFacts::new(eng.data(), st.catalogue(), &segs, &limits)
+            let rules = self
+                .0
+                .rules
+                .get(eng.data(), st.catalogue(), &segs, &limits)
                 .map_err(|e| AppError::from(DecideError::from(e)))?;
+            let facts = DatasetFacts::with_rules(eng.data(), rules, &members);
             Ok(decide(st.catalogue(), st.contacts(), &facts, &req)?)
-        })
-        .await?;
+        })?;
+        drop(eng);
+        if !explain {
+            // Before settling: what the apply drops is always listed.
+            decision.dropped.clear();
+        }
         if dry_run {
             return Ok(NboAnswer { decision, sequence: None });
         }

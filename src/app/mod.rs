@@ -90,6 +90,8 @@ struct Inner {
     decision_ids: std::sync::atomic::AtomicU64,
     /// Hold-out and control-group bitmaps (reach funnels, blasts).
     draws: crate::decide::DrawCache,
+    /// Offers' rules compiled for `NextBestOffer` (see `decide::rules`).
+    rules: crate::decide::RuleCache,
 }
 
 /// The application. Cloning shares it.
@@ -145,6 +147,7 @@ impl App {
             opened_at,
             decision_ids: Default::default(),
             draws: Default::default(),
+            rules: Default::default(),
         }))
     }
 

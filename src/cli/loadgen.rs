@@ -381,6 +381,7 @@ impl Workload {
                 max_results: 5,
                 counts_as_impression: None,
                 dry_run: self.nbo.1,
+                explain: false,
             }),
         }
     }

@@ -241,8 +241,8 @@ pub fn decide(
     let mut dropped = vec![];
     let mut ranked = vec![];
     let mut fallbacks = vec![];
-    for o in cat.offers() {
-        let verdict = match stages(o, state, facts, req, control_group, &contact_limit)? {
+    for (nth, o) in cat.offers().enumerate() {
+        let verdict = match stages(o, nth, state, facts, req, control_group, &contact_limit)? {
             Ok(()) => score(o, state, facts, req)?,
             Err(reason) => Err(reason),
         };
@@ -295,6 +295,7 @@ pub fn decide(
 /// the stage that drops the offer.
 fn stages(
     o: &Offer,
+    nth: usize,
     state: &ContactState,
     facts: &dyn CustomerFacts,
     req: &Request,
@@ -309,7 +310,7 @@ fn stages(
         return Ok(Err(DropReason::WrongChannel { channel: ctx.channel }));
     }
     for (rule, seg) in o.rules() {
-        if !matches!(seg, SegmentRef::All) && !facts.passes(customer, o, rule)? {
+        if !matches!(seg, SegmentRef::All) && !facts.passes_nth(customer, nth, o, rule)? {
             return Ok(Err(match rule {
                 Rule::Eligibility => DropReason::NotEligible,
                 Rule::Applicability => DropReason::NotApplicable,

@@ -4,10 +4,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::catalogue::Catalogue;
 use super::offer::{Offer, Propensity, Rule, SegmentRef, Value};
+use super::rules::{Check, CompiledRules, Members};
 use crate::index::Postings;
 use crate::query::{self, eval, plan::Segments, Limits, Plan, QueryError};
 use crate::store::column::{ColumnData, Kind, Temporal};
@@ -33,6 +34,18 @@ pub trait CustomerFacts {
     fn known(&self, customer_id: u64) -> bool;
     /// Whether the customer passes one segment rule of an offer.
     fn passes(&self, customer_id: u64, offer: &Offer, rule: Rule) -> Result<bool, FactsError>;
+    /// [`CustomerFacts::passes`] for the `nth` offer of the catalogue in id order (a hint
+    /// that spares a lookup by id; the answer is the same).
+    fn passes_nth(
+        &self,
+        customer_id: u64,
+        nth: usize,
+        offer: &Offer,
+        rule: Rule,
+    ) -> Result<bool, FactsError> {
+        let _ = nth;
+        self.passes(customer_id, offer, rule)
+    }
     /// Whether the customer is in a saved segment (per-segment adaptive models).
     fn in_saved(&self, customer_id: u64, segment_id: &str) -> Result<bool, FactsError>;
     /// A numeric attribute's value; None when NULL (or NaN).
@@ -50,15 +63,21 @@ pub fn segment_key(seg: &SegmentRef) -> String {
     }
 }
 
-/// Facts from a customer table: each offer's rules compiled once against it (build one per
-/// published version and catalogue, not per decision: a decision then only walks plans),
-/// numbers read from the columns.
+/// Facts from a customer table: each offer's rules compiled against it ([`CompiledRules`]),
+/// numbers read from the columns. Built per decision from cached rules
+/// ([`DatasetFacts::with_rules`]: a decision then only walks plans on one row), or with
+/// every rule compiled for this table ([`DatasetFacts::new`]).
 pub struct DatasetFacts<'a> {
     ds: &'a Dataset,
-    /// Offer id -> its eligibility, applicability and suitability plans.
-    rules: HashMap<String, [Plan; 3]>,
-    /// Saved segments of per-segment adaptive models.
-    saved: HashMap<String, Arc<Postings>>,
+    rules: Arc<CompiledRules>,
+    /// Saved-segment membership of the version the decision reads; None: the members bound
+    /// when the rules were compiled (the same version, for [`DatasetFacts::new`]).
+    members: Option<Members<'a>>,
+    /// The first row asked about (a decision asks about one) and its membership of each
+    /// slot of live rules, filled as offers ask: 200 offers over 50 segments look each
+    /// segment up once.
+    memo_row: OnceLock<u32>,
+    memo: Box<[OnceLock<bool>]>,
 }
 
 /// One offer resolved against a table: its three rule plans and the members of the saved
@@ -108,14 +127,56 @@ impl<'a> DatasetFacts<'a> {
         segs: Segments<'_>,
         limits: &Limits,
     ) -> Result<Self, FactsError> {
-        let mut rules = HashMap::with_capacity(cat.len());
-        let mut saved = HashMap::new();
-        for o in cat.offers() {
-            let r = resolve(ds, o, segs, limits)?;
-            rules.insert(o.id.clone(), r.rules);
-            saved.extend(r.saved);
+        let rules = Arc::new(CompiledRules::build(ds, cat, segs, limits)?);
+        Ok(DatasetFacts { ds, rules, members: None, memo_row: OnceLock::new(), memo: Box::new([]) })
+    }
+
+    /// Facts from rules compiled earlier for this table's bindings and catalogue (see
+    /// [`CompiledRules::fits`]), saved segments answered by `members` from the version read.
+    pub fn with_rules(ds: &'a Dataset, rules: Arc<CompiledRules>, members: Members<'a>) -> Self {
+        debug_assert!(rules.fits_bindings(ds), "rules compiled for other bindings");
+        let memo = (0..rules.segments()).map(|_| OnceLock::new()).collect();
+        DatasetFacts { ds, rules, members: Some(members), memo_row: OnceLock::new(), memo }
+    }
+
+    /// Whether `row` passes a compiled rule.
+    fn check(&self, c: &Check, row: u32) -> Result<bool, FactsError> {
+        Ok(match c {
+            Check::Const(b) => *b,
+            Check::Row(node) => eval::matches_row(self.ds, node, row),
+            Check::Segment { slot, negated } => self.member(*slot, row)? != *negated,
+            Check::And(kids) => {
+                for k in kids {
+                    if !self.check(k, row)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            Check::Or(kids) => {
+                for k in kids {
+                    if self.check(k, row)? {
+                        return Ok(true);
+                    }
+                }
+                false
+            }
+        })
+    }
+
+    /// Whether `row` is in the saved segment of a live rules' slot, in the version read.
+    fn member(&self, slot: u32, row: u32) -> Result<bool, FactsError> {
+        let memo = (*self.memo_row.get_or_init(|| row) == row).then(|| &self.memo[slot as usize]);
+        if let Some(&b) = memo.and_then(|m| m.get()) {
+            return Ok(b);
         }
-        Ok(DatasetFacts { ds, rules, saved })
+        let id = self.rules.segment_id(slot);
+        let members = self.members.and_then(|m| m(id));
+        let b = members.ok_or_else(|| FactsError::Unresolved(format!("saved segment '{id}'")))?.contains(row);
+        if let Some(m) = memo {
+            let _ = m.set(b);
+        }
+        Ok(b)
     }
 
     pub fn dataset(&self) -> &Dataset {
@@ -180,21 +241,31 @@ impl CustomerFacts for DatasetFacts<'_> {
     }
 
     fn passes(&self, customer_id: u64, offer: &Offer, rule: Rule) -> Result<bool, FactsError> {
+        self.passes_nth(customer_id, usize::MAX, offer, rule)
+    }
+
+    fn passes_nth(
+        &self,
+        customer_id: u64,
+        nth: usize,
+        offer: &Offer,
+        rule: Rule,
+    ) -> Result<bool, FactsError> {
         let row = self.row(customer_id)?;
-        let plans = self
+        let entry = self
             .rules
-            .get(&offer.id)
+            .entry(nth, offer)
             .ok_or_else(|| FactsError::Unresolved(format!("offer '{}'", offer.id)))?;
-        Ok(eval::matches_row(self.ds, &plans[rule.index()].root, row))
+        self.check(&entry.rules[rule.index()], row)
     }
 
     fn in_saved(&self, customer_id: u64, segment_id: &str) -> Result<bool, FactsError> {
         let row = self.row(customer_id)?;
-        let members = self
-            .saved
-            .get(segment_id)
-            .ok_or_else(|| FactsError::Unresolved(format!("saved segment '{segment_id}'")))?;
-        Ok(members.contains(row))
+        let unresolved = || FactsError::Unresolved(format!("saved segment '{segment_id}'"));
+        if self.rules.live() {
+            return self.member(self.rules.slot(segment_id).ok_or_else(unresolved)?, row);
+        }
+        Ok(self.rules.saved(segment_id).ok_or_else(unresolved)?.contains(row))
     }
 
     fn number(&self, customer_id: u64, attribute: &str) -> Result<Option<f64>, FactsError> {

@@ -18,13 +18,16 @@
 //! - [`campaign`]: decisions for every member of a segment: [`Blaster`], bitmaps per offer
 //!   once per call and a per-member ranking into reused buffers.
 //! - [`draws`]: hold-out and control-group draws as cached, append-extended row bitmaps.
+//! - [`rules`]: offers' rules compiled once per catalogue and table bindings
+//!   ([`RuleCache`]), reused by every decision; memberships read live.
 //! - [`record`]: protobuf record forms of all of the above, for the log and snapshots.
 //! - [`idmap`]: id-keyed persistent maps: a version's clone is O(1), a write copies its path.
 //! - [`hash`]: stable hold-out / control-group draws and sampling seeds.
 //!
 //! # How the engine drives it
-//! - `NextBestOffer`: on a published version, [`decide`] with a [`DatasetFacts`] built
-//!   once per (table version, catalogue); then [`ContactState::check_decision`], log the
+//! - `NextBestOffer`: on a published version, [`decide`] with a [`DatasetFacts`] over the
+//!   [`RuleCache`]'s rules (compiled once per catalogue and binding generation, saved
+//!   segments read from the version); then [`ContactState::check_decision`], log the
 //!   [`record::DecisionTakenRecord`], and in apply [`ContactState::apply_decision`];
 //!   [`Decision::settle`] merges what the apply kept into the answer.
 //! - `RecordOutcome`: [`ContactState::check_outcome`], log [`record::OutcomeRecord`], apply
@@ -57,6 +60,7 @@ pub mod limits;
 pub mod offer;
 pub mod reach;
 pub mod record;
+pub mod rules;
 
 pub use arbitrate::{
     decide, Context, DecideError, Decision, DecisionRecord, DropReason, Dropped, ModelKey, Ranked, Request,
@@ -72,11 +76,14 @@ pub use offer::{
     Channel, ContextWeights, Limit, Offer, OfferError, Propensity, SegmentRef, Suppression, Value,
 };
 pub use reach::{reach_estimate, Funnel};
+pub use rules::{CompiledRules, Members, RuleCache};
 
 #[cfg(test)]
 mod blast_tests;
 #[cfg(test)]
 mod db_tests;
+#[cfg(test)]
+mod rules_tests;
 #[cfg(test)]
 mod table_tests;
 #[cfg(test)]

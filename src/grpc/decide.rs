@@ -245,6 +245,7 @@ impl TryFrom<pb::NextBestOfferRequest> for NboRequest {
             max_results,
             counts_as_impression,
             dry_run,
+            explain,
         } = r;
         Ok(NboRequest {
             customer_id,
@@ -255,6 +256,7 @@ impl TryFrom<pb::NextBestOfferRequest> for NboRequest {
             },
             counts_as_impression: counts_as_impression.unwrap_or(true),
             dry_run,
+            explain,
         })
     }
 }

@@ -175,6 +175,7 @@ pub(super) fn nbo(customer_id: u64, dry_run: bool) -> pb::NextBestOfferRequest {
         max_results: 5,
         counts_as_impression: None,
         dry_run,
+        explain: true,
     }
 }
 

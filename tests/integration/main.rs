@@ -8,6 +8,7 @@ mod cluster_events;
 mod common;
 mod decide;
 mod decide_blast;
+mod decide_explain;
 mod differential;
 mod durability;
 mod errors;
