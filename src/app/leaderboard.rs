@@ -129,23 +129,8 @@ impl App {
         let limit = if limit == 0 { DEFAULT_PAGE } else { limit };
         at_most("limit", limit as u64, MAX_PAGE as u64)?;
         at_most("offset", offset, MAX_OFFSET)?;
-        self.check_scope(&scope)?;
-        let app = self.clone();
-        on_pool(move || {
-            let eng = app.read();
-            let rows = app.scope_rows(&eng, &scope)?;
-            let boards = eng.boards();
-            let b = boards.get(&board)?;
-            let (pb, span) = period_of(b, period)?;
-            let scope = rows.as_ref().map_or(Scope::Everyone, Scope::Rows);
-            let entries = pb.top(limit, offset, scope).iter().map(|r| entry(b, r)).collect();
-            Ok(BoardPage {
-                board: b.spec.id.clone(),
-                name: b.spec.name.clone(),
-                period: span,
-                entries,
-                count: pb.count(scope),
-            })
+        self.on_board(board, scope, None, move |b, _, scope| {
+            page(b, period, scope, |pb| pb.top(limit, offset, scope))
         })
         .await
     }
@@ -162,24 +147,8 @@ impl App {
     ) -> Result<BoardPage, AppError> {
         let k = if k == 0 { DEFAULT_AROUND } else { k };
         at_most("k", k as u64, MAX_AROUND as u64)?;
-        self.check_scope(&scope)?;
-        let app = self.clone();
-        on_pool(move || {
-            let eng = app.read();
-            let row = eng.data().row_of(customer_id).ok_or(AppError::UnknownCustomer(customer_id))?;
-            let rows = app.scope_rows(&eng, &scope)?;
-            let boards = eng.boards();
-            let b = boards.get(&board)?;
-            let (pb, span) = period_of(b, period)?;
-            let scope = rows.as_ref().map_or(Scope::Everyone, Scope::Rows);
-            let entries = pb.around(row, k, scope).iter().map(|r| entry(b, r)).collect();
-            Ok(BoardPage {
-                board: b.spec.id.clone(),
-                name: b.spec.name.clone(),
-                period: span,
-                entries,
-                count: pb.count(scope),
-            })
+        self.on_board(board, scope, Some(customer_id), move |b, row, scope| {
+            page(b, period, scope, |pb| pb.around(row, k, scope))
         })
         .await
     }
@@ -192,15 +161,31 @@ impl App {
         period: PeriodSel,
         customer_id: u64,
     ) -> Result<BoardRank, AppError> {
+        self.on_board(board, scope, Some(customer_id), move |b, row, scope| rank_on(b, period, row, scope))
+            .await
+    }
+
+    /// What the three reads share: on the pool, against the current version, `read` gets
+    /// the board, the named customer's row (`NOT_FOUND` first when the table does not hold
+    /// it; row 0 when none is named) and the scope.
+    async fn on_board<T: Send + 'static>(
+        &self,
+        board: String,
+        scope: BoardScope,
+        customer_id: Option<u64>,
+        read: impl FnOnce(&LiveBoard, u32, Scope<'_>) -> Result<T, AppError> + Send + 'static,
+    ) -> Result<T, AppError> {
         self.check_scope(&scope)?;
         let app = self.clone();
         on_pool(move || {
             let eng = app.read();
-            let row = eng.data().row_of(customer_id).ok_or(AppError::UnknownCustomer(customer_id))?;
+            let row = match customer_id {
+                Some(id) => eng.data().row_of(id).ok_or(AppError::UnknownCustomer(id))?,
+                None => 0,
+            };
             let rows = app.scope_rows(&eng, &scope)?;
             let boards = eng.boards();
-            let b = boards.get(&board)?;
-            rank_on(b, period, row, rows.as_ref().map_or(Scope::Everyone, Scope::Rows))
+            read(boards.get(&board)?, row, rows.as_ref().map_or(Scope::Everyone, Scope::Rows))
         })
         .await
     }
@@ -220,6 +205,24 @@ fn at_most(field: &'static str, got: u64, max: u64) -> Result<(), AppError> {
         return Err(AppError::Invalid { field, msg: format!("{got} is above the largest, {max}") });
     }
     Ok(())
+}
+
+/// A page of `b`'s entries in `period`, as `ranked` picks them, with the scope's count.
+fn page(
+    b: &LiveBoard,
+    period: PeriodSel,
+    scope: Scope<'_>,
+    ranked: impl FnOnce(&Board) -> Vec<Ranked>,
+) -> Result<BoardPage, AppError> {
+    let (pb, span) = period_of(b, period)?;
+    let entries = ranked(pb).iter().map(|r| entry(b, r)).collect();
+    Ok(BoardPage {
+        board: b.spec.id.clone(),
+        name: b.spec.name.clone(),
+        period: span,
+        entries,
+        count: pb.count(scope),
+    })
 }
 
 fn rank_on(b: &LiveBoard, period: PeriodSel, row: u32, scope: Scope<'_>) -> Result<BoardRank, AppError> {
