@@ -77,8 +77,9 @@
 //!   [`metrics::Rpc`]), the HTTP API's per-route requests, and the axum `/metrics`
 //!   endpoint.
 //! - [`server`]: runs the gRPC services, health and reflection until shutdown.
-//! - [`security`]: TLS (rustls) and the optional bearer token, for both listeners: a tower
-//!   layer around every gRPC service, an axum middleware around every HTTP route.
+//! - [`security`]: TLS (rustls) and the optional bearer token, for both listeners; the
+//!   checks are a tower layer around every gRPC service (`grpc/auth.rs`) and an axum
+//!   middleware around every HTTP route (`http/guard.rs`).
 //! - [`replica`]: replication over NATS JetStream: the primary's commit groups stored in a
 //!   stream before they are acknowledged (a [`db::GroupSink`], `db/sink.rs`), and read
 //!   replicas following that stream through their own committer; or cluster members,

@@ -4,18 +4,14 @@
 //! (and the metrics listener, which serves only `/metrics`).
 //!
 //! The token is checked in one place per transport, around every service: a tower layer
-//! over the whole gRPC router ([`grpc_layer`]), so a service added to the server is covered
+//! over the whole gRPC router ([`crate::grpc::auth`]), so a service added to the server is covered
 //! without being named here, and an axum middleware over the whole HTTP router
 //! ([`crate::http`]). Neither is installed when no token is configured.
 
 use std::fmt;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use axum::http;
 use subtle::ConstantTimeEq;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -164,64 +160,6 @@ impl BearerToken {
 pub struct Security {
     pub tls: Option<Tls>,
     pub token: Option<BearerToken>,
-}
-
-/// gRPC paths that answer without a token: health checks, which probes make without
-/// credentials and which tell nothing about customers.
-fn grpc_public(path: &str) -> bool {
-    path.starts_with("/grpc.health.v1.Health/")
-}
-
-/// The gRPC token check as a layer over the whole router, or nothing without a token.
-pub fn grpc_layer(
-    token: Option<BearerToken>,
-) -> tower::util::Either<GrpcAuthLayer, tower::layer::util::Identity> {
-    tower::util::option_layer(token.map(GrpcAuthLayer))
-}
-
-/// Refuses every gRPC call that does not present the token with UNAUTHENTICATED.
-#[derive(Clone, Debug)]
-pub struct GrpcAuthLayer(BearerToken);
-
-impl<S> tower::Layer<S> for GrpcAuthLayer {
-    type Service = GrpcAuth<S>;
-    fn layer(&self, inner: S) -> GrpcAuth<S> {
-        GrpcAuth { inner, token: self.0.clone() }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct GrpcAuth<S> {
-    inner: S,
-    token: BearerToken,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for GrpcAuth<S>
-where
-    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    ResBody: Default + Send + 'static,
-{
-    type Response = http::Response<ResBody>;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
-        let header = req.headers().get(http::header::AUTHORIZATION).map(|v| v.as_bytes());
-        if grpc_public(req.uri().path()) || self.token.accepts(header) {
-            return Box::pin(self.inner.call(req));
-        }
-        let status = tonic::Status::unauthenticated(BearerToken::refusal(header));
-        tracing::debug!(path = req.uri().path(), "unauthenticated gRPC call refused");
-        Box::pin(std::future::ready(Ok(status.into_http())))
-    }
 }
 
 #[cfg(test)]

@@ -225,7 +225,7 @@ impl Server {
         }
         // One layer around every service (health calls pass without the token).
         let served = builder
-            .layer(crate::security::grpc_layer(self.security.token.clone()))
+            .layer(crate::grpc::auth::grpc_layer(self.security.token.clone()))
             .add_service(health_svc)
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)

@@ -6,6 +6,7 @@
 //!
 //! - [`pb`]: code generated from `proto/segd/v1/segd.proto` and its descriptor set.
 //! - [`codec`]: prost decoding that answers INVALID_ARGUMENT for undecodable requests.
+//! - [`auth`]: the bearer-token check as a tower layer over every gRPC service.
 //! - [`coalesce`]: the server connection's writes, coalesced across calls that finish
 //!   in the same turn of the runtime.
 //! - [`convert`]: proto <-> core (predicate trees, literals, plans, schema).
@@ -22,6 +23,7 @@
 //! - [`replica`]: the `ReplicaService` (`GetReplicaStatus`) and the `segd-min-sequence`
 //!   header of reads.
 
+pub mod auth;
 pub mod coalesce;
 pub mod codec;
 pub mod convert;
