@@ -16,7 +16,8 @@
 # nats-server on the PATH or /usr/sbin), ROWS (table rows, default 1000000; the demo
 # table unless DATA names a Parquet file), DUR (seconds per run, default 10), C (requests
 # in flight, default 8), BATCH (customers per upsert, default 100), OUT (default
-# /tmp/segd-bench-cluster), BASE_PORT (default 52100; uses BASE_PORT..BASE_PORT+40),
+# /tmp/segd-bench-cluster), BASE_PORT (default 21100; uses BASE_PORT..BASE_PORT+40: below
+# the ephemeral range, so no outgoing connection holds one of them),
 # READY_TIMEOUT (seconds a node may take to report SERVING, default 600).
 # Smoke run: ROWS=20000 DUR=2 scripts/bench-cluster.sh
 set -euo pipefail
@@ -29,7 +30,7 @@ DUR=${DUR:-10}
 C=${C:-8}
 BATCH=${BATCH:-100}
 OUT=${OUT:-/tmp/segd-bench-cluster}
-P=${BASE_PORT:-52100}
+P=${BASE_PORT:-21100}
 READY_TIMEOUT=${READY_TIMEOUT:-600}
 [ -x "$BIN" ] || { echo "error: $BIN missing (cargo build --release)" >&2; exit 1; }
 [ -x "$NATS" ] || { echo "error: nats-server missing (apt-get install nats-server)" >&2; exit 1; }
