@@ -16,7 +16,9 @@
 # nats-server on the PATH or /usr/sbin), ROWS (table rows, default 1000000; the demo
 # table unless DATA names a Parquet file), DUR (seconds per run, default 10), C (requests
 # in flight, default 8), BATCH (customers per upsert, default 100), OUT (default
-# /tmp/segd-bench-cluster), BASE_PORT (default 52100; uses BASE_PORT..BASE_PORT+40).
+# /tmp/segd-bench-cluster), BASE_PORT (default 21100; uses BASE_PORT..BASE_PORT+40: below
+# the ephemeral range, so no outgoing connection holds one of them),
+# READY_TIMEOUT (seconds a node may take to report SERVING, default 600).
 # Smoke run: ROWS=20000 DUR=2 scripts/bench-cluster.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +30,8 @@ DUR=${DUR:-10}
 C=${C:-8}
 BATCH=${BATCH:-100}
 OUT=${OUT:-/tmp/segd-bench-cluster}
-P=${BASE_PORT:-52100}
+P=${BASE_PORT:-21100}
+READY_TIMEOUT=${READY_TIMEOUT:-600}
 [ -x "$BIN" ] || { echo "error: $BIN missing (cargo build --release)" >&2; exit 1; }
 [ -x "$NATS" ] || { echo "error: nats-server missing (apt-get install nats-server)" >&2; exit 1; }
 rm -rf "$OUT" && mkdir -p "$OUT"
@@ -66,7 +69,8 @@ EOF
   done
   until cat "$OUT"/n?.log | grep -q "metadata leader"; do sleep 0.2; done
 }
-# segd_start NAME GRPC_PORT METRICS_PORT ARGS...: starts segd, waits for SERVING, sets SEGD_PID.
+# segd_start NAME GRPC_PORT METRICS_PORT ARGS...: starts segd, waits for SERVING (at most
+# READY_TIMEOUT s, else READY_S=timeout), sets SEGD_PID and READY_S.
 segd_start() {
   local name=$1 port=$2 mport=$3
   shift 3
@@ -79,9 +83,15 @@ segd_start() {
   # Polled in short waits, so a node that exits (a port in use) fails the run at once.
   until "$BIN" loadgen --addr "http://127.0.0.1:$port" --rpc health --wait-ready 2s -n 1 >/dev/null 2>&1; do
     kill -0 "$SEGD_PID" 2>/dev/null || { echo "error: $name exited: $(tail -1 "$OUT/$name.log")" >&2; exit 1; }
+    if python3 -c "import sys, time; sys.exit(time.time() - $t0 < $READY_TIMEOUT)"; then
+      echo "error: $name not SERVING after ${READY_TIMEOUT} s: $(tail -1 "$OUT/$name.log")" >&2
+      READY_S=timeout
+      return
+    fi
   done
   READY_S=$(python3 -c "import time; print(round(time.time() - $t0, 2))")
 }
+gauge() { curl -s "127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n { print $2 }'; } # gauge METRICS_PORT NAME
 segd_stop() { kill -TERM "$1"; wait "$1" 2>/dev/null || true; }
 upserts() { # upserts PORT LABEL: one upsert run, prints a line, leaves the JSON in $OUT/LABEL.json
   "$BIN" loadgen --addr "http://127.0.0.1:$1" --rpc upsert --ids "1..$ROWS" --batch-size "$BATCH" \
@@ -131,8 +141,16 @@ EOF
 echo "== 3. a fresh member from the object-store snapshot"
 # Member a uploads its snapshots once a second; the import's is there by now.
 segd_start fresh $((P + 6)) $((P + 36)) "${CL[@]}" --replica-name fresh
-grep -q "seeded from the stream's object store snapshot" "$OUT/fresh.log" && SEEDED=yes || SEEDED=no
-echo "SERVING after ${READY_S} s (seeded from the snapshot: $SEEDED)"
+SEEDED=$(sed -n "s/.*seeded from the stream's object store snapshot sequence=\([0-9]*\).*/\1/p" "$OUT/fresh.log")
+LAST=$(gauge $((P + 33)) segd_commit_sequence)
+echo "SERVING after ${READY_S} s (seeded from the snapshot of sequence ${SEEDED:-none}; the stream ends at $LAST)"
+# SERVING is within --max-serving-lag; the whole tail too, for the replay rate.
+t0=$(date +%s.%N)
+until [ "$(gauge $((P + 36)) segd_replica_applied_sequence)" = "$LAST" ]; do
+  python3 -c "import sys, time; sys.exit(time.time() - $t0 < $READY_TIMEOUT)" && { echo "error: fresh never applied $LAST" >&2; break; }
+  sleep 0.1
+done
+echo "whole tail ($((LAST - ${SEEDED:-0})) records) applied $(python3 -c "import time; print(round(time.time() - $t0, 2))") s after SERVING"
 segd_stop "$SEGD_PID"
 
 echo "== 4. IsMember: one member, then two members at once"

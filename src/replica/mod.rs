@@ -1,12 +1,13 @@
 //! Replication over NATS JetStream (issue 15): a primary stores every commit group in a
 //! JetStream stream before acknowledging it ([`publish::JetStreamLog`], the
 //! `crate::db::GroupSink` of `--replicate`), and read replicas apply that stream in order
-//! ([`follow::Follower`], `--replica-of`). Or, with `--cluster`, every node is a member:
-//! it follows the stream like a replica and stores its own writes in it first
+//! ([`follow::Follower`], `--replica-of`; its bounded, expiring pulls in `pull`). Or,
+//! with `--cluster`, every node is a member: it follows the stream like a replica and
+//! stores its own writes in it first
 //! ([`JetStreamLog::member`], the `crate::db::SharedLog` of `crate::db`'s cluster
 //! committer), so any node takes writes and no node's death stops them. The records are
 //! the local log's own (`persist::record`), one message per record, and the stream's
-//! sequence is segd's.
+//! sequence is segd's. Snapshots go to the object store (`snapshots`).
 //!
 //! Each side runs its NATS client on a small runtime of its own, so the committer (a plain
 //! thread) can wait for a publish acknowledgement, and neither depends on the server's
@@ -15,6 +16,7 @@
 pub mod events;
 pub mod follow;
 pub mod publish;
+mod pull;
 mod snapshots;
 
 use std::future::Future;

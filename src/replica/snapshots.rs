@@ -3,25 +3,30 @@
 //!
 //! The primary uploads the newest snapshot of its data dir (the same files as on disk:
 //! Arrow IPC data, metadata, manifest) to the bucket `<stream>-snapshots` as objects
-//! `<seq>/<file>`, then the object `latest` naming them, so `latest` only ever names a
-//! complete upload. Once a snapshot of sequence S is uploaded, the stream is purged below
-//! the snapshot uploaded before it (one snapshot interval of margin for lagging replicas),
-//! and older snapshots' objects are deleted.
+//! `<seq>/<file>`, then points `latest` at them (the last message of the stream
+//! `<stream>-snapshot-pointer`), so `latest` only ever names a complete upload.
+//! Once a snapshot of sequence S is uploaded, the stream is purged below the snapshot
+//! uploaded before it (one snapshot interval of margin for lagging replicas), and older
+//! snapshots' objects are deleted.
 //!
-//! In a cluster (`--cluster`) every member uploads its own snapshots the same way: a
-//! member never replaces `latest` by an older snapshot than the one it names, and trims
-//! the stream only below both its own previous upload and the `latest` it replaced, so
-//! the stream keeps every record after any snapshot `latest` has named since. (Members
-//! uploading within the same moment may still race on `latest`; at worst a new member
-//! then finds a gap behind it and stops, `segd_replica_stopped 1`, until restarted.)
+//! In a cluster (`--cluster`) every member uploads its own snapshots the same way, and two
+//! may do so at the same moment: `latest` is moved by compare-and-set on the pointer
+//! stream's last sequence (`Nats-Expected-Last-Sequence`), and only to a higher log
+//! sequence, so it never goes back, whatever the interleaving (a member whose snapshot
+//! lost to a newer one leaves the pointer and the stream alone). A member trims the stream
+//! only below both its own previous upload and the `latest` it replaced, so the stream
+//! keeps every record after any snapshot `latest` has named since.
 //!
 //! A replica whose data dir is empty downloads the snapshot `latest` names into its
 //! `snapshots/` dir and starts its log at S + 1 ([`crate::persist::wal::create_empty`]),
-//! then follows the stream from S + 1 like any replica.
+//! then follows the stream from S + 1 like any replica. (Uploads before the pointer stream
+//! kept `latest` as an object of the snapshot bucket: read when the stream is not there.)
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::object_store::{self, ObjectStore};
 use async_nats::jetstream::{self, stream};
 use tokio::io::AsyncReadExt;
@@ -33,6 +38,147 @@ const LATEST: &str = "latest";
 
 fn bucket_name(stream: &str) -> String {
     format!("{stream}-snapshots")
+}
+
+/// The pointer's stream (its own, one subject: its last message is `latest`).
+fn pointer_name(stream: &str) -> String {
+    format!("{stream}-snapshot-pointer")
+}
+
+fn pointer_subject(stream: &str) -> String {
+    format!("segd.{stream}.snapshot-pointer")
+}
+
+/// The messages the pointer's stream keeps: `latest` and the snapshots it named before.
+const POINTER_HISTORY: i64 = 64;
+
+/// `latest`: the last message of a stream of its own, moved by compare-and-set on that
+/// stream's last sequence (`Nats-Expected-Last-Sequence`).
+struct Pointer {
+    js: jetstream::Context,
+    stream: stream::Stream,
+    subject: String,
+}
+
+impl Pointer {
+    /// The pointer of `stream_name`'s snapshots; created when missing if `create`, else
+    /// None.
+    async fn open(
+        js: &jetstream::Context,
+        stream_name: &str,
+        create: bool,
+    ) -> Result<Option<Pointer>, String> {
+        let name = pointer_name(stream_name);
+        let subject = pointer_subject(stream_name);
+        let stream = match js.get_stream(&name).await {
+            Ok(s) => s,
+            Err(_) if !create => return Ok(None),
+            Err(_) => {
+                let config = stream::Config {
+                    name: name.clone(),
+                    subjects: vec![subject.clone()],
+                    description: Some(format!(
+                        "segd: the newest snapshot of stream {stream_name} in bucket {}",
+                        bucket_name(stream_name)
+                    )),
+                    storage: stream::StorageType::File,
+                    max_messages: POINTER_HISTORY,
+                    ..Default::default()
+                };
+                match js.create_stream(config).await {
+                    Ok(s) => s,
+                    // Another member created it meanwhile.
+                    Err(e) => {
+                        js.get_stream(&name).await.map_err(|_| format!("creating stream '{name}': {e}"))?
+                    }
+                }
+            }
+        };
+        let pointer = Pointer { js: js.clone(), stream, subject };
+        // An expected last sequence of 0 is not checked by JetStream: a first, empty
+        // message (one, whoever sends it, by its message id) makes every move a checked one.
+        if pointer.last_sequence().await? == 0 {
+            pointer
+                .publish(PublishMessage::build().message_id("start"))
+                .await
+                .map_err(|e| format!("starting the snapshot pointer: {e}"))?;
+        }
+        Ok(Some(pointer))
+    }
+
+    async fn last_sequence(&self) -> Result<u64, String> {
+        let info = self.stream.get_info().await.map_err(|e| format!("the snapshot pointer's stream: {e}"))?;
+        Ok(info.state.last_sequence)
+    }
+
+    async fn publish(&self, message: PublishMessage) -> Result<(), PublishError> {
+        self.js.send_publish(self.subject.clone(), message).await?.await.map(|_| ())
+    }
+
+    /// The snapshot `latest` names (its sequence and files), or None, and the pointer
+    /// stream's last sequence that answer was read at.
+    async fn read(&self) -> Result<(Option<(u64, Vec<String>)>, u64), String> {
+        let last = self.last_sequence().await?;
+        if last == 0 {
+            return Ok((None, 0));
+        }
+        let m = self.stream.get_raw_message(last).await.map_err(|e| format!("reading '{LATEST}': {e}"))?;
+        if m.payload.is_empty() {
+            return Ok((None, last));
+        }
+        let latest = std::str::from_utf8(&m.payload)
+            .ok()
+            .and_then(parse_latest)
+            .ok_or_else(|| format!("'{LATEST}' (stream '{}', sequence {last}) is malformed", m.subject))?;
+        Ok((Some(latest), last))
+    }
+
+    /// Points `latest` at snapshot `seq` (`names` its files) unless it names one at least
+    /// as new; read again and retried when another member moved it in between.
+    async fn advance(&self, seq: u64, names: &[String]) -> Result<Moved, String> {
+        let value = format!("{seq}\n{}", names.join("\n"));
+        loop {
+            let (current, last) = self.read().await?;
+            let current = current.map(|(c, _)| c);
+            if let Some(c) = current.filter(|&c| c >= seq) {
+                return Ok(Moved::Newer(c));
+            }
+            let message = PublishMessage::build().payload(value.clone().into()).expected_last_sequence(last);
+            match self.publish(message).await {
+                Ok(()) => return Ok(Moved::From(current)),
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {}
+                Err(e) => return Err(format!("moving '{LATEST}': {e}")),
+            }
+        }
+    }
+}
+
+/// What moving the pointer did.
+#[derive(Debug, PartialEq, Eq)]
+enum Moved {
+    /// `latest` names the new snapshot now; it named this sequence before (None: nothing).
+    From(Option<u64>),
+    /// `latest` already named a snapshot at least as new (this sequence): left alone.
+    Newer(u64),
+}
+
+/// The snapshot to start from: the pointer's, else (uploads from before it) the object's.
+async fn newest(
+    js: &jetstream::Context,
+    stream_name: &str,
+    bucket: &ObjectStore,
+) -> Result<Option<(u64, Vec<String>)>, String> {
+    if let Some(pointer) = Pointer::open(js, stream_name, false).await? {
+        if let (Some(latest), _) = pointer.read().await? {
+            return Ok(Some(latest));
+        }
+    }
+    let Ok(latest) = read_object(bucket, LATEST).await else { return Ok(None) };
+    std::str::from_utf8(&latest)
+        .ok()
+        .and_then(parse_latest)
+        .map(Some)
+        .ok_or_else(|| format!("object '{LATEST}' of bucket '{}' is malformed", bucket_name(stream_name)))
 }
 
 /// `latest`'s content: the sequence, then the file names (data first, manifest last).
@@ -58,7 +204,7 @@ pub(super) async fn upload_loop(
     snap_dir: PathBuf,
     every: Duration,
 ) {
-    let bucket = loop {
+    let (bucket, pointer) = loop {
         let config = object_store::Config {
             bucket: bucket_name(&stream_name),
             description: Some(format!("segd snapshots of stream {stream_name}")),
@@ -69,18 +215,17 @@ pub(super) async fn upload_loop(
             Ok(b) => Ok(b),
             Err(_) => js.create_object_store(config).await.map_err(|e| e.to_string()),
         };
-        match got {
-            Ok(b) => break b,
-            Err(e) => tracing::warn!(error = %e, "snapshot bucket unavailable; retrying"),
+        match (got, Pointer::open(&js, &stream_name, true).await) {
+            (Ok(b), Ok(Some(p))) => break (b, p),
+            (Ok(_), Ok(None)) => {}
+            (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "snapshot bucket unavailable; retrying"),
         }
         tokio::time::sleep(every).await;
     };
-    let mut uploaded: Option<u64> = match read_object(&bucket, LATEST).await {
-        Ok(text) => std::str::from_utf8(&text).ok().and_then(parse_latest).map(|(seq, _)| seq),
-        Err(_) => None,
-    };
+    let mut uploaded: Option<u64> =
+        newest(&js, &stream_name, &bucket).await.ok().flatten().map(|(seq, _)| seq);
     loop {
-        match upload_newest(&js, &bucket, &stream_name, &snap_dir, uploaded).await {
+        match upload_newest(&js, &bucket, &pointer, &stream_name, &snap_dir, uploaded).await {
             Ok(Some(seq)) => uploaded = Some(seq),
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "uploading the snapshot failed; retrying later"),
@@ -93,6 +238,7 @@ pub(super) async fn upload_loop(
 async fn upload_newest(
     js: &jetstream::Context,
     bucket: &ObjectStore,
+    pointer: &Pointer,
     stream_name: &str,
     snap_dir: &Path,
     uploaded: Option<u64>,
@@ -103,12 +249,8 @@ async fn upload_newest(
     if uploaded.is_some_and(|u| u >= seq) {
         return Ok(None);
     }
-    // Another cluster member may have uploaded a newer one: `latest` never goes back.
-    let current = match read_object(bucket, LATEST).await {
-        Ok(text) => std::str::from_utf8(&text).ok().and_then(parse_latest).map(|(s, _)| s),
-        Err(_) => None,
-    };
-    if current.is_some_and(|c| c >= seq) {
+    // Another cluster member may have uploaded a newer one: no need to upload this one.
+    if pointer.read().await?.0.is_some_and(|(c, _)| c >= seq) {
         return Ok(Some(seq));
     }
     let mut names = vec![];
@@ -122,8 +264,12 @@ async fn upload_newest(
             .map_err(|e| format!("uploading {name}: {e}"))?;
         names.push(name);
     }
-    let latest = format!("{seq}\n{}", names.join("\n"));
-    bucket.put(LATEST, &mut latest.as_bytes()).await.map_err(|e| format!("uploading '{LATEST}': {e}"))?;
+    let current = match pointer.advance(seq, &names).await? {
+        Moved::From(current) => current,
+        // Lost to a newer one meanwhile: its uploader trims; these objects go with the
+        // next trim below them.
+        Moved::Newer(_) => return Ok(Some(seq)),
+    };
     tracing::info!(sequence = seq, bucket = bucket_name(stream_name), "snapshot uploaded");
     if let Some(prev) = uploaded.map(|u| current.map_or(u, |c| c.min(u))) {
         // Records up to the previous snapshot are no longer needed by a new replica.
@@ -166,11 +312,7 @@ pub(super) async fn seed(
         return Ok(None);
     }
     let Ok(bucket) = js.get_object_store(bucket_name(stream_name)).await else { return Ok(None) };
-    let Ok(latest) = read_object(&bucket, LATEST).await else { return Ok(None) };
-    let (seq, names) = std::str::from_utf8(&latest)
-        .ok()
-        .and_then(parse_latest)
-        .ok_or_else(|| format!("object '{LATEST}' of bucket '{}' is malformed", bucket_name(stream_name)))?;
+    let Some((seq, names)) = newest(js, stream_name, &bucket).await? else { return Ok(None) };
     std::fs::create_dir_all(&snap_dir).map_err(|e| format!("{}: {e}", snap_dir.display()))?;
     // The manifest comes last, each file under a temporary name first: an interrupted
     // download leaves no manifest, so nothing that looks like a snapshot.
@@ -183,3 +325,7 @@ pub(super) async fn seed(
     wal::create_empty(&wal_dir, seq + 1).map_err(|e| e.to_string())?;
     Ok(Some(seq))
 }
+
+#[cfg(test)]
+#[path = "snapshots_tests.rs"]
+mod tests;

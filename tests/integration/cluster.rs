@@ -20,17 +20,23 @@ use super::replication::{
 use segd::grpc::pb::{self, replica_service_client::ReplicaServiceClient};
 
 /// A member named `name` (its data dir `dir/name`), `label` naming its log file.
-fn member(dir: &Path, url: &str, name: &str, label: &str) -> Node {
+pub(super) fn member(dir: &Path, url: &str, name: &str, label: &str) -> Node {
+    member_with(dir, url, name, label, &[])
+}
+
+/// [`member`] with more `serve` flags.
+pub(super) fn member_with(dir: &Path, url: &str, name: &str, label: &str, more: &[&str]) -> Node {
     let role =
         ["--cluster", url, "--replica-name", name, "--replicate-timeout-ms", "30000", "--stream-replicas"];
     let replicas = if url.contains(',') { "3" } else { "1" };
     let mut role: Vec<&str> = role.to_vec();
     role.push(replicas);
+    role.extend_from_slice(more);
     spawn_segd(&dir.join(name), &role, label)
 }
 
 /// Waits until every node has committed exactly `seq` (its `segd_commit_sequence`).
-async fn converged(nodes: &[&Node], seq: u64) {
+pub(super) async fn converged(nodes: &[&Node], seq: u64) {
     let t = Instant::now();
     for node in nodes {
         loop {

@@ -4,6 +4,7 @@ mod achieve;
 mod boundary;
 mod cli;
 mod cluster;
+mod cluster_catchup;
 mod cluster_events;
 mod common;
 mod decide;
