@@ -78,6 +78,11 @@ impl Mutation {
         }
     }
 
+    /// A batch of gamification events (`Engine::apply_group` applies a run of them together).
+    pub fn is_events(&self) -> bool {
+        matches!(self, Mutation::Gamify(gamify::Change::RecordEvents { .. }))
+    }
+
     /// A one-line description for logs and start-up errors: the kind, the object and the
     /// size, never the whole payload (an upsert can hold 100,000 customers).
     pub fn summary(&self) -> String {
@@ -409,12 +414,23 @@ impl Engine {
     /// to distinct customers (the usual group) make one layer; a customer written by `k`
     /// requests of a run costs `k` layers, each touching only the rows written again.
     ///
+    /// A run of consecutive `RecordEvents` changes is applied change by change too, but
+    /// its leaderboard updates are applied once for the run (`engine_boards.rs`): one
+    /// score move per customer per board, the same boards as event by event.
+    ///
     /// Upserts must have passed [`Engine::check`] against the state they apply to (the
     /// committer checks every write before logging it): they are not checked again.
     pub fn apply_group(&mut self, items: &[(u64, &Mutation)]) -> Vec<Result<Outcome, EngineError>> {
         let mut out = Vec::with_capacity(items.len());
         let mut i = 0;
         while i < items.len() {
+            // Event batches: their leaderboard updates are applied once for the run.
+            let events = items[i..].iter().take_while(|(_, m)| m.is_events()).count();
+            if events >= 2 {
+                out.extend(self.apply_events_run(&items[i..i + events]));
+                i += events;
+                continue;
+            }
             let run = items[i..].iter().take_while(|(_, m)| matches!(m, Mutation::Upsert(_))).count();
             if run < 2 {
                 let (seq, m) = items[i];

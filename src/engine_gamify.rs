@@ -441,7 +441,7 @@ impl Engine {
         g.state.for_each_attributes(&g.program, |id, attrs| {
             let Some(row) = data.row_of(id) else { return };
             has_state[row as usize] = true;
-            for (k, (_, v)) in attrs.into_iter().enumerate() {
+            for (k, v) in attrs.into_iter().enumerate() {
                 let v = cell(v);
                 if let Some(&ci) = cols.get(k) {
                     if !same_cell(&data.cell(ci, row), &v) {
@@ -476,18 +476,38 @@ impl Engine {
 
     /// Writes a change's derived attributes into the table (new customers get rows),
     /// with the saved segments' events, and keeps its achievements for publication.
+    /// The program's columns are looked up once here, and each customer's values move
+    /// into their columns (no name, no copy per value).
     fn write_derived(&mut self, sequence: u64, applied: Applied) -> Result<(), EngineError> {
         let Applied { outcomes: _, created: _, changed, achievements } = applied;
         // Created customers are among the changed ones (every touched customer is).
-        let batch: Vec<CustomerUpdate> = changed
-            .into_iter()
-            .map(|c| CustomerUpdate {
-                customer_id: c.customer_id,
-                attributes: c.values.into_iter().map(|(n, v)| (n, cell(v))).collect(),
-            })
-            .collect();
-        if !batch.is_empty() {
-            let rows = self.data.apply_upserts(&batch)?;
+        if !changed.is_empty() {
+            let program =
+                self.gamify.live.as_ref().map(|g| g.program.clone()).ok_or(GamifyError::NoProgram)?;
+            let mut columns = Vec::with_capacity(program.attr_names.len());
+            for name in &program.attr_names {
+                let ci = self.data.column_index(name).ok_or_else(|| {
+                    GamifyError::Corrupt(format!("the program's column '{name}' was not added"))
+                })?;
+                columns.push((ci, Vec::with_capacity(changed.len())));
+            }
+            let mut ids = Vec::with_capacity(changed.len());
+            for c in changed {
+                if c.values.len() != columns.len() {
+                    return Err(GamifyError::Corrupt(format!(
+                        "customer {}: {} derived values for {} columns",
+                        c.customer_id,
+                        c.values.len(),
+                        columns.len()
+                    ))
+                    .into());
+                }
+                ids.push(c.customer_id);
+                for (col, v) in columns.iter_mut().zip(c.values) {
+                    col.1.push(cell(v));
+                }
+            }
+            let rows = self.data.apply_checked_columns(&ids, columns);
             let events = self.segments.on_write(&self.data, &rows, &[], &[], sequence);
             self.unpublished.extend(events);
         }

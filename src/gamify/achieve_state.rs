@@ -178,15 +178,17 @@ pub(super) fn value_of(v: &AttrValue) -> Value {
 
 /// A customer as criteria see it: derived values from the state, the rest from the table.
 struct Attrs<'a> {
-    attrs: &'a [(String, AttrValue)],
+    /// In the order of [`Program::attr_names`].
+    attrs: &'a [AttrValue],
+    program: &'a Program,
     facts: &'a dyn CustomerFacts,
     id: u64,
 }
 
 impl Lookup for Attrs<'_> {
     fn value(&self, name: &str) -> Value {
-        match self.attrs.iter().find(|a| a.0 == name) {
-            Some((_, v)) => value_of(v),
+        match self.program.attr_index(name).and_then(|k| self.attrs.get(k)) {
+            Some(v) => value_of(v),
             None => self.facts.attribute(self.id, name),
         }
     }
@@ -297,7 +299,7 @@ pub(super) fn on_event(
         .collect();
     if !matching.is_empty() {
         let attrs = attrs_at(program, keys, c, clock_ms);
-        let view = Attrs { attrs: &attrs, facts, id };
+        let view = Attrs { attrs: &attrs, program, facts, id };
         let joined = |ci: usize| {
             c.achieve
                 .as_ref()
@@ -363,7 +365,7 @@ pub(super) fn on_event(
     }
     if !ach.badges.is_empty() {
         let attrs = attrs_at(program, keys, c, clock_ms);
-        let view = Attrs { attrs: &attrs, facts, id };
+        let view = Attrs { attrs: &attrs, program, facts, id };
         let specs: Vec<(u16, &BadgeSpec)> =
             ach.badges.iter().zip(&keys.achieve.badges).map(|(b, &k)| (k, &b.spec)).collect();
         let mut badges = c.achieve.as_mut().map(|a| std::mem::take(&mut a.badges)).unwrap_or_default();
@@ -383,13 +385,7 @@ pub(super) fn on_event(
 }
 
 /// Appends the derived attributes of [`super::achieve::Achieve::columns`] as of `clock_ms`.
-pub(super) fn attrs(
-    program: &Program,
-    keys: &Keys,
-    c: &Customer,
-    clock_ms: i64,
-    v: &mut Vec<(String, AttrValue)>,
-) {
+pub(super) fn attrs(program: &Program, keys: &Keys, c: &Customer, clock_ms: i64, v: &mut Vec<AttrValue>) {
     let ach = &program.achieve;
     let a = c.achieve.as_deref();
     if !ach.badges.is_empty() {
@@ -401,28 +397,25 @@ pub(super) fn attrs(
             .map(|(b, _)| b.def.id.clone())
             .collect();
         let n = held.len() as i64;
-        v.push(("badges".to_string(), AttrValue::List(held)));
-        v.push(("badge_count".to_string(), AttrValue::Int(n)));
+        v.push(AttrValue::List(held));
+        v.push(AttrValue::Int(n));
     }
     for (s, &k) in ach.streaks.iter().zip(&keys.achieve.streaks) {
         let e = a.and_then(|a| a.streak(k)).filter(|e| e.unit == s.rule.unit);
         let (current, longest) =
             e.map_or((0, 0), |e| (streak::current_at(&s.rule, &e.state, clock_ms, e.tz), e.state.longest));
-        v.push((s.col_current.clone(), AttrValue::Int(current as i64)));
-        v.push((s.col_longest.clone(), AttrValue::Int(longest as i64)));
+        v.push(AttrValue::Int(current as i64));
+        v.push(AttrValue::Int(longest as i64));
     }
     for (ch, &k) in ach.challenges.iter().zip(&keys.achieve.challenges) {
         let p = a.and_then(|a| a.challenge(k)).map_or_else(Progress::default, |e| {
             challenge::progress_at(&ch.spec, &e.progress, clock_ms, program.tz)
         });
-        v.push((
-            ch.col_progress.clone(),
-            match ch.spec.goal {
-                Goal::Count => AttrValue::Int(p.value),
-                Goal::Sum => AttrValue::Float(p.value as f64 / 100.0),
-            },
-        ));
-        v.push((ch.col_completed.clone(), AttrValue::Bool(p.completed)));
+        v.push(match ch.spec.goal {
+            Goal::Count => AttrValue::Int(p.value),
+            Goal::Sum => AttrValue::Float(p.value as f64 / 100.0),
+        });
+        v.push(AttrValue::Bool(p.completed));
     }
 }
 

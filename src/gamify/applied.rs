@@ -71,8 +71,16 @@ pub struct CustomerAttrs {
     pub customer_id: u64,
     /// `points_balance`, `points_pending`, `lifetime_points`, `points_expiring_30d`,
     /// `tier`, `level`, then the program's counters in program order, then the badges',
-    /// streaks' and challenges' attributes ([`super::achieve::Achieve::columns`]).
-    pub values: Vec<(String, AttrValue)>,
+    /// streaks' and challenges' attributes ([`super::achieve::Achieve::columns`]): one
+    /// per name of [`super::Program::attr_names`], in its order.
+    pub values: Vec<AttrValue>,
+}
+
+impl CustomerAttrs {
+    /// The values with their names (`program`: the one that produced them).
+    pub fn named(&self, program: &super::Program) -> Vec<(String, AttrValue)> {
+        program.attr_names.iter().cloned().zip(self.values.iter().cloned()).collect()
+    }
 }
 
 /// The effects of one mutation, for the engine to write in the same apply.

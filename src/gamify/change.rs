@@ -184,7 +184,8 @@ impl GamifyState {
             self.reschedule(id);
             let Some(c) = self.customers.get(&id) else { continue };
             let after = self.attrs_of(new, &keys, c);
-            if after != before {
+            // Named values compared: a renamed attribute is a change even if its value is not.
+            if after != before || old.attr_names != new.attr_names {
                 out.changed.push(CustomerAttrs { customer_id: id, values: after });
             }
         }
@@ -198,12 +199,14 @@ impl GamifyState {
     pub fn starting_attributes(&self, program: &Program) -> Vec<(String, AttrValue)> {
         let keys = self.lookup_keys(program);
         let level = level_of(&program.spec.levels.thresholds, 0).0;
-        attrs_at(program, &keys, &Customer { level, ..Customer::new() }, self.clock_ms)
+        let values = attrs_at(program, &keys, &Customer { level, ..Customer::new() }, self.clock_ms);
+        program.attr_names.iter().cloned().zip(values).collect()
     }
 
-    /// Calls `f` with every customer's derived attributes, ascending by id (without
-    /// collecting them: at 10M customers they would take gigabytes).
-    pub fn for_each_attributes(&self, program: &Program, mut f: impl FnMut(u64, Vec<(String, AttrValue)>)) {
+    /// Calls `f` with every customer's derived attributes (in the order of
+    /// [`Program::attr_names`]), ascending by id (without collecting them: at 10M
+    /// customers they would take gigabytes).
+    pub fn for_each_attributes(&self, program: &Program, mut f: impl FnMut(u64, Vec<AttrValue>)) {
         let keys = self.lookup_keys(program);
         for (id, c) in self.customers() {
             f(id, self.attrs_of(program, &keys, c));

@@ -8,13 +8,10 @@ use std::collections::BTreeSet;
 use super::achieve_state::value_of;
 use super::eval::Lookup;
 use super::ledger::NewCredit;
-use super::program::{
-    cents, Program, UnknownCustomers, BUILTIN_ATTRIBUTES as BUILTIN, DEDUP_WINDOW_MS, MAX_BATCH,
-    MAX_FUTURE_SKEW_MS,
-};
+use super::program::{cents, Program, UnknownCustomers, DEDUP_WINDOW_MS, MAX_BATCH, MAX_FUTURE_SKEW_MS};
 use super::rules::{apply_caps, base_points};
 use super::state::{
-    attrs_at, check_time, expires_at, relevel, schedule_check, set_tier, tier_value, Customer, GamifyState,
+    attr_at, check_time, expires_at, relevel, schedule_check, set_tier, tier_value, Customer, GamifyState,
     Keys,
 };
 use super::tiers::{qualified, today};
@@ -78,13 +75,15 @@ impl GamifyState {
                 out.outcomes.push(EventOutcome::Duplicate);
                 continue;
             }
-            self.dedup.insert(e.event_id.as_str().into(), logged_at_ms);
-            self.dedup_queue.push_back((logged_at_ms, e.event_id.as_str().into()));
+            let event_id: std::sync::Arc<str> = e.event_id.as_str().into();
+            self.dedup.insert(event_id.clone(), logged_at_ms);
+            self.dedup_queue.push_back((logged_at_ms, event_id.clone()));
             if !self.customers.contains_key(&e.customer_id) && !facts.exists(e.customer_id) {
                 out.created.push(e.customer_id);
             }
-            self.touch(e.customer_id, &mut touched);
-            let outcome = self.apply_event(program, &keys, facts, e, &mut out);
+            // apply_event creates the customer's state when it has none.
+            touched.insert(e.customer_id);
+            let outcome = self.apply_event(program, &keys, facts, e, &event_id, &mut out);
             out.outcomes.push(outcome);
         }
         self.finish(program, &keys, touched, &mut out);
@@ -113,17 +112,19 @@ impl GamifyState {
         keys: &Keys,
         facts: &dyn CustomerFacts,
         e: &Event,
+        event_id: &std::sync::Arc<str>,
         out: &mut Applied,
     ) -> EventOutcome {
         let t = e.occurred_at_ms;
         let tz = program.tz;
         let id = e.customer_id;
-        // Out of the map while it changes; back in at the end.
-        let mut cust = self.customers.remove(&id).unwrap_or_else(Customer::new);
-        let c = &mut cust;
+        let clock_ms = self.clock_ms;
+        // Changed in place: one lookup, and a copy of the customer only on its first change
+        // since the version was cloned.
+        let c = self.customers.get_or_create(id);
         // Rules see the customer as before the event.
         let earns: Vec<(usize, i64)> = {
-            let view = CustomerLookup { clock_ms: self.clock_ms, program, keys, facts, id, c };
+            let view = CustomerLookup { clock_ms, program, keys, facts, id, c };
             let rules = program.rules_by_event.get(&e.kind).into_iter().flatten();
             rules.map(|&ri| (ri, base_points(&program.rules[ri], e, &view))).collect()
         };
@@ -139,7 +140,7 @@ impl GamifyState {
             if granted > 0 {
                 c.wallet_mut(keys.wallets[rule.wallet]).credit(NewCredit {
                     rule: keys.rules[ri],
-                    source: e.event_id.as_str().into(),
+                    source: event_id.clone(),
                     amount: granted,
                     basis,
                     created_ms: t,
@@ -186,11 +187,10 @@ impl GamifyState {
                 c.add_counter(keys.counters[ci], n);
             }
         }
-        let now = self.clock_ms.max(t);
+        let now = clock_ms.max(t);
         upgrade(program, keys, id, c, now, t, out);
         relevel(program, keys, id, c, t, out);
-        super::achieve_state::on_event(program, keys, facts, id, c, e, self.clock_ms, out);
-        self.customers.insert(id, cust);
+        super::achieve_state::on_event(program, keys, facts, id, c, e, clock_ms, out);
         EventOutcome::Applied { credited, reversed, shortfall }
     }
 }
@@ -228,14 +228,10 @@ struct CustomerLookup<'a> {
 
 impl Lookup for CustomerLookup<'_> {
     fn value(&self, name: &str) -> Value {
-        if BUILTIN.contains(&name)
-            || self.program.spec.counters.iter().any(|c| c.name == name)
-            || self.program.achieve.derives(name)
-        {
-            let attrs = attrs_at(self.program, self.keys, self.c, self.clock_ms);
-            return attrs.iter().find(|a| a.0 == name).map_or(Value::Null, |a| value_of(&a.1));
+        match attr_at(self.program, self.keys, self.c, self.clock_ms, name) {
+            Some(v) => value_of(&v),
+            None => self.facts.attribute(self.id, name),
         }
-        self.facts.attribute(self.id, name)
     }
     fn in_segment(&self, segment_id: &str) -> bool {
         self.facts.in_segment(self.id, segment_id)

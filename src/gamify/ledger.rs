@@ -32,8 +32,10 @@ pub struct Credit {
     /// The interned rule id ([`super::state::GamifyState::name`]), or [`GRANT_RULE`].
     pub rule: u16,
     pub pending: bool,
-    /// The event id (rules) or request id (grants) that made it.
-    pub source: Box<str>,
+    /// The event id (rules) or request id (grants) that made it: shared with the dedup
+    /// window and the event's other credits, and between versions of the customer (a
+    /// copy of a customer on its first change in a commit group copies no ids).
+    pub source: std::sync::Arc<str>,
     pub amount: i64,
     pub remaining: i64,
     /// Points of this credit that refunds reversed (taken from it or, when it was spent,
@@ -85,7 +87,7 @@ pub struct Wallet {
 #[derive(Clone, Debug)]
 pub struct NewCredit {
     pub rule: u16,
-    pub source: Box<str>,
+    pub source: std::sync::Arc<str>,
     pub amount: i64,
     pub basis: i64,
     pub created_ms: i64,

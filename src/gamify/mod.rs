@@ -47,11 +47,11 @@
 //! | structure | bytes |
 //! | --- | --- |
 //! | a customer with gamification state ([`state::Customer`], ≤ 144, + its B-tree slot) | ~180 |
-//! | a credit ([`ledger::Credit`]) + its source id on the heap | 88 + ~24 |
+//! | a credit ([`ledger::Credit`]) + its source id on the heap (shared by the event's credits and the dedup window) | 88 + ~40 |
 //! | a debit ([`ledger::Debit`]) + 16 per credit it took from | 72 + 16·k |
 //! | a day with activity in a measure window ([`tiers::Buckets`]) | 16 |
 //! | a counter / a cap period in use | 16 / 16 |
-//! | an event id in the 7-day dedup window (map + queue) | ~80 |
+//! | an event id in the 7-day dedup window (map + queue, one shared copy of the id) | ~70 |
 //! | badges, challenges, streaks of a customer with any ([`achieve_state`]) | 72 + 24 / 72 / 56 each |
 //!
 //! At the generator's mix (per purchase or login or review: one credit; refunds: a

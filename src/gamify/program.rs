@@ -283,6 +283,11 @@ pub struct Program {
     pub tier_mins: Vec<i64>,
     /// The badges, challenges and streaks, validated.
     pub achieve: super::achieve::Achieve,
+    /// The derived attributes' names, in the order [`super::CustomerAttrs::values`] holds
+    /// them: [`BUILTIN_ATTRIBUTES`], the counters, then the badges', streaks' and
+    /// challenges' ([`super::achieve::Achieve::columns`]). Named once per program, so a
+    /// change reports values without a name per value.
+    pub attr_names: Vec<String>,
 }
 
 /// Two programs are equal when their specs are: everything else is derived from it.
@@ -325,6 +330,11 @@ impl Program {
     pub fn demo() -> Program {
         // The demo program is a committed file checked by a test; failing here is a bug.
         Program::from_json(DEMO_PROGRAM).expect("the demo program is valid")
+    }
+
+    /// The position of a derived attribute in [`Program::attr_names`].
+    pub fn attr_index(&self, name: &str) -> Option<usize> {
+        self.attr_names.iter().position(|n| n == name)
     }
 
     /// The tier index of a name.

@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::ledger::{Wallet, GRANT_RULE};
-use super::program::{ExpirySpec, Program, DEDUP_WINDOW_MS};
+use super::program::{ExpirySpec, Program, BUILTIN_ATTRIBUTES, DEDUP_WINDOW_MS};
 use super::rules::{prune_caps, CapUse};
 use super::tiers::{level_of, next_check, qualified, today, Buckets};
 use super::time::{end_of_month_after, end_of_year_after, MAX_MS};
@@ -165,9 +165,10 @@ pub struct GamifyState {
     /// Interned names (wallet, rule, measure and counter ids); credits store 2 bytes.
     pub(super) names: Vec<Box<str>>,
     pub(super) name_ids: HashMap<Box<str>, u16>,
-    /// Event ids of the dedup window and their logged time; the queue in logged order.
-    pub(super) dedup: imbl::HashMap<Box<str>, i64>,
-    pub(super) dedup_queue: imbl::Vector<(i64, Box<str>)>,
+    /// Event ids of the dedup window and their logged time; the queue in logged order
+    /// (one copy of each id, shared by both).
+    pub(super) dedup: imbl::HashMap<Arc<str>, i64>,
+    pub(super) dedup_queue: imbl::Vector<(i64, Arc<str>)>,
     /// (due, customer): who a tick must visit.
     pub(super) agenda: imbl::OrdSet<(i64, u64)>,
     /// The latest logged time seen: "now" for the 30-day figure.
@@ -357,11 +358,12 @@ impl GamifyState {
         Ok(())
     }
 
-    /// The derived attributes of a customer (what [`Applied::changed`] carries).
+    /// The derived attributes of a customer, named (what [`Applied::changed`] carries,
+    /// with [`Program::attr_names`]).
     pub fn attributes(&self, program: &Program, customer_id: u64) -> Option<Vec<(String, AttrValue)>> {
         let c = self.customers.get(&customer_id)?;
         let keys = self.lookup_keys(program);
-        Some(self.attrs_of(program, &keys, c))
+        Some(program.attr_names.iter().cloned().zip(self.attrs_of(program, &keys, c)).collect())
     }
 
     /// Keys of a program's names without interning (unknown names get a key no customer
@@ -378,40 +380,70 @@ impl GamifyState {
         }
     }
 
-    pub(super) fn attrs_of(&self, program: &Program, keys: &Keys, c: &Customer) -> Vec<(String, AttrValue)> {
+    pub(super) fn attrs_of(&self, program: &Program, keys: &Keys, c: &Customer) -> Vec<AttrValue> {
         attrs_at(program, keys, c, self.clock_ms)
     }
 }
 
-/// A customer's derived attributes, the 30-day figure as of `clock_ms`.
-pub(super) fn attrs_at(
+/// A customer's derived attributes, the 30-day figure as of `clock_ms`, in the order of
+/// [`Program::attr_names`].
+pub(super) fn attrs_at(program: &Program, keys: &Keys, c: &Customer, clock_ms: i64) -> Vec<AttrValue> {
+    let mut v = Vec::with_capacity(program.attr_names.len());
+    for k in 0..BUILTIN_ATTRIBUTES.len() {
+        v.push(builtin_at(program, keys, c, clock_ms, k));
+    }
+    for ci in 0..program.spec.counters.len() {
+        v.push(counter_at(program, keys, c, ci));
+    }
+    super::achieve_state::attrs(program, keys, c, clock_ms, &mut v);
+    v
+}
+
+/// Derived attribute `name` of a customer as of `clock_ms` (None: the program derives no
+/// such attribute), computing that one alone: an earning rule's customer condition reads
+/// one or two of them (`tier`) per rule per event, and building all of them (strings,
+/// the badge list) there was a quarter of the commit thread.
+pub(super) fn attr_at(
     program: &Program,
     keys: &Keys,
     c: &Customer,
     clock_ms: i64,
-) -> Vec<(String, AttrValue)> {
-    {
-        let w = c.wallet(keys.wallets[0]);
-        let mut v = vec![
-            ("points_balance".to_string(), AttrValue::Int(w.map_or(0, Wallet::available))),
-            ("points_pending".to_string(), AttrValue::Int(w.map_or(0, Wallet::pending))),
-            ("lifetime_points".to_string(), AttrValue::Int(w.map_or(0, Wallet::lifetime))),
-            (
-                "points_expiring_30d".to_string(),
-                AttrValue::Int(w.map_or(0, |w| w.expiring_within(clock_ms, 30))),
-            ),
-            ("tier".to_string(), AttrValue::Str(program.spec.tiers.tiers[c.tier as usize].name.clone())),
-            ("level".to_string(), AttrValue::Int(c.level as i64)),
-        ];
-        for (ci, cs) in program.spec.counters.iter().enumerate() {
-            let n = c.counter(keys.counters[ci]);
-            v.push((
-                cs.name.clone(),
-                if cs.sum.is_some() { AttrValue::Float(n as f64 / 100.0) } else { AttrValue::Int(n) },
-            ));
-        }
+    name: &str,
+) -> Option<AttrValue> {
+    let k = program.attr_index(name)?;
+    let counters = program.spec.counters.len();
+    Some(if k < BUILTIN_ATTRIBUTES.len() {
+        builtin_at(program, keys, c, clock_ms, k)
+    } else if k < BUILTIN_ATTRIBUTES.len() + counters {
+        counter_at(program, keys, c, k - BUILTIN_ATTRIBUTES.len())
+    } else {
+        // Badges, streaks and challenges: rarer in conditions, computed together.
+        let mut v = Vec::new();
         super::achieve_state::attrs(program, keys, c, clock_ms, &mut v);
-        v
+        v.into_iter().nth(k - BUILTIN_ATTRIBUTES.len() - counters)?
+    })
+}
+
+/// The `k`-th of [`BUILTIN_ATTRIBUTES`].
+fn builtin_at(program: &Program, keys: &Keys, c: &Customer, clock_ms: i64, k: usize) -> AttrValue {
+    let w = c.wallet(keys.wallets[0]);
+    match k {
+        0 => AttrValue::Int(w.map_or(0, Wallet::available)),
+        1 => AttrValue::Int(w.map_or(0, Wallet::pending)),
+        2 => AttrValue::Int(w.map_or(0, Wallet::lifetime)),
+        3 => AttrValue::Int(w.map_or(0, |w| w.expiring_within(clock_ms, 30))),
+        4 => AttrValue::Str(program.spec.tiers.tiers[c.tier as usize].name.clone()),
+        _ => AttrValue::Int(c.level as i64),
+    }
+}
+
+/// The value of counter `ci` (program order).
+fn counter_at(program: &Program, keys: &Keys, c: &Customer, ci: usize) -> AttrValue {
+    let n = c.counter(keys.counters[ci]);
+    if program.spec.counters[ci].sum.is_some() {
+        AttrValue::Float(n as f64 / 100.0)
+    } else {
+        AttrValue::Int(n)
     }
 }
 

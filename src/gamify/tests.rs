@@ -107,7 +107,9 @@ fn purchase_points_are_pending_for_14_days() {
         ("challenge_books_month_progress".to_string(), AttrValue::Float(0.0)),
         ("challenge_books_month_completed".to_string(), AttrValue::Bool(false)),
     ];
-    assert_eq!(out.changed, vec![CustomerAttrs { customer_id: 1, values: want }]);
+    assert_eq!(out.changed.len(), 1);
+    assert_eq!(out.changed[0].customer_id, 1);
+    assert_eq!(out.changed[0].named(&p), want);
     let day14 = t + 14 * DAY_MS;
     assert!(st.tick(&p, day14 - 1).unwrap().changed.is_empty());
     let out = st.tick(&p, day14).unwrap();

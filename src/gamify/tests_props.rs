@@ -321,7 +321,7 @@ impl Run {
 
     fn record(&mut self, a: &Applied) {
         for c in &a.changed {
-            self.emitted.insert(c.customer_id, c.values.clone());
+            self.emitted.insert(c.customer_id, c.named(&self.p));
         }
     }
 
@@ -380,8 +380,17 @@ impl Run {
         self.st.check_invariants().unwrap();
         let ids: Vec<u64> = self.st.customers().map(|c| c.0).collect();
         assert_eq!(ids, self.model.custs.keys().copied().collect::<Vec<_>>());
+        let keys = self.st.lookup_keys(&self.p);
         for id in ids {
-            assert_eq!(self.st.attributes(&self.p, id).unwrap(), self.model.attrs(id), "customer {id}");
+            let attrs = self.st.attributes(&self.p, id).unwrap();
+            assert_eq!(attrs, self.model.attrs(id), "customer {id}");
+            // One attribute computed alone (what earning rules read) is the same value.
+            let c = self.st.customer(id).unwrap();
+            for (name, v) in &attrs {
+                let one = super::state::attr_at(&self.p, &keys, c, self.st.clock_ms(), name);
+                assert_eq!(one.as_ref(), Some(v), "customer {id} {name}");
+            }
+            assert_eq!(super::state::attr_at(&self.p, &keys, c, self.st.clock_ms(), "country"), None);
         }
     }
 }

@@ -321,6 +321,22 @@ impl Program {
             return Err(GamifyError::Program(errs.0.join("; ")));
         }
         let tier_mins = ts.iter().map(|t| cents(t.min)).collect();
-        Ok(Program { tz, event_types, rules, rules_by_event, tier_measure, tier_mins, achieve, spec })
+        let attr_names = BUILTIN_ATTRIBUTES
+            .iter()
+            .map(|n| n.to_string())
+            .chain(spec.counters.iter().map(|c| c.name.clone()))
+            .chain(achieve.columns().into_iter().map(|(n, _)| n))
+            .collect();
+        Ok(Program {
+            tz,
+            event_types,
+            rules,
+            rules_by_event,
+            tier_measure,
+            tier_mins,
+            achieve,
+            attr_names,
+            spec,
+        })
     }
 }

@@ -101,15 +101,22 @@ impl Board {
     /// Sets a row's score. An unchanged score keeps the instant it was first reached
     /// (re-affirming a score must not cost a customer their place).
     pub fn set(&mut self, row: u32, customer_id: u64, score: i64, at_ms: i64, seq: u64) {
-        let mut from = None;
         if let Some(old) = self.entry(row) {
             if old.score == score && old.customer_id == customer_id {
                 return;
             }
+        }
+        self.place(Key { score, reached_at_ms: at_ms, seq, customer_id, row });
+    }
+
+    /// Puts `key` on the board as its row's entry, in place of the one it holds.
+    fn place(&mut self, key: Key) {
+        let row = key.row;
+        let mut from = None;
+        if let Some(old) = self.entry(row) {
             from = Some(self.bands.band_of(&old));
             self.remove_entry(old);
         }
-        let key = Key { score, reached_at_ms: at_ms, seq, customer_id, row };
         self.insert_key(key);
         if self.slots.len() <= row as usize {
             self.slots.resize(row as usize + 1, None);
@@ -138,6 +145,39 @@ impl Board {
         }
         self.set(row, customer_id, new, at_ms, seq);
         Ok(new)
+    }
+
+    /// Several [`Board::add`]s to one row, `(customer_id, delta, at_ms, seq)` in order,
+    /// with the entry they leave moved once: the same entry (score, instant and sequence
+    /// it was reached at) as adding them one by one, without taking the row out of the
+    /// ranking and putting it back per add. Returns the adds that would overflow (each
+    /// left out, as [`Board::add`] leaves the score where it was).
+    pub fn add_all(
+        &mut self,
+        row: u32,
+        adds: impl IntoIterator<Item = (u64, i64, i64, u64)>,
+    ) -> Vec<BoardError> {
+        let start = self.entry(row);
+        let mut cur = start;
+        let mut errors = vec![];
+        for (customer_id, delta, at_ms, seq) in adds {
+            let old = cur.map_or(0, |k| k.score);
+            let Some(new) = old.checked_add(delta) else {
+                errors.push(BoardError::Overflow { row, score: old, delta });
+                continue;
+            };
+            // What `add` and `set` leave alone: a zero delta on the board, the same score.
+            match cur {
+                Some(_) if delta == 0 => continue,
+                Some(k) if k.score == new && k.customer_id == customer_id => continue,
+                _ => {}
+            }
+            cur = Some(Key { score: new, reached_at_ms: at_ms, seq, customer_id, row });
+        }
+        if let Some(key) = cur.filter(|&k| Some(k) != start) {
+            self.place(key);
+        }
+        errors
     }
 
     /// Takes a row off the board; false if it was not on it.

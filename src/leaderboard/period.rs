@@ -157,6 +157,34 @@ impl PeriodBoard {
         self.current.add(row, customer_id, delta, at_ms, seq)
     }
 
+    /// [`PeriodBoard::add`] for a caller that rolled to `at_ms` already (a batch of
+    /// events shares one logged instant): no period lookup per update, which converts
+    /// the instant to a local date in the board's time zone.
+    pub fn add_rolled(
+        &mut self,
+        row: u32,
+        customer_id: u64,
+        delta: i64,
+        at_ms: i64,
+        seq: u64,
+    ) -> Result<i64, BoardError> {
+        debug_assert!(period_index(self.tz, at_ms, self.period) <= self.index, "rolled to {at_ms}");
+        self.current.add(row, customer_id, delta, at_ms, seq)
+    }
+
+    /// [`Board::add_all`] in the current period, for a caller that rolled to every
+    /// add's instant already.
+    pub fn add_all_rolled(&mut self, row: u32, adds: &[(u64, i64, i64, u64)]) -> Vec<BoardError> {
+        debug_assert!(adds.iter().all(|a| period_index(self.tz, a.2, self.period) <= self.index));
+        self.current.add_all(row, adds.iter().copied())
+    }
+
+    /// Whether `at_ms` lies in a later period than the current one ([`PeriodBoard::roll_to`]
+    /// would close it).
+    pub fn would_roll(&self, at_ms: i64) -> bool {
+        period_index(self.tz, at_ms, self.period) > self.index
+    }
+
     /// Sets a row's score in the current period (after rolling to `at_ms`).
     pub fn set(&mut self, row: u32, customer_id: u64, score: i64, at_ms: i64, seq: u64) {
         self.roll_to(at_ms);

@@ -333,3 +333,48 @@ proptest! {
         prop_assert_eq!(again.to_record(), pb.to_record());
     }
 }
+
+proptest! {
+    /// A commit group's updates applied once per row ([`Board::add_all`], rows in any
+    /// order, each row's updates in log order) leave the board one add per event leaves,
+    /// and both equal the oracle's plain sort.
+    #[test]
+    fn batched_updates_equal_per_event_updates(
+        start in proptest::collection::vec((0u32..30, -2i64..40), 0..40),
+        batch in proptest::collection::vec((0u32..30, prop_oneof![Just(0i64), Just(-5), -3i64..6, Just(i64::MAX)]), 1..120),
+        reverse_rows in any::<bool>(),
+    ) {
+        let (mut one_by_one, mut batched, mut oracle) = (Board::new(), Board::new(), Oracle::default());
+        for (seq, &(row, delta)) in start.iter().enumerate() {
+            for b in [&mut one_by_one, &mut batched] {
+                b.add(row, 1000 + row as u64, delta, 1_000, seq as u64).unwrap();
+            }
+            oracle.add(row, 1000 + row as u64, delta, 1_000, seq as u64);
+        }
+        let first = start.len() as u64;
+        let mut per_row: BTreeMap<u32, Vec<(u64, i64, i64, u64)>> = BTreeMap::new();
+        let mut overflows = 0;
+        for (i, &(row, delta)) in batch.iter().enumerate() {
+            let (at, seq) = (2_000 + i as i64 / 7, first + i as u64);
+            if one_by_one.add(row, 1000 + row as u64, delta, at, seq).is_err() {
+                overflows += 1;
+            } else {
+                oracle.add(row, 1000 + row as u64, delta, at, seq);
+            }
+            per_row.entry(row).or_default().push((1000 + row as u64, delta, at, seq));
+        }
+        let mut rows: Vec<(u32, Vec<_>)> = per_row.into_iter().collect();
+        if reverse_rows {
+            rows.reverse();
+        }
+        let mut errors = 0;
+        for (row, adds) in rows {
+            errors += batched.add_all(row, adds).len();
+        }
+        prop_assert_eq!(errors, overflows);
+        let keys = |b: &Board| b.keys().copied().collect::<Vec<_>>();
+        prop_assert_eq!(keys(&batched), keys(&one_by_one));
+        let scope: Vec<u32> = (0..30).filter(|r| r % 2 == 0).collect();
+        check(&batched, &oracle, &scope, 3);
+    }
+}

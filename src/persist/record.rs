@@ -95,6 +95,10 @@ pub fn encode_mutation(m: &Mutation, buf: &mut Vec<u8>) {
     if let Mutation::Upsert(batch) = m {
         return upsert::encode_upsert(batch, buf);
     }
+    // Likewise a batch of events (`Record.gamify`, field 20), in gamify's own record code.
+    if let Mutation::Gamify(crate::gamify::Change::RecordEvents { events, logged_at_ms }) = m {
+        return crate::gamify::record::encode_events_in_record(events, *logged_at_ms, 20, buf);
+    }
     encode_mutation_via_message(m, buf);
 }
 

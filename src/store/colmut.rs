@@ -57,6 +57,34 @@ pub fn cell_of(col: &Column, row: u32) -> CellValue {
     }
 }
 
+/// Whether a cell holds `v` (in the column's own representation), bit for bit, as
+/// `same_cell(cell_of(col, row), v)` answers, without building the cell: most derived
+/// attributes an event writes keep their value, and a string or list cell built per
+/// write was an allocation per cell.
+pub fn holds(col: &Column, row: u32, v: &CellValue) -> bool {
+    if col.is_null(row) {
+        return *v == CellValue::Null;
+    }
+    let (c, o) = split(row);
+    match (&col.data, v) {
+        (ColumnData::Bool(a), CellValue::Bool(b)) => a[c].value(o) == *b,
+        (ColumnData::Int(_), CellValue::Int(i)) => col.ints(c).get(o) == *i,
+        (ColumnData::Float(_), CellValue::Float(f)) => col.floats(c).get(o).to_bits() == f.to_bits(),
+        (ColumnData::Str { dict, chunks }, CellValue::Str(s)) => {
+            dict.value(CodeSlice::of(chunks[c].as_ref()).get(o)) == s.as_str()
+        }
+        (ColumnData::List { dict, chunks }, CellValue::List(items)) => {
+            let l = &chunks[c];
+            let codes = CodeSlice::of(l.values().as_ref());
+            let offs = l.value_offsets();
+            let (from, to) = (offs[o] as usize, offs[o + 1] as usize);
+            to - from == items.len()
+                && (from..to).zip(items).all(|(i, s)| dict.value(codes.get(i)) == s.as_str())
+        }
+        _ => false,
+    }
+}
+
 impl ColumnMut<'_> {
     /// Rebuilds every chunk a batch wrote: `(chunk, new length, cells)`. Numeric chunks
     /// (the large ones: 512 KiB of f64) are rebuilt in parallel.

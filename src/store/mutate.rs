@@ -12,7 +12,7 @@ use arrow_schema::{DataType, Field, TimeUnit};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::colmut::{cell_of, code_lists, ColumnMut};
+use super::colmut::{cell_of, code_lists, holds, ColumnMut};
 use super::column::{Column, ColumnData, Dict, Kind, Temporal};
 use super::Dataset;
 use crate::index::container::CHUNK_ROWS;
@@ -189,23 +189,66 @@ impl Dataset {
         let mut touched = Vec::with_capacity(n);
         let mut names = NameCache::default();
         for (bi, u) in updates {
-            let row = match self.ids.row_of(u.customer_id).filter(|&r| self.live.contains(r)) {
-                Some(r) => r,
-                None => {
-                    let r = self.rows as u32;
-                    self.rows += 1;
-                    self.ids.insert(u.customer_id, r);
-                    self.live.insert(r);
-                    per_col[self.id_col].push((r, CellValue::Int(u.customer_id as i64)));
-                    r
-                }
-            };
+            let row = self.row_or_new(u.customer_id, &mut per_col);
             touched.push((row, bi));
             for (name, v) in &u.attributes {
                 let ci = names.get(self, name).expect("checked");
                 per_col[ci].push((row, normalise(&self.columns[ci], v)));
             }
         }
+        self.apply_per_column(per_col, old_rows);
+        // Per row, the last batch that wrote it (a stable sort keeps batch order).
+        touched.sort_by_key(|&(r, _)| r);
+        let mut out: Vec<(u32, usize)> = Vec::with_capacity(touched.len());
+        for (r, bi) in touched {
+            match out.last_mut() {
+                Some(last) if last.0 == r => last.1 = bi,
+                _ => out.push((r, bi)),
+            }
+        }
+        out
+    }
+
+    /// Writes values already checked against the schema, column by column: `ids` are the
+    /// customers (a new id gets a row), and each `(column index, values)` holds one value
+    /// per id, in `ids`' order (a later value of a repeated id wins). The engine's
+    /// gamification path: its derived columns are resolved once per change, not by name
+    /// per value, and the values are moved, not cloned. Returns the written rows,
+    /// ascending, each once.
+    pub fn apply_checked_columns(&mut self, ids: &[u64], columns: Vec<(usize, Vec<CellValue>)>) -> Vec<u32> {
+        let old_rows = self.rows;
+        let mut per_col: Vec<Vec<(u32, CellValue)>> = vec![vec![]; self.columns.len()];
+        let rows: Vec<u32> = ids.iter().map(|&id| self.row_or_new(id, &mut per_col)).collect();
+        for (ci, values) in columns {
+            assert_eq!(values.len(), rows.len(), "one value per customer in column {ci}");
+            let col = &self.columns[ci];
+            let cells = &mut per_col[ci];
+            cells.reserve(values.len());
+            cells.extend(rows.iter().copied().zip(values.into_iter().map(|v| normalise_owned(col, v))));
+        }
+        self.apply_per_column(per_col, old_rows);
+        let mut rows = rows;
+        rows.sort_unstable();
+        rows.dedup();
+        rows
+    }
+
+    /// The live row of a customer, or a new one at the end (its id cell queued in
+    /// `per_col`).
+    fn row_or_new(&mut self, customer_id: u64, per_col: &mut [Vec<(u32, CellValue)>]) -> u32 {
+        if let Some(r) = self.ids.row_of(customer_id).filter(|&r| self.live.contains(r)) {
+            return r;
+        }
+        let r = self.rows as u32;
+        self.rows += 1;
+        self.ids.insert(customer_id, r);
+        self.live.insert(r);
+        per_col[self.id_col].push((r, CellValue::Int(customer_id as i64)));
+        r
+    }
+
+    /// Applies each column's cells (rows `old_rows..` are new), the columns in parallel.
+    fn apply_per_column(&mut self, per_col: Vec<Vec<(u32, CellValue)>>, old_rows: usize) {
         let rows = self.rows;
         self.columns
             .par_iter_mut()
@@ -219,16 +262,6 @@ impl Dataset {
                 let cm = ColumnMut { col: Arc::make_mut(col), index: Arc::make_mut(index), nulls };
                 apply_column(cm, cells, old_rows, rows);
             });
-        // Per row, the last batch that wrote it (a stable sort keeps batch order).
-        touched.sort_by_key(|&(r, _)| r);
-        let mut out: Vec<(u32, usize)> = Vec::with_capacity(touched.len());
-        for (r, bi) in touched {
-            match out.last_mut() {
-                Some(last) if last.0 == r => last.1 = bi,
-                _ => out.push((r, bi)),
-            }
-        }
-        out
     }
 
     /// Deletes customers; unknown ids are ignored. Returns (id, row) of those deleted.
@@ -490,6 +523,18 @@ fn shown(v: &CellValue) -> String {
     format!("{cut}... ({} bytes)", full.len())
 }
 
+/// [`normalise`] of a value the caller gives away (no copy of a string or list).
+fn normalise_owned(col: &Column, v: CellValue) -> CellValue {
+    match (col.kind, v) {
+        (Kind::Float, CellValue::Int(i)) => CellValue::Float(i as f64),
+        (Kind::Int(_), CellValue::Float(f)) => CellValue::Int(f as i64),
+        (Kind::Int(t), CellValue::Str(s)) => {
+            CellValue::Int(crate::query::plan::temporal(t, &s).expect("checked"))
+        }
+        (_, v) => v,
+    }
+}
+
 /// A value in the column's own representation (dates parsed, integral floats as ints).
 fn normalise(col: &Column, v: &CellValue) -> CellValue {
     match (col.kind, v) {
@@ -543,10 +588,11 @@ fn apply_column(mut cm: ColumnMut<'_>, mut cells: Vec<(u32, CellValue)>, old_row
     // chunk no cell changed is not rebuilt.
     let mut changed: Vec<(u32, CellValue)> = Vec::with_capacity(last.len());
     for (row, v) in last {
-        let old = ((row as usize) < old_rows).then(|| cell_of(cm.col, row));
-        if old.as_ref().is_some_and(|o| same_cell(o, &v)) {
+        let existing = (row as usize) < old_rows;
+        if existing && holds(cm.col, row, &v) {
             continue;
         }
+        let old = existing.then(|| cell_of(cm.col, row));
         cm.reindex(row, old.as_ref(), &v);
         changed.push((row, v));
     }
@@ -561,8 +607,10 @@ fn apply_column(mut cm: ColumnMut<'_>, mut cells: Vec<(u32, CellValue)>, old_row
 }
 
 /// Whether a cell holding `old` already holds `new`, bit for bit (`-0.0` is not `0.0`: a
-/// written value must read back exactly).
-fn same_cell(old: &CellValue, new: &CellValue) -> bool {
+/// written value must read back exactly). [`holds`] answers the same without the cell
+/// (`colmut_tests.rs` checks that they agree).
+#[cfg(test)]
+pub(super) fn same_cell(old: &CellValue, new: &CellValue) -> bool {
     match (old, new) {
         (CellValue::Float(a), CellValue::Float(b)) => a.to_bits() == b.to_bits(),
         _ => old == new,
