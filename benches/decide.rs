@@ -3,6 +3,8 @@
 //! (`SEGD_BENCH_ROWS` picks another size):
 //! - `next_best_offer/web`: one decision as the service takes it (the offers' rules from
 //!   the `RuleCache`, then arbitration; neither logged nor applied);
+//! - `next_best_offer/web_unexplained`: the same without the explanation (what a call
+//!   without `explain` decides: nothing built for offers not presented);
 //! - `next_best_offer/web_compiling`: the same with every offer's rules compiled per call
 //!   (how the service decided before the cache);
 //! - `decide_for_segment/1M`: a blast over a 1M-member segment (the first 1M rows, or all
@@ -22,8 +24,8 @@ use rand::{Rng, SeedableRng};
 
 use segd::db::{Db, DbOptions};
 use segd::decide::{
-    decide, reach_estimate, Blast, Blaster, Change, Channel, Context, DatasetFacts, DrawCache, Limit, Offer,
-    OutcomeKind, Propensity, Request, RuleCache, SegmentRef, Value,
+    decide, decide_with, reach_estimate, Blast, Blaster, Change, Channel, Context, DatasetFacts, DrawCache,
+    Limit, Offer, OutcomeKind, Propensity, Request, RuleCache, SegmentRef, Value,
 };
 use segd::engine::{Engine, Mutation, Outcome};
 use segd::index::Postings;
@@ -118,6 +120,26 @@ fn bench(c: &mut Criterion) {
                 counts_as_impression: true,
             };
             decide(st.catalogue(), st.contacts(), &facts, &req).unwrap()
+        })
+    });
+    // As the service decides without `explain` (the default): nothing built for the
+    // offers not presented.
+    c.bench_function("next_best_offer/web_unexplained", |b| {
+        b.iter(|| {
+            id += 1;
+            let segs = |s: &str| engine.segments().members_of(s);
+            let members = |s: &str| engine.segments().get(s).ok().map(|m| &*m.members);
+            let st = engine.decide();
+            let rules = cache.get(engine.data(), st.catalogue(), &segs, &limits).unwrap();
+            let facts = DatasetFacts::with_rules(engine.data(), rules, &members);
+            let req = Request {
+                decision_id: id,
+                customer_id: r.random_range(1..=rows as u64),
+                context: ctx(Channel::Web),
+                max_results: 5,
+                counts_as_impression: true,
+            };
+            decide_with(st.catalogue(), st.contacts(), &facts, &req, false).unwrap()
         })
     });
     c.bench_function("next_best_offer/web_compiling", |b| {

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use super::{guarded, on_pool, unexpected, App, AppError, ErrorCode};
 use crate::decide::{
-    decide, reach_estimate, Change, ChangeError, ChangeOutcome, Channel, ContactPolicy, Context,
-    DatasetFacts, DecideError, Decision, FactsError, Funnel, HistoryError, Offer, OfferError, OutcomeApplied,
-    OutcomeKind, Request, SegmentRef,
+    decide_with, reach_estimate, settle, Change, ChangeError, ChangeOutcome, Channel, ContactPolicy, Context,
+    DatasetFacts, DecideError, Decision, Dropped, FactsError, Funnel, HistoryError, Offer, OfferError,
+    OutcomeApplied, OutcomeKind, Ranked, Request, SegmentRef,
 };
 use crate::engine::{Engine, Mutation, Outcome};
 use crate::query;
@@ -95,7 +95,16 @@ pub struct NboRequest {
 /// A decision as answered: the core's explanation, settled with what its apply kept.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NboAnswer {
-    pub decision: Decision,
+    pub decision_id: u64,
+    pub customer_id: u64,
+    /// The decision's time.
+    pub now_ms: i64,
+    pub control_group: bool,
+    /// What the customer is shown, in rank order (the fallback alone when it is used).
+    pub presented: Vec<Ranked>,
+    pub fallback_used: bool,
+    /// With `explain`, every offer not presented; always, those dropped at apply.
+    pub dropped: Vec<Dropped>,
     /// The logged decision's commit (None for a dry run).
     pub sequence: Option<u64>,
 }
@@ -220,7 +229,7 @@ impl App {
         // Inline on the caller's worker, not on the rayon pool: with the rules cached a
         // decision is tens of µs, less than the two thread wake-ups of a pool hop cost.
         // Only a catalogue or segment change recompiles (once, under the cache's lock).
-        let mut decision = guarded(|| {
+        let decision = guarded(|| {
             let segs = |id: &str| eng.segments().members_of(id);
             let members = |id: &str| eng.segments().get(id).ok().map(|s| &*s.members);
             let st = eng.decide();
@@ -230,20 +239,29 @@ impl App {
                 .get(eng.data(), st.catalogue(), &segs, &limits)
                 .map_err(|e| AppError::from(DecideError::from(e)))?;
             let facts = DatasetFacts::with_rules(eng.data(), rules, &members);
-            Ok(decide(st.catalogue(), st.contacts(), &facts, &req)?)
+            Ok(decide_with(st.catalogue(), st.contacts(), &facts, &req, explain)?)
         })?;
         drop(eng);
-        if !explain {
-            // Before settling: what the apply drops is always listed.
-            decision.dropped.clear();
-        }
+        let Decision { record, presented, fallback_used, mut dropped } = decision;
+        let control_group = record.control_group;
+        let head = |presented, fallback_used, dropped, sequence| NboAnswer {
+            decision_id,
+            customer_id,
+            now_ms,
+            control_group,
+            presented,
+            fallback_used,
+            dropped,
+            sequence,
+        };
         if dry_run {
-            return Ok(NboAnswer { decision, sequence: None });
+            return Ok(head(presented, fallback_used, dropped, None));
         }
-        match self.change(Change::DecisionTaken(decision.record.clone())).await? {
+        // The record moves into the log: the answer is what its apply kept.
+        match self.change(Change::DecisionTaken(record)).await? {
             (seq, ChangeOutcome::Decided(applied)) => {
-                decision.settle(applied);
-                Ok(NboAnswer { decision, sequence: Some(seq) })
+                let (presented, fallback_used) = settle(&mut dropped, applied);
+                Ok(head(presented, fallback_used, dropped, Some(seq)))
             }
             (_, other) => Err(unexpected(Outcome::Decide(other))),
         }

@@ -25,6 +25,8 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
+#[path = "loadgen/direct.rs"]
+mod direct;
 #[path = "loadgen/stream.rs"]
 mod stream;
 
@@ -578,6 +580,9 @@ struct Clients {
     events: EventServiceClient<Channel>,
     game: GamificationServiceClient<Channel>,
     boards: LeaderboardServiceClient<Channel>,
+    /// next-best-offer: the same connection's decisions without tonic's `Channel` (see
+    /// `direct`), and the call timeout the `Channel` would have applied.
+    nbo: Option<(DecisionServiceClient<direct::Direct>, Duration)>,
 }
 
 /// What an OK answer said (tallied to catch, e.g., an id range that misses every customer).
@@ -655,7 +660,15 @@ async fn send(c: &mut Clients, req: Req) -> Result<Answer, Failure> {
             Answer::Member { found: true, member: a.ranked }
         }
         Req::Nbo(r) => {
-            c.dec.next_best_offer(r).await.map_err(st)?;
+            match &mut c.nbo {
+                Some((direct, timeout)) => {
+                    match tokio::time::timeout(*timeout, direct.next_best_offer(r)).await {
+                        Ok(a) => a.map_err(st)?,
+                        Err(_) => return Err(("DEADLINE_EXCEEDED", format!("no answer within {timeout:?}"))),
+                    }
+                }
+                None => c.dec.next_best_offer(r).await.map_err(st)?,
+            };
             Answer::Other
         }
         Req::Health(r) => {
@@ -770,11 +783,17 @@ async fn run_async(args: &LoadgenArgs, workload: Arc<Workload>) -> Result<Report
     };
     let mut channels = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
-        channels.push(ep.connect().await.with_context(|| format!("connecting to {}", args.addr))?);
+        let ch = ep.connect().await.with_context(|| format!("connecting to {}", args.addr))?;
+        let nbo = match workload.rpc {
+            Rpc::NextBestOffer => Some((direct::connect(&args.addr, args.timeout).await?, args.timeout)),
+            _ => None,
+        };
+        channels.push((ch, nbo));
     }
     let clients: Vec<Clients> = channels
         .into_iter()
-        .map(|ch| Clients {
+        .map(|(ch, nbo)| Clients {
+            nbo,
             seg: SegmentServiceClient::new(ch.clone()),
             dec: DecisionServiceClient::new(ch.clone()),
             cust: CustomerServiceClient::new(ch.clone()),

@@ -97,7 +97,7 @@ pub enum ChangeError {
 
 /// The decision state of one engine version. The engine holds it behind an `Arc`, so a
 /// commit group without decision changes shares it whole; one with changes clones it
-/// once, which is O(offers) (see [`ContactState`]).
+/// once, which copies no map (see [`ContactState`] and [`Catalogue`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct State {
     catalogue: Catalogue,

@@ -78,6 +78,8 @@ pub struct DatasetFacts<'a> {
     /// segment up once.
     memo_row: OnceLock<u32>,
     memo: Box<[OnceLock<bool>]>,
+    /// The first customer asked about and their row (see [`DatasetFacts::row`]).
+    memo_customer: OnceLock<(u64, u32)>,
 }
 
 /// One offer resolved against a table: its three rule plans and the members of the saved
@@ -128,7 +130,14 @@ impl<'a> DatasetFacts<'a> {
         limits: &Limits,
     ) -> Result<Self, FactsError> {
         let rules = Arc::new(CompiledRules::build(ds, cat, segs, limits)?);
-        Ok(DatasetFacts { ds, rules, members: None, memo_row: OnceLock::new(), memo: Box::new([]) })
+        Ok(DatasetFacts {
+            ds,
+            rules,
+            members: None,
+            memo_row: OnceLock::new(),
+            memo: Box::new([]),
+            memo_customer: OnceLock::new(),
+        })
     }
 
     /// Facts from rules compiled earlier for this table's bindings and catalogue (see
@@ -136,7 +145,14 @@ impl<'a> DatasetFacts<'a> {
     pub fn with_rules(ds: &'a Dataset, rules: Arc<CompiledRules>, members: Members<'a>) -> Self {
         debug_assert!(rules.fits_bindings(ds), "rules compiled for other bindings");
         let memo = (0..rules.segments()).map(|_| OnceLock::new()).collect();
-        DatasetFacts { ds, rules, members: Some(members), memo_row: OnceLock::new(), memo }
+        DatasetFacts {
+            ds,
+            rules,
+            members: Some(members),
+            memo_row: OnceLock::new(),
+            memo,
+            memo_customer: OnceLock::new(),
+        }
     }
 
     /// Whether `row` passes a compiled rule.
@@ -183,8 +199,17 @@ impl<'a> DatasetFacts<'a> {
         self.ds
     }
 
+    /// The customer's row; the first customer asked about is remembered (a decision asks
+    /// about one customer a few hundred times: for every rule and number of its offers).
     fn row(&self, customer_id: u64) -> Result<u32, FactsError> {
-        self.ds.row_of(customer_id).ok_or(FactsError::UnknownCustomer(customer_id))
+        if let Some(&(id, row)) = self.memo_customer.get() {
+            if id == customer_id {
+                return Ok(row);
+            }
+        }
+        let row = self.ds.row_of(customer_id).ok_or(FactsError::UnknownCustomer(customer_id))?;
+        let _ = self.memo_customer.set((customer_id, row));
+        Ok(row)
     }
 }
 
@@ -237,7 +262,7 @@ pub fn number_at(ds: &Dataset, col: usize, row: u32) -> Option<f64> {
 
 impl CustomerFacts for DatasetFacts<'_> {
     fn known(&self, customer_id: u64) -> bool {
-        self.ds.row_of(customer_id).is_some()
+        self.row(customer_id).is_ok()
     }
 
     fn passes(&self, customer_id: u64, offer: &Offer, rule: Rule) -> Result<bool, FactsError> {

@@ -11,7 +11,7 @@
 //! decision expires), so acceptances never exceed a budget either. Time comes only from
 //! the records, never from the wall clock, so replay rebuilds the same state.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::arbitrate::{Context, DecisionRecord, DropReason, Dropped, ModelKey, Ranked};
@@ -231,9 +231,9 @@ pub enum HistoryError {
     AfterExpiry { decision: u64, at_ms: i64, expires_ms: i64 },
 }
 
-/// The decision state. Cloning it for a copy-on-write version is O(number of offers): the
-/// per-customer and per-decision maps and the expiry index are persistent trees shared
-/// with the published version, and a write copies only the paths it touches (see
+/// The decision state. Cloning it for a copy-on-write version copies no map: the
+/// per-customer, per-decision and per-offer maps and the expiry index are persistent trees
+/// shared with the published version, and a write copies only the paths it touches (see
 /// [`super::idmap`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ContactState {
@@ -246,7 +246,10 @@ pub struct ContactState {
     pub expiry: imbl::OrdSet<(i64, u64)>,
     /// Each customer's contacts within the history kept, in apply order.
     pub customers: IdMap<Vec<Contact>>,
-    pub offers: HashMap<String, OfferStats>,
+    /// Per-offer totals in a persistent map: nearly every decision touches one (budget
+    /// reservations, model trials), and a std map was copied whole, keys and all, by the
+    /// first decision of each commit group. Now a group copies the paths it touches.
+    pub offers: imbl::HashMap<Arc<str>, Arc<OfferStats>>,
     /// Highest decision id ever applied (expired ones included): the service numbers new
     /// decisions above it, so an id is never reused across restarts.
     pub last_decision_id: u64,
@@ -272,12 +275,21 @@ impl ContactState {
             self.expiry.remove_min();
             if let Some(d) = self.decisions.remove(id) {
                 for t in d.offers.iter().filter(|t| t.reserved) {
-                    if let Some(s) = self.offers.get_mut(&t.ranked.offer_id) {
-                        s.reserved -= 1;
+                    if let Some(s) = self.offers.get_mut(t.ranked.offer_id.as_str()) {
+                        Arc::make_mut(s).reserved -= 1;
                     }
                 }
             }
         }
+    }
+
+    /// An offer's totals, created empty the first time (without building a key when they
+    /// exist: this runs for every offer a decision presents).
+    fn stats_mut(&mut self, offer_id: &str) -> &mut OfferStats {
+        if !self.offers.contains_key(offer_id) {
+            self.offers.insert(offer_id.into(), Arc::default());
+        }
+        Arc::make_mut(self.offers.get_mut(offer_id).expect("inserted above"))
     }
 
     /// Adds a contact to a customer, forgetting contacts older than the history kept.
@@ -349,7 +361,7 @@ impl ContactState {
         let mut taken = Vec::with_capacity(kept.len());
         for r in &kept {
             let budgeted = cat.get(&r.offer_id).is_some_and(|o| o.budget.is_some());
-            let stats = self.offers.entry(r.offer_id.clone()).or_default();
+            let stats = self.stats_mut(&r.offer_id);
             if budgeted {
                 stats.reserved += 1;
             }
@@ -389,8 +401,13 @@ impl ContactState {
         t.shown = true;
         let offer_id: Arc<str> = t.ranked.offer_id.as_str().into();
         if let Some(key) = &t.ranked.model {
-            let stats = self.offers.entry(t.ranked.offer_id.clone()).or_default();
-            stats.models.entry(key.clone()).or_default().trials += 1;
+            let stats = self.stats_mut(&t.ranked.offer_id);
+            match stats.models.get_mut(key) {
+                Some(n) => n.trials += 1,
+                None => {
+                    stats.models.insert(key.clone(), BetaCounts { successes: 0, trials: 1 });
+                }
+            }
         }
         let c = Contact {
             decision_id: d.decision_id,
@@ -444,7 +461,7 @@ impl ContactState {
         d.offers[i].outcomes |= kind.bit();
         self.show(&mut d, i, at_ms);
         let t = &mut d.offers[i];
-        let stats = self.offers.entry(offer_id.to_string()).or_default();
+        let stats = self.stats_mut(offer_id);
         if kind.success() && !t.success {
             t.success = true;
             if let Some(key) = &t.ranked.model {

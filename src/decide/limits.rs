@@ -31,7 +31,7 @@ impl ContactState {
     }
 
     pub fn stats(&self, offer_id: &str) -> Option<&OfferStats> {
-        self.offers.get(offer_id)
+        self.offers.get(offer_id).map(|s| &**s)
     }
 
     /// Acceptances plus open reservations.

@@ -25,11 +25,13 @@
 //! - [`hash`]: stable hold-out / control-group draws and sampling seeds.
 //!
 //! # How the engine drives it
-//! - `NextBestOffer`: on a published version, [`decide`] with a [`DatasetFacts`] over the
+//! - `NextBestOffer`: on a published version, [`decide_with`] (without `explain`, nothing
+//!   is built for offers not presented) with a [`DatasetFacts`] over the
 //!   [`RuleCache`]'s rules (compiled once per catalogue and binding generation, saved
 //!   segments read from the version); then [`ContactState::check_decision`], log the
 //!   [`record::DecisionTakenRecord`], and in apply [`ContactState::apply_decision`];
-//!   [`Decision::settle`] merges what the apply kept into the answer.
+//!   [`settle`] merges what the apply kept into the answer (the record itself moves into
+//!   the log).
 //! - `RecordOutcome`: [`ContactState::check_outcome`], log [`record::OutcomeRecord`], apply
 //!   [`ContactState::record_outcome`] (idempotent).
 //! - `PutOffer`: [`Offer::validate`], [`ContactConfig::check_offer`] and
@@ -43,8 +45,9 @@
 //! - `GetDecision`: [`ContactState::decision_at`]: a retained decision, from logged
 //!   records only.
 //!
-//! Costs: a version's clone of the state is O(offers) (the per-customer and per-decision
-//! maps and the expiry index are persistent trees, [`idmap`]); hold-out and control draws
+//! Costs: a version's clone of the state copies no map (the catalogue is shared whole until
+//! an offer changes; the per-customer, per-decision and per-offer maps and the expiry index
+//! are persistent trees, [`idmap`]); hold-out and control draws
 //! are hashed once per customer and offer into cached bitmaps ([`draws`]).
 
 pub mod arbitrate;
@@ -63,8 +66,8 @@ pub mod record;
 pub mod rules;
 
 pub use arbitrate::{
-    decide, Context, DecideError, Decision, DecisionRecord, DropReason, Dropped, ModelKey, Ranked, Request,
-    Stage,
+    decide, decide_with, settle, Context, DecideError, Decision, DecisionRecord, DropReason, Dropped,
+    ModelKey, Ranked, Request, Stage,
 };
 pub use campaign::{decide_for_segment, Blast, BlastBatch, BlastScratch, Blaster, Member, Scored};
 pub use catalogue::{Catalogue, ContactPolicy};

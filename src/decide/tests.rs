@@ -5,7 +5,7 @@ use std::sync::{Arc, Barrier, Mutex};
 
 use proptest::prelude::*;
 
-use super::arbitrate::{decide, Context, DecisionRecord, DropReason, ModelKey, Ranked, Request};
+use super::arbitrate::{decide, decide_with, Context, DecisionRecord, DropReason, ModelKey, Ranked, Request};
 use super::catalogue::*;
 use super::facts::MapFacts;
 use super::history::{ContactConfig, ContactState, OutcomeApplied, OutcomeKind};
@@ -109,6 +109,31 @@ fn priority_is_the_product_of_the_four_factors() {
     assert_eq!(d.dropped[0].reason, DropReason::LostArbitration { rank: 3, priority: 0.1 });
     assert_eq!(d.record.offers, d.presented);
     assert!(!d.fallback_used);
+}
+
+/// Equal priorities rank by offer id, explained or not: with 30 offers of priority 1 and
+/// two fallbacks, the first five ids are presented and the first fallback id is kept.
+#[test]
+fn ties_rank_by_id_with_or_without_explanation() {
+    let mut offers: Vec<Offer> =
+        (0..30).rev().map(|i| Offer::new(&format!("t{i:02}"), &[Channel::Web])).collect();
+    for id in ["z1", "z0"] {
+        let mut f = Offer::new(id, &[Channel::Web]);
+        f.fallback = true;
+        offers.push(f);
+    }
+    let cat = catalogue(no_limits(), offers);
+    let facts = MapFacts::default().with(1, &[], &[]);
+    let want: Vec<String> = (0..5).map(|i| format!("t{i:02}")).collect();
+    for explain in [true, false] {
+        let d = decide_with(&cat, &state(), &facts, &req(1, 1, ctx(Channel::Web, 0), 5), explain).unwrap();
+        let got: Vec<String> = d.presented.iter().map(|r| r.offer_id.clone()).collect();
+        assert_eq!(got, want, "explain {explain}");
+        assert_eq!(d.record.fallback.as_ref().map(|f| f.offer_id.as_str()), Some("z0"));
+        assert!(!d.fallback_used);
+        // 25 losers of arbitration, the other fallback, the unneeded one.
+        assert_eq!(d.dropped.len(), if explain { 27 } else { 0 });
+    }
 }
 
 #[test]
@@ -561,9 +586,16 @@ proptest! {
         let mut st = state();
         let mut next = 1000;
         for round in 0..3 {
-            let d = decide(&cat, &st, &facts, &req(next, customer, ctx(Channel::Web, 10 + round), max)).unwrap();
+            let asked = req(next, customer, ctx(Channel::Web, 10 + round), max);
+            let d = decide(&cat, &st, &facts, &asked).unwrap();
             next += 1;
             assert_complete(&cat, &d.presented, &d.dropped);
+            // Unexplained: the same record and answer, nothing listed as dropped.
+            let plain = decide_with(&cat, &st, &facts, &asked, false).unwrap();
+            prop_assert_eq!(&plain.record, &d.record);
+            prop_assert_eq!(&plain.presented, &d.presented);
+            prop_assert_eq!(plain.fallback_used, d.fallback_used);
+            prop_assert!(plain.dropped.is_empty(), "{:?}", plain.dropped);
             prop_assert!(d.presented.len() <= max);
             for w in d.presented.windows(2) { prop_assert!(w[0].priority >= w[1].priority); }
             for r in &d.presented { prop_assert_eq!(r.priority, r.propensity * r.weight * r.value * r.lever); }

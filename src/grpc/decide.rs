@@ -11,8 +11,8 @@ use crate::app::{
 };
 use crate::decide::history::StoredDecision;
 use crate::decide::{
-    Channel, ContactPolicy, Context, ContextWeights, Decision, DropReason, Dropped, Funnel, Limit, ModelKey,
-    Offer, OutcomeKind, Propensity, Ranked, SegmentRef, Stage, Suppression, Value,
+    Channel, ContactPolicy, Context, ContextWeights, DropReason, Dropped, Funnel, Limit, ModelKey, Offer,
+    OutcomeKind, Propensity, Ranked, SegmentRef, Stage, Suppression, Value,
 };
 use crate::metrics::Rpc;
 use crate::query::Expr;
@@ -447,16 +447,24 @@ pub type BlastStream =
     std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::DecideForSegmentResponse, Status>> + Send>>;
 
 pub(crate) fn answer_pb(a: NboAnswer) -> pb::NextBestOfferResponse {
-    let NboAnswer { decision, sequence } = a;
-    let Decision { record, presented, fallback_used, dropped } = decision;
+    let NboAnswer {
+        decision_id,
+        customer_id,
+        now_ms,
+        control_group,
+        presented,
+        fallback_used,
+        dropped,
+        sequence,
+    } = a;
     pb::NextBestOfferResponse {
-        decision_id: record.decision_id,
-        customer_id: record.customer_id,
-        now_ms: record.context.now_ms,
+        decision_id,
+        customer_id,
+        now_ms,
         offers: presented.iter().enumerate().map(|(i, r)| ranked_pb(i, r)).collect(),
         fallback_used,
         dropped: dropped.iter().map(dropped_pb).collect(),
-        control_group: record.control_group,
+        control_group,
         sequence: sequence.unwrap_or(0),
     }
 }

@@ -29,6 +29,8 @@ pub(super) type Client = DecisionServiceClient<Channel>;
 
 pub(super) struct Running {
     pub(super) server: Server,
+    /// Where the gRPC service listens.
+    pub(super) addr: SocketAddr,
     stop: tokio::sync::oneshot::Sender<()>,
     done: tokio::task::JoinHandle<()>,
     pub(super) client: Client,
@@ -59,13 +61,13 @@ pub(super) async fn start(dir: &Path) -> Running {
         .unwrap();
     });
     let ch = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-    Running { server, stop, done, client: DecisionServiceClient::new(ch) }
+    Running { server, addr, stop, done, client: DecisionServiceClient::new(ch) }
 }
 
 /// Stops serving; `snapshot`: close the data dir (final snapshot, log cut), else leave the
 /// log to be replayed (as after a crash).
 pub(super) async fn stop(r: Running, snapshot: bool) {
-    let Running { server, stop, done, client } = r;
+    let Running { server, addr: _, stop, done, client } = r;
     drop(client);
     let _ = stop.send(());
     done.await.unwrap();

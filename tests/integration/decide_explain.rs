@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::decide::{nbo, offers, start, stop};
+use super::decide::{nbo, offers, start, stop, ROWS};
 use segd::grpc::pb;
 
 fn ids(offers: &[pb::RankedOffer]) -> Vec<(String, u64)> {
@@ -53,5 +53,44 @@ async fn unexplained_answers_decide_the_same_and_list_only_apply_drops() {
         }
     }
     assert!(capped > 5, "only {capped} customers were shown the capped offer");
+    stop(r, false).await;
+}
+
+/// `segd loadgen --rpc next-best-offer` sends its calls on bare HTTP/2 connections
+/// (src/cli/loadgen/direct.rs): every call is answered OK, and each is a logged decision,
+/// retained for GetDecision, numbered below the next decision's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_decisions_are_answered_and_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = start(dir.path()).await;
+    for o in offers() {
+        r.client.put_offer(pb::PutOfferRequest { offer: Some(o) }).await.unwrap();
+    }
+    let first = r.client.next_best_offer(nbo(1, true)).await.unwrap().into_inner().decision_id;
+    const N: u64 = 300;
+    let addr = format!("http://{}", r.addr);
+    let ids = format!("1..{ROWS}");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_segd"))
+            .args(["loadgen", "--addr", &addr, "--rpc", "next-best-offer", "-c", "8", "--connections", "2"])
+            .args(["--ids", &ids, "-n", &N.to_string(), "--json"])
+            .output()
+            .expect("segd loadgen runs")
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((report["ok"].as_u64(), report["errors"].as_u64()), (Some(N), Some(0)), "{report}");
+    let next = r.client.next_best_offer(nbo(1, true)).await.unwrap().into_inner().decision_id;
+    assert!(next > first + N, "decision ids {first} then {next} around {N} logged decisions");
+    let mut retained = 0;
+    for id in first + 1..next {
+        if r.client.get_decision(pb::GetDecisionRequest { decision_id: id }).await.is_ok() {
+            retained += 1;
+        }
+    }
+    assert_eq!(retained, N, "every loadgen decision was logged and applied");
     stop(r, false).await;
 }

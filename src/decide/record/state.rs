@@ -316,7 +316,7 @@ impl From<&ContactState> for ContactStateRecord {
         // Both maps iterate in id order.
         let ds = decisions.iter().map(|(_, d)| d);
         let cs = customers.iter();
-        let mut os: Vec<(&String, &OfferStats)> = offers.iter().collect();
+        let mut os: Vec<(&Arc<str>, &Arc<OfferStats>)> = offers.iter().collect();
         os.sort_by_key(|o| o.0);
         ContactStateRecord {
             history_ms,
@@ -332,9 +332,9 @@ impl From<&ContactState> for ContactStateRecord {
             offers: os
                 .into_iter()
                 .map(|(id, st)| {
-                    let OfferStats { accepted, reserved, models } = st;
+                    let OfferStats { accepted, reserved, models } = &**st;
                     OfferStatsRecord {
-                        offer_id: id.clone(),
+                        offer_id: id.to_string(),
                         accepted: *accepted,
                         reserved: *reserved,
                         models: models
@@ -466,7 +466,7 @@ impl TryFrom<ContactStateRecord> for ContactState {
             for ModelCountsRecord { key, successes, trials } in models {
                 st.models.insert(model_key(need(key, "model.key")?), BetaCounts { successes, trials });
             }
-            s.offers.insert(offer_id, st);
+            s.offers.insert(offer_id.into(), Arc::new(st));
         }
         Ok(s)
     }
