@@ -479,7 +479,12 @@ async fn a_group_jetstream_never_acknowledged_stops_writes_until_a_restart_publi
     primary.proc.kill9();
     let mut primary = spawn_segd(&dir.path().join("p"), &primary_role, "primary2");
     let (mut ps, _) = connect(&mut primary).await;
-    assert!(primary.proc.log_text().contains("publishing logged records the stream does not hold yet"));
+    // Said while it opens, before it serves; polled so a slow host cannot race the read.
+    let t = Instant::now();
+    while !primary.proc.log_text().contains("publishing logged records the stream does not hold yet") {
+        assert!(t.elapsed() < Duration::from_secs(15), "not republished: {}", primary.proc.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for &id in &unacked {
         model.marker.insert(id, MARK + 1);
     }
