@@ -35,12 +35,15 @@ READY_TIMEOUT=${READY_TIMEOUT:-600}
 [ -x "$BIN" ] || { echo "error: $BIN missing (cargo build --release)" >&2; exit 1; }
 [ -x "$NATS" ] || { echo "error: nats-server missing (apt-get install nats-server)" >&2; exit 1; }
 rm -rf "$OUT" && mkdir -p "$OUT"
+# Data dirs and JetStream stores (GBs at 10M) live outside OUT and are removed at exit.
+STATE=$(mktemp -d "${TMPDIR:-/tmp}/segd-bench-cluster.XXXXXX")
 if [ -n "${DATA:-}" ]; then TABLE=(--data "$DATA"); else TABLE=(--demo "$ROWS"); fi
 
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$STATE"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -50,7 +53,7 @@ json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)"
 
 # nats_one PORT: one JetStream server.
 nats_one() {
-  "$NATS" -js -a 127.0.0.1 -p "$1" -sd "$OUT/nats-$1" >"$OUT/nats-$1.log" 2>&1 &
+  "$NATS" -js -a 127.0.0.1 -p "$1" -sd "$STATE/nats-$1" >"$OUT/nats-$1.log" 2>&1 &
   PIDS+=($!)
   until grep -q "Server is ready" "$OUT/nats-$1.log"; do sleep 0.1; done
 }
@@ -61,7 +64,7 @@ nats_cluster() {
     cat >"$OUT/n$i.conf" <<EOF
 server_name: n$i
 listen: 127.0.0.1:$((P + 10 + i))
-jetstream { store_dir: "$OUT/n$i" }
+jetstream { store_dir: "$STATE/n$i" }
 cluster { name: segd, listen: 127.0.0.1:$((P + 20 + i)), routes: [$routes] }
 EOF
     "$NATS" -c "$OUT/n$i.conf" >"$OUT/n$i.log" 2>&1 &
@@ -76,7 +79,7 @@ segd_start() {
   shift 3
   local t0
   t0=$(date +%s.%N)
-  "$BIN" serve "${TABLE[@]}" --data-dir "$OUT/$name" --listen "127.0.0.1:$port" --http-listen off \
+  "$BIN" serve "${TABLE[@]}" --data-dir "$STATE/$name" --listen "127.0.0.1:$port" --http-listen off \
     --metrics-listen "127.0.0.1:$mport" "$@" >"$OUT/$name.log" 2>&1 &
   SEGD_PID=$!
   PIDS+=($SEGD_PID)
