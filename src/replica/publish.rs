@@ -26,7 +26,7 @@
 
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::context::{CreateStreamErrorKind, PublishErrorKind};
+use async_nats::jetstream::context::{CreateStreamErrorKind, PublishErrorKind, RequestErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, stream};
 
@@ -102,7 +102,7 @@ impl JetStreamLog {
     ) -> Result<JetStreamLog, ReplicaError> {
         let rt = Runtime::new()?;
         let subject = subject_of(stream);
-        let (js, max_payload) = block_on(&rt, async {
+        let (js, max_payload, copies) = block_on(&rt, async {
             let client = super::connect(url).await?;
             let max_payload = client.server_info().max_payload;
             let mut js = jetstream::new(client);
@@ -131,7 +131,20 @@ impl JetStreamLog {
                     Err(e) => return Err(ReplicaError::Nats(format!("creating stream '{stream}': {e}"))),
                 }
             };
-            let info = s.info().await.map_err(|e| ReplicaError::Nats(format!("stream '{stream}': {e}")))?;
+            // Its first info can time out the same way while a new stream's copies elect a
+            // leader: waited out within the same patience.
+            let info = loop {
+                match s.info().await {
+                    Ok(info) => break info.clone(),
+                    Err(e)
+                        if start.elapsed() < patience && matches!(e.kind(), RequestErrorKind::TimedOut) =>
+                    {
+                        tracing::warn!(error = %e, stream, "JetStream not ready: retrying in 200 ms");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(e) => return Err(ReplicaError::Nats(format!("stream '{stream}': {e}"))),
+                }
+            };
             if info.config.subjects != [subject.clone()] {
                 return Err(ReplicaError::Config(format!(
                     "stream '{stream}' takes subjects {:?}; segd needs it to take exactly '{subject}'",
@@ -156,12 +169,15 @@ impl JetStreamLog {
                     ReplicaError::Nats(format!("naming the primary on stream '{stream}': {e}"))
                 })?;
             }
-            Ok((js, max_payload))
+            Ok((js, max_payload, info.config.num_replicas))
         })?;
         tracing::info!(url, stream, subject, max_payload, "replicating the log to JetStream");
         if let Some(dir) = snapshots {
             let every = Duration::from_secs(1);
-            rt.handle().spawn(super::snapshots::upload_loop(js.clone(), stream.to_string(), dir, every));
+            // The snapshots get the log's copy count: a fresh member needs them once the
+            // stream is trimmed, so losing them with one server would lose the log's head.
+            let upload = super::snapshots::upload_loop(js.clone(), stream.to_string(), copies, dir, every);
+            rt.handle().spawn(upload);
         }
         Ok(JetStreamLog { rt, js, stream: stream.to_string(), subject, max_payload, member, patience })
     }

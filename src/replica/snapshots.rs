@@ -61,18 +61,18 @@ struct Pointer {
 }
 
 impl Pointer {
-    /// The pointer of `stream_name`'s snapshots; created when missing if `create`, else
-    /// None.
+    /// The pointer of `stream_name`'s snapshots; created (with `create`'s copy count) when
+    /// missing if `create` is Some, else None.
     async fn open(
         js: &jetstream::Context,
         stream_name: &str,
-        create: bool,
+        create: Option<usize>,
     ) -> Result<Option<Pointer>, String> {
         let name = pointer_name(stream_name);
         let subject = pointer_subject(stream_name);
         let stream = match js.get_stream(&name).await {
             Ok(s) => s,
-            Err(_) if !create => return Ok(None),
+            Err(_) if create.is_none() => return Ok(None),
             Err(_) => {
                 let config = stream::Config {
                     name: name.clone(),
@@ -83,6 +83,7 @@ impl Pointer {
                     )),
                     storage: stream::StorageType::File,
                     max_messages: POINTER_HISTORY,
+                    num_replicas: create.unwrap_or(1),
                     ..Default::default()
                 };
                 match js.create_stream(config).await {
@@ -97,7 +98,9 @@ impl Pointer {
         let pointer = Pointer { js: js.clone(), stream, subject };
         // An expected last sequence of 0 is not checked by JetStream: a first, empty
         // message (one, whoever sends it, by its message id) makes every move a checked one.
-        if pointer.last_sequence().await? == 0 {
+        // Only a writer sends it: a reader may find the stream another member has just
+        // created and whose copies are not ready to take a message yet.
+        if create.is_some() && pointer.last_sequence().await? == 0 {
             pointer
                 .publish(PublishMessage::build().message_id("start"))
                 .await
@@ -168,7 +171,7 @@ async fn newest(
     stream_name: &str,
     bucket: &ObjectStore,
 ) -> Result<Option<(u64, Vec<String>)>, String> {
-    if let Some(pointer) = Pointer::open(js, stream_name, false).await? {
+    if let Some(pointer) = Pointer::open(js, stream_name, None).await? {
         if let (Some(latest), _) = pointer.read().await? {
             return Ok(Some(latest));
         }
@@ -201,6 +204,7 @@ async fn read_object(bucket: &ObjectStore, name: &str) -> Result<Vec<u8>, String
 pub(super) async fn upload_loop(
     js: jetstream::Context,
     stream_name: String,
+    copies: usize,
     snap_dir: PathBuf,
     every: Duration,
 ) {
@@ -209,13 +213,14 @@ pub(super) async fn upload_loop(
             bucket: bucket_name(&stream_name),
             description: Some(format!("segd snapshots of stream {stream_name}")),
             storage: stream::StorageType::File,
+            num_replicas: copies,
             ..Default::default()
         };
         let got = match js.get_object_store(bucket_name(&stream_name)).await {
             Ok(b) => Ok(b),
             Err(_) => js.create_object_store(config).await.map_err(|e| e.to_string()),
         };
-        match (got, Pointer::open(&js, &stream_name, true).await) {
+        match (got, Pointer::open(&js, &stream_name, Some(copies)).await) {
             (Ok(b), Ok(Some(p))) => break (b, p),
             (Ok(_), Ok(None)) => {}
             (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "snapshot bucket unavailable; retrying"),

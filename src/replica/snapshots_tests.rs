@@ -62,7 +62,7 @@ fn racing_uploaders_only_ever_move_latest_forward() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let js = jetstream::new(async_nats::connect(format!("127.0.0.1:{port}")).await.unwrap());
-        let pointer = Arc::new(Pointer::open(&js, "race", true).await.unwrap().unwrap());
+        let pointer = Arc::new(Pointer::open(&js, "race", Some(1)).await.unwrap().unwrap());
         // Rounds of 8 uploaders let go at once, their sequences in an order unrelated to
         // when they start.
         let mut results: Vec<(u64, Moved)> = vec![];
@@ -108,7 +108,7 @@ fn racing_uploaders_only_ever_move_latest_forward() {
         let (latest, _) = pointer.read().await.unwrap();
         assert_eq!(latest.map(|(s, names)| (s, names.len())), Some((280, 2)));
         // A second opening (another member) finds it and sends no second start message.
-        let again = Pointer::open(&js, "race", true).await.unwrap().unwrap();
+        let again = Pointer::open(&js, "race", Some(1)).await.unwrap().unwrap();
         assert_eq!(again.read().await.unwrap().0.map(|(s, _)| s), Some(280));
         assert_eq!(again.last_sequence().await.unwrap(), 1 + named.len() as u64);
     });

@@ -298,6 +298,20 @@ async fn a_three_server_nats_cluster_and_two_members_lose_no_acknowledged_write_
     for n in &nodes {
         assert_eq!(metric(n, "segd_replica_stopped"), Some(0));
     }
+    // The snapshots a fresh member starts from are kept in as many copies as the log.
+    let first = format!("nats://127.0.0.1:{}", ports[0].0);
+    let js = async_nats::jetstream::new(async_nats::connect(first.as_str()).await.unwrap());
+    for name in ["OBJ_segtest-snapshots", "segtest-snapshot-pointer"] {
+        let t = Instant::now();
+        let copies = loop {
+            match js.get_stream(name).await {
+                Ok(mut s) => break s.info().await.unwrap().config.num_replicas,
+                Err(e) => assert!(t.elapsed() < Duration::from_secs(30), "no stream {name}: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(copies, 3, "{name}");
+    }
     drop(servers);
 }
 
