@@ -29,7 +29,7 @@ pub enum SecurityError {
     Token { origin: String, problem: String },
 }
 
-/// A server identity: the PEM files as read (tonic takes PEM) and the rustls
+/// A server identity: the PEM files as read (the gRPC listener takes PEM) and the rustls
 /// configuration built from them (which also proves they parse and belong together).
 #[derive(Clone)]
 pub struct Tls {
@@ -80,10 +80,10 @@ impl Tls {
         Ok(Tls { cert_pem: cert_pem.into(), key_pem: key_pem.into(), config: Arc::new(config) })
     }
 
-    /// The gRPC listener's configuration (tonic negotiates h2 itself).
-    pub fn grpc(&self) -> tonic::transport::ServerTlsConfig {
-        tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(&*self.cert_pem, &*self.key_pem))
+    /// The PEM certificate chain and key as read (the gRPC listener's TLS,
+    /// [`crate::grpc::auth::tls_config`], takes PEM).
+    pub fn pem(&self) -> (&[u8], &[u8]) {
+        (&self.cert_pem, &self.key_pem)
     }
 
     /// The HTTP listener's handshakes.

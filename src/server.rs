@@ -221,7 +221,7 @@ impl Server {
         };
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = &self.security.tls {
-            builder = builder.tls_config(tls.grpc())?;
+            builder = builder.tls_config(crate::grpc::auth::tls_config(tls))?;
         }
         // One layer around every service (health calls pass without the token).
         let served = builder

@@ -1,6 +1,7 @@
-//! The bearer-token check of every gRPC call, as a tower layer over the whole router, so a
-//! service added to the server is covered without being named here. The token itself and
-//! its comparison live in [`crate::security`], shared with the HTTP listener.
+//! The gRPC listener's TLS configuration, and the bearer-token check of every gRPC call as
+//! a tower layer over the whole router, so a service added to the server is covered without
+//! being named here. The token, the PEM files and their checks live in [`crate::security`],
+//! shared with the HTTP listener.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,7 +9,7 @@ use std::task::{Context, Poll};
 
 use axum::http;
 
-use crate::security::BearerToken;
+use crate::security::{BearerToken, Tls};
 
 /// gRPC paths that answer without a token: health checks, which probes make without
 /// credentials and which tell nothing about customers.
@@ -66,4 +67,10 @@ where
         tracing::debug!(path = req.uri().path(), "unauthenticated gRPC call refused");
         Box::pin(std::future::ready(Ok(status.into_http())))
     }
+}
+
+/// The gRPC listener's TLS configuration (tonic negotiates h2 itself).
+pub fn tls_config(tls: &Tls) -> tonic::transport::ServerTlsConfig {
+    let (cert, key) = tls.pem();
+    tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert, key))
 }
