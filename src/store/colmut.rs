@@ -17,7 +17,7 @@ use arrow_array::types::*;
 use arrow_array::{Array, ArrayRef, BooleanArray, ListArray, NullArray, PrimitiveArray};
 use arrow_buffer::bit_util::{set_bit, unset_bit};
 use arrow_buffer::{
-    ArrowNativeType, BooleanBuffer, BooleanBufferBuilder, MutableBuffer, NullBuffer, OffsetBuffer,
+    ArrowNativeType, BooleanBuffer, BooleanBufferBuilder, Buffer, MutableBuffer, NullBuffer, OffsetBuffer,
     ScalarBuffer,
 };
 use arrow_schema::{DataType, Field, TimeUnit};
@@ -103,6 +103,35 @@ impl ColumnMut<'_> {
                     .collect();
                 for (c, a) in new {
                     set_chunk(chunks, c, a);
+                }
+            }
+            // List chunks are spliced in parallel too when the codes' type stays (a new
+            // value that outgrows it re-codes every chunk: one at a time below).
+            ColumnData::List { dict, chunks }
+                if chunks.first().is_some_and(|l| code_width(l.values().data_type()) >= dict.len())
+                    && groups
+                        .iter()
+                        .all(|(c, len, _)| *c < chunks.len() && chunk_len_list(&chunks[*c]) == *len) =>
+            {
+                let dict: &Dict = dict;
+                let mut taken: Vec<(usize, ListArray, BTreeMap<usize, CellValue>)> = groups
+                    .into_iter()
+                    .map(|(c, _, cells)| {
+                        let empty = ListArray::new_null(list_field(&chunks[c]), 0);
+                        let l = std::mem::replace(&mut chunks[c], empty);
+                        (c, l, cells)
+                    })
+                    .collect();
+                taken.par_iter_mut().for_each(|(_, l, cells)| {
+                    let len = l.len();
+                    let old = std::mem::replace(l, ListArray::new_null(list_field(l), 0));
+                    *l = match splice_unique(old, len, cells, dict) {
+                        Ok(done) => done,
+                        Err(shared) => splice_list(&shared, len, len, cells, dict),
+                    };
+                });
+                for (c, l, _) in taken {
+                    chunks[c] = l;
                 }
             }
             _ => {
@@ -242,9 +271,12 @@ impl ColumnMut<'_> {
             ColumnData::List { dict, chunks } => {
                 let fits = |l: &ListArray| code_width(l.values().data_type()) >= dict.len();
                 if chunks.first().is_some_and(fits) {
-                    if let Some(l) = chunks.get(c).filter(|l| fits(l)) {
-                        let new = splice_list(l, old_len, len, cells, dict);
-                        set_chunk(chunks, c, new);
+                    if let Some(l) = chunks.get_mut(c).filter(|l| fits(l)) {
+                        let taken = std::mem::replace(l, ListArray::new_null(list_field(l), 0));
+                        *l = match splice_unique(taken, len, cells, dict) {
+                            Ok(done) => done,
+                            Err(shared) => splice_list(&shared, old_len, len, cells, dict),
+                        };
                         return;
                     }
                 }
@@ -345,6 +377,133 @@ fn splice_list(
         DataType::UInt32 => splice_as::<UInt32Type>(old, old_len, len, cells, dict),
         t => unreachable!("list codes are unsigned, not {t}"),
     }
+}
+
+fn list_field(l: &ListArray) -> Arc<Field> {
+    match l.data_type() {
+        DataType::List(f) => f.clone(),
+        t => unreachable!("a list chunk is a list, not {t}"),
+    }
+}
+
+fn chunk_len_list(l: &ListArray) -> usize {
+    l.len()
+}
+
+/// `cells` written into a list chunk that no other version holds, in place, keeping its
+/// length. Why: a batch of events writes a few `badges` cells into each of the ~150 chunks
+/// at 10M rows, and building a new chunk for each (256 KiB of offsets, allocated, shifted
+/// and freed) was the largest share of an event's apply. Only a group's first write to a
+/// chunk (shared with the published version) copies it; its later batches land here, in
+/// one pass over the offsets and a move of the codes behind each written row.
+///
+/// Err gives the chunk back untouched when it is shared, would change length, or when a
+/// write leaves fewer codes before some row than it had (the codes would move left, and
+/// they are moved right to left): the caller splices a copy.
+fn splice_unique(
+    l: ListArray,
+    len: usize,
+    cells: &BTreeMap<usize, CellValue>,
+    dict: &Dict,
+) -> Result<ListArray, ListArray> {
+    match l.values().data_type() {
+        DataType::UInt8 => splice_unique_as::<UInt8Type>(l, len, cells, dict),
+        DataType::UInt16 => splice_unique_as::<UInt16Type>(l, len, cells, dict),
+        DataType::UInt32 => splice_unique_as::<UInt32Type>(l, len, cells, dict),
+        _ => Err(l),
+    }
+}
+
+fn splice_unique_as<T: ArrowPrimitiveType>(
+    l: ListArray,
+    len: usize,
+    cells: &BTreeMap<usize, CellValue>,
+    dict: &Dict,
+) -> Result<ListArray, ListArray> {
+    let n = l.len();
+    let unique = l.offsets().inner().inner().strong_count() == 1
+        && Arc::strong_count(l.values()) == 1
+        && l.values().as_primitive::<T>().values().inner().strong_count() == 1
+        && l.values().null_count() == 0
+        && l.offset() == 0
+        && l.values().offset() == 0;
+    if n != len || !unique || cells.keys().next_back().is_some_and(|&o| o >= n) {
+        return Err(l);
+    }
+    let code = |k: u32| T::Native::from_usize(k as usize).expect("the dictionary fits the code type");
+    // Each written row's codes and the shift of every later row's codes (never negative).
+    let offs = l.value_offsets();
+    let mut writes: Vec<(usize, Vec<T::Native>, usize)> = Vec::with_capacity(cells.len());
+    let mut shift = 0usize;
+    for (&o, x) in cells {
+        let new: Vec<T::Native> = match x {
+            CellValue::List(items) => items.iter().filter_map(|s| dict.code(s)).map(code).collect(),
+            _ => vec![],
+        };
+        let had = (offs[o + 1] - offs[o]) as usize;
+        shift = match (shift + new.len()).checked_sub(had) {
+            Some(s) => s,
+            None => return Err(l),
+        };
+        writes.push((o, new, shift));
+    }
+    let old_total = offs[n] as usize;
+    if old_total + shift > i32::MAX as usize {
+        return Err(l);
+    }
+    let nulls = rebuilt_nulls(l.nulls(), n, n, cells, |x| matches!(x, CellValue::List(_)));
+    let (field, offsets, values, old_nulls) = l.into_parts();
+    let vals = values.as_primitive::<T>().clone();
+    drop(values);
+    let (vdt, vbuf, _) = vals.into_parts();
+    let obuf = offsets.into_inner().into_inner();
+    let (mut obuf, mut vbuf) = match (obuf.into_mutable(), vbuf.into_inner().into_mutable()) {
+        (Ok(o), Ok(v)) => (o, v),
+        (o, v) => {
+            // Not ours after all (memory arrow did not allocate): given back as it was.
+            let o = o.map_or_else(|b| b, Buffer::from);
+            let v = v.map_or_else(|b| b, Buffer::from);
+            let offsets = OffsetBuffer::new(ScalarBuffer::new(o, 0, n + 1));
+            let values: ArrayRef = Arc::new(
+                PrimitiveArray::<T>::new(ScalarBuffer::new(v, 0, old_total), None).with_data_type(vdt),
+            );
+            return Err(ListArray::new(field, offsets, values, old_nulls));
+        }
+    };
+    let width = std::mem::size_of::<T::Native>();
+    vbuf.resize((old_total + shift) * width, 0);
+    let offs: &mut [i32] = obuf.typed_data_mut();
+    let vals: &mut [T::Native] = vbuf.typed_data_mut();
+    // Right to left: a row's codes move right by the shift of the writes before it, so a
+    // move never lands on codes not yet moved.
+    let mut end = old_total;
+    for k in (0..writes.len()).rev() {
+        let (o, new, after) = &writes[k];
+        let before = if k == 0 { 0 } else { writes[k - 1].2 };
+        let from = offs[o + 1] as usize;
+        vals.copy_within(from..end, from + after);
+        let start = offs[*o] as usize + before;
+        vals[start..start + new.len()].copy_from_slice(new);
+        end = offs[*o] as usize;
+    }
+    for (k, (o, _, after)) in writes.iter().enumerate() {
+        let upto = writes.get(k + 1).map_or(n, |w| w.0);
+        if *after > 0 {
+            let s = *after as i32;
+            offs[o + 1..=upto].iter_mut().for_each(|x| *x += s);
+        }
+    }
+    let offsets: ScalarBuffer<i32> = ScalarBuffer::new(obuf.into(), 0, n + 1);
+    debug_assert!(offsets.windows(2).all(|w| w[0] <= w[1]) && offsets[0] == 0);
+    // SAFETY: offsets[0] is 0 and every step is the length of a row's codes (a kept row's
+    // old one, a written row's new one), so they never decrease; checking it again was
+    // a second pass over the chunk's offsets per write.
+    let offsets = unsafe { OffsetBuffer::new_unchecked(offsets) };
+    let values: ArrayRef = Arc::new(
+        PrimitiveArray::<T>::new(ScalarBuffer::new(vbuf.into(), 0, old_total + shift), None)
+            .with_data_type(vdt),
+    );
+    Ok(ListArray::new(field, offsets, values, nulls))
 }
 
 fn splice_as<T: ArrowPrimitiveType>(

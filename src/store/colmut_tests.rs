@@ -280,3 +280,75 @@ fn column_major_writes_equal_upserts() {
         assert_same(&cells(&published), &published_cells, &format!("round {round}: published"));
     }
 }
+
+/// The rows of a list chunk as plain code lists (None: NULL).
+fn list_model(l: &ListArray) -> Vec<Option<Vec<u32>>> {
+    list_rows(l)
+}
+
+#[test]
+fn lists_written_in_place_equal_a_plain_model() {
+    let names: Vec<String> = (0..40).map(|i| format!("b{i}")).collect();
+    let mut dict = Dict::default();
+    for n in &names {
+        dict.intern(n);
+    }
+    let mut rng = SmallRng::seed_from_u64(5);
+    let (mut in_place, mut refused) = (0, 0);
+    for round in 0..300 {
+        let n = rng.random_range(1..400);
+        let mut model: Vec<Option<Vec<u32>>> = (0..n)
+            .map(|_| {
+                rng.random_bool(0.8)
+                    .then(|| (0..rng.random_range(0..4)).map(|_| rng.random_range(0..40)).collect())
+            })
+            .collect();
+        // Built from a Vec, so only this chunk holds its buffers.
+        let chunk = code_lists(&model, dict.len());
+        let keep = (round % 5 == 0).then(|| chunk.clone());
+        let before = keep.as_ref().map(list_model);
+        // Mostly growing writes (badges awarded), sometimes a shrink or a NULL.
+        let mut cells = BTreeMap::new();
+        for _ in 0..rng.random_range(0..12) {
+            let o = rng.random_range(0..n);
+            let v = if rng.random_bool(0.1) {
+                CellValue::Null
+            } else {
+                let held = model[o].clone().unwrap_or_default();
+                let mut items: Vec<String> = held.iter().map(|&k| names[k as usize].clone()).collect();
+                if rng.random_bool(0.85) {
+                    items.extend((0..rng.random_range(0..3)).map(|_| names[rng.random_range(0..40)].clone()));
+                } else {
+                    items.truncate(rng.random_range(0..=items.len()));
+                }
+                CellValue::List(items)
+            };
+            cells.insert(o, v);
+        }
+        for (&o, v) in &cells {
+            model[o] = match v {
+                CellValue::List(items) => Some(items.iter().map(|s| dict.code(s).unwrap()).collect()),
+                _ => None,
+            };
+        }
+        let got = match splice_unique(chunk, n, &cells, &dict) {
+            Ok(l) => {
+                in_place += 1;
+                assert!(keep.is_none(), "round {round}: a shared chunk was written in place");
+                l
+            }
+            Err(l) => {
+                refused += 1;
+                splice_list(&l, n, n, &cells, &dict)
+            }
+        };
+        // NULL rows read as no codes either way; compare validity and codes.
+        let want: Vec<Option<Vec<u32>>> = model.iter().map(|r| r.clone().map(|v| v.to_vec())).collect();
+        assert_eq!(list_model(&got), want, "round {round}");
+        got.to_data().validate_full().unwrap();
+        if let (Some(k), Some(b)) = (keep, before) {
+            assert_eq!(list_model(&k), b, "round {round}: the shared chunk changed");
+        }
+    }
+    assert!(in_place > 100 && refused > 30, "both paths ran: {in_place} in place, {refused} copied");
+}
