@@ -88,40 +88,51 @@ impl Bands {
         to.is_some_and(|b| self.rows[b].len > 2 * self.target.max(len / NBANDS as u64).max(MIN_BAND))
     }
 
-    /// Rebuilds from the board's keys in rank order and its per-row keys.
-    pub fn rebuild<'a>(&mut self, keys: impl Iterator<Item = &'a Key>, slots: &[Option<Key>], len: u64) {
+    /// Rebuilds from the board's keys in rank order; `n_rows` bounds their rows. The key
+    /// at rank `i` is in band `i / target`, so the bands come from one walk of the keys
+    /// (a sort per band), not from a pass over every row of the table: a board much
+    /// smaller than the table (a new board, a week's) rebuilds in time of its own size.
+    pub fn rebuild<'a>(&mut self, keys: impl Iterator<Item = &'a Key>, n_rows: usize, len: u64) {
         let target = (len / NBANDS as u64).max(MIN_BAND);
         self.target = target;
-        self.pivots = keys
-            .enumerate()
-            .filter(|(i, _)| *i > 0 && (*i as u64).is_multiple_of(target))
-            .map(|(_, k)| *k)
-            .collect();
-        let nb = self.pivots.len() + 1;
+        let mut pivots = Vec::new();
+        let mut bands: Vec<Vec<u32>> = vec![Vec::new()];
+        for (i, k) in keys.enumerate() {
+            if i > 0 && (i as u64).is_multiple_of(target) {
+                pivots.push(*k);
+                bands.push(Vec::with_capacity(target as usize));
+            }
+            bands.last_mut().expect("one band at least").push(k.row);
+        }
+        self.pivots = pivots;
+        let nb = bands.len();
         let ncum = nb.div_ceil(STRIDE);
-        let n_chunks = slots.len().div_ceil(CHUNK_ROWS);
-        let mut band_chunks: Vec<Vec<Container>> = vec![Vec::with_capacity(n_chunks); nb];
+        let n_chunks = n_rows.div_ceil(CHUNK_ROWS);
+        let band_chunks: Vec<Vec<Container>> = bands
+            .into_iter()
+            .map(|mut rows| {
+                rows.sort_unstable();
+                by_chunk(&rows, n_chunks)
+            })
+            .collect();
         let mut cum_chunks: Vec<Vec<Container>> = vec![Vec::with_capacity(n_chunks); ncum + 1];
-        let mut offs: Vec<Vec<u16>> = vec![Vec::new(); nb];
         let mut words: Box<Words> = container::zeroed();
         for c in 0..n_chunks {
-            offs.iter_mut().for_each(Vec::clear);
-            let lo = c * CHUNK_ROWS;
-            for (o, slot) in slots[lo..(lo + CHUNK_ROWS).min(slots.len())].iter().enumerate() {
-                if let Some(k) = slot {
-                    offs[self.band_of(k)].push(o as u16);
-                }
-            }
             words.fill(0);
-            for (b, o) in offs.iter().enumerate() {
+            let mut any = false;
+            let snap =
+                |words: &Words, any: bool| if any { Container::from_words(words) } else { Container::Empty };
+            for (b, chunks) in band_chunks.iter().enumerate() {
                 if b.is_multiple_of(STRIDE) {
-                    cum_chunks[b / STRIDE].push(Container::from_words(&words));
+                    cum_chunks[b / STRIDE].push(snap(&words, any));
                 }
-                container::set_offsets(&mut words, o);
-                band_chunks[b].push(Container::from_sorted(o));
+                if !chunks[c].is_empty() {
+                    chunks[c].or_into(&mut words);
+                    any = true;
+                }
             }
             if nb.is_multiple_of(STRIDE) {
-                cum_chunks[ncum].push(Container::from_words(&words));
+                cum_chunks[ncum].push(snap(&words, any));
             }
         }
         if !nb.is_multiple_of(STRIDE) {
@@ -161,4 +172,24 @@ impl Bands {
         }
         total as u64
     }
+}
+
+/// Sorted rows as one container per chunk (`n_chunks` of them, empty where no row is).
+fn by_chunk(rows: &[u32], n_chunks: usize) -> Vec<Container> {
+    let mut out = vec![Container::Empty; n_chunks];
+    let mut offs: Vec<u16> = Vec::new();
+    let mut i = 0;
+    while i < rows.len() {
+        let c = (rows[i] as usize) / CHUNK_ROWS;
+        offs.clear();
+        while i < rows.len() && (rows[i] as usize) / CHUNK_ROWS == c {
+            offs.push(rows[i] as u16);
+            i += 1;
+        }
+        if c >= out.len() {
+            out.resize(c + 1, Container::Empty);
+        }
+        out[c] = Container::from_sorted(&offs);
+    }
+    out
 }

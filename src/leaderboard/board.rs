@@ -125,7 +125,7 @@ impl Board {
         self.members.insert(row);
         self.len += 1;
         if self.bands.shift(row, from, Some(self.bands.band_of(&key)), self.len) {
-            self.bands.rebuild(self.blocks.iter().flatten(), &self.slots, self.len);
+            self.bands.rebuild(self.blocks.iter().flatten(), self.slots.len(), self.len);
         }
     }
 
@@ -445,7 +445,7 @@ impl Board {
             b.lasts.push(*chunk.last().expect("chunks are non-empty"));
         }
         b.rebuild_fenwick();
-        b.bands.rebuild(b.blocks.iter().flatten(), &b.slots, b.len);
+        b.bands.rebuild(b.blocks.iter().flatten(), b.slots.len(), b.len);
         Some(b)
     }
 
