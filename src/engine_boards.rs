@@ -47,9 +47,10 @@ impl Engine {
                 }
             }
             Change::RecordEvents { events, logged_at_ms } => {
-                if let Outcome::Gamify(ChangeOutcome::Events(outcomes)) = o {
+                if let (Outcome::Gamify(ChangeOutcome::Events(outcomes)), Some(g)) = (o, self.gamification())
+                {
                     let record = (sequence, *logged_at_ms, events.as_slice(), outcomes.as_slice());
-                    self.boards.on_event_records(&[record], |id| self.data.row_of(id));
+                    self.boards.on_event_records(&[record], &g.program, |id| self.data.row_of(id));
                 }
             }
             Change::SpendPoints { logged_at_ms, .. }
@@ -91,7 +92,11 @@ impl Engine {
                 _ => None,
             })
             .collect();
-        self.boards.on_event_records(&records, |id| self.data.row_of(id));
+        // A run holds event batches only, no program change: the program in force
+        // applied every record of it.
+        if let Some(g) = self.gamification() {
+            self.boards.on_event_records(&records, &g.program, |id| self.data.row_of(id));
+        }
         out
     }
 

@@ -1,10 +1,16 @@
 //! Leaderboards through the engine against an oracle: a random log (event batches over
-//! weeks, ticks, spends, deletes, a program change that renames one board and redefines
-//! another) applied live; after every few records, every board, period (current and each
+//! weeks, some events logged days late, ticks, spends, deletes, opt-ins to a challenge,
+//! a program change that renames one board, redefines another and redefines one
+//! board's challenge) applied live; after every few records, every board, period (current and each
 //! kept closed one) and scope (everyone, a saved segment, a `where` text) must equal the
 //! oracle's sort of every customer's score by the documented tie-break, and `rank_of` /
 //! `around` must agree with it. Then the same boards after a replay in random groups,
 //! after a snapshot taken ahead of its table, and after restarts of a data dir.
+//! Challenge-progress boards' scores come from the challenges worked out by hand
+//! (`engine_boards_tests_challenges.rs`).
+
+#[path = "engine_boards_tests_challenges.rs"]
+mod hand;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -38,12 +44,17 @@ fn board(id: &str, metric: MetricSpec, period: PeriodSpec, keep: Option<u32>) ->
 
 fn program(second: bool) -> Arc<Program> {
     let mut spec = Program::demo().spec;
+    spec.challenges = hand::defs(second);
     let sum = MetricSpec::EventSum { event: "purchase".into(), property: "amount_eur".into() };
+    let progress = |c: &str| MetricSpec::ChallengeProgress { challenge: c.into() };
     spec.leaderboards = vec![
         board("pts_week", MetricSpec::Points, PeriodSpec::Week, Some(2)),
         board("purchases", MetricSpec::EventCount { event: "purchase".into() }, PeriodSpec::AllTime, None),
         board("eur_day", sum, PeriodSpec::Day, Some(3)),
         board("logins_month", MetricSpec::EventCount { event: "login".into() }, PeriodSpec::Month, Some(1)),
+        board("reviews", progress("weekly_reviews"), PeriodSpec::AllTime, None),
+        board("books_week", progress("books_month"), PeriodSpec::Week, Some(2)),
+        board("spring_day", progress("spring"), PeriodSpec::Day, Some(3)),
     ];
     if second {
         // A new name keeps the scores; a new keep_closed starts the board over.
@@ -92,6 +103,9 @@ struct Oracle {
     boards: Vec<(LeaderboardSpec, BTreeMap<PKey, Scores>)>,
     /// The latest logged instant of an applied gamification change.
     now: i64,
+    /// The program's challenges, and their progress by hand.
+    challenges: Vec<crate::gamify::achieve::ChallengeDef>,
+    hand: hand::Hand,
 }
 
 impl Oracle {
@@ -102,15 +116,23 @@ impl Oracle {
 
     fn program(&mut self, p: &Program, at: i64) {
         let old = std::mem::take(&mut self.boards);
+        let counting = |defs: &[_], m: &MetricSpec| match m {
+            MetricSpec::ChallengeProgress { challenge } => hand::counting(defs, challenge),
+            _ => None,
+        };
         for spec in &p.spec.leaderboards {
             let same = old.iter().find(|(o, _)| {
                 o.id == spec.id
                     && o.metric == spec.metric
                     && o.period == spec.period
                     && o.keep() == spec.keep()
+                    && counting(&self.challenges, &o.metric) == counting(&p.spec.challenges, &spec.metric)
             });
             self.boards.push((spec.clone(), same.map(|s| s.1.clone()).unwrap_or_default()));
         }
+        self.challenges = p.spec.challenges.clone();
+        self.hand.wide_spring =
+            p.spec.challenges.iter().any(|c| c.filter.as_deref().is_some_and(|w| w.contains("'web'")));
         self.now = self.now.max(at);
     }
 
@@ -118,8 +140,15 @@ impl Oracle {
         self.now = self.now.max(at);
         for (i, (e, o)) in events.iter().zip(outcomes).enumerate() {
             let EventOutcome::Applied { credited, reversed, .. } = o else { continue };
+            let steps = self.hand.steps(e);
             for (spec, periods) in &mut self.boards {
                 let delta = match &spec.metric {
+                    MetricSpec::ChallengeProgress { challenge } => {
+                        match steps.iter().find(|(c, _)| c == challenge) {
+                            Some(&(_, amount)) => amount,
+                            None => continue,
+                        }
+                    }
                     MetricSpec::Points if credited != reversed => credited - reversed,
                     MetricSpec::Points => continue,
                     MetricSpec::EventCount { event } if *event == e.kind => 1,
@@ -146,6 +175,9 @@ impl Oracle {
     }
 
     fn delete(&mut self, ids: &[u64]) {
+        for id in ids {
+            self.hand.picked.remove(id);
+        }
         for (_, periods) in &mut self.boards {
             for scores in periods.values_mut() {
                 for id in ids {
@@ -264,6 +296,11 @@ fn random_log(seed: u64) -> (Vec<(u64, Mutation)>, Engine, Oracle) {
             | (Mutation::Gamify(Change::SpendPoints { logged_at_ms: at, .. }), _) => {
                 oracle.now = oracle.now.max(*at)
             }
+            (Mutation::Gamify(Change::JoinChallenge { customer_id, challenge, logged_at_ms }), _) => {
+                assert_eq!(challenge, "books_month");
+                oracle.hand.joined.insert(*customer_id);
+                oracle.now = oracle.now.max(*logged_at_ms)
+            }
             (Mutation::Delete(ids), _) => oracle.delete(ids),
             (Mutation::CreateSegment { .. }, _) => {}
             (other, o) => panic!("the test's log has no {} answered {o:?}", other.summary()),
@@ -277,6 +314,7 @@ fn random_log(seed: u64) -> (Vec<(u64, Mutation)>, Engine, Oracle) {
         &mut log,
     );
     let members: Vec<u64> = (1..=ROWS as u64).filter(|_| r.random_bool(0.3)).collect();
+    oracle.hand.picked = members.iter().copied().collect();
     let seg = Mutation::CreateSegment {
         id: "picked".into(),
         description: String::new(),
@@ -284,14 +322,41 @@ fn random_log(seed: u64) -> (Vec<(u64, Mutation)>, Engine, Oracle) {
         members,
     };
     push(&mut live, &mut oracle, seg, &mut log);
+    let join = |c: u64, at: i64| {
+        Mutation::Gamify(Change::JoinChallenge {
+            customer_id: c,
+            challenge: "books_month".into(),
+            logged_at_ms: at,
+        })
+    };
+    for c in (1..=ROWS as u64).filter(|_| r.random_bool(0.3)) {
+        push(&mut live, &mut oracle, join(c, T0), &mut log);
+    }
     // 45 days: days, weeks and a month roll over many times.
     let cfg = GenConfig { customers: ROWS as u64 + 50, events: 2_500, seed, start_ms: T0, span_days: 45 };
     let all: Vec<crate::gamify::Event> = EventGen::new(cfg).collect();
     let (mut i, mut n, mut clock) = (0, 0, T0);
     while i < all.len() {
         let k = r.random_range(1..40).min(all.len() - i);
-        let batch = all[i..i + k].to_vec();
+        let mut batch = all[i..i + k].to_vec();
         i += k;
+        // Now and then, a copy of a recent review or books purchase logged days after it
+        // occurred: often in an earlier week or month than the customer's progress (which
+        // the original may have moved) holds, so late for it.
+        let challenged = |e: &&crate::gamify::Event| {
+            e.kind == "review" || e.properties.get("category") == Some(&PropValue::Str("books".into()))
+        };
+        let recent: Vec<&crate::gamify::Event> =
+            all[i.saturating_sub(200)..i].iter().filter(challenged).collect();
+        if !recent.is_empty() && r.random_bool(0.5) {
+            for _ in 0..r.random_range(1..5) {
+                let mut e = recent[r.random_range(0..recent.len())].clone();
+                e.event_id = format!("late-{n}-{}", batch.len());
+                let back = e.occurred_at_ms - r.random_range(DAY_MS..5 * DAY_MS);
+                e.occurred_at_ms = back.max(clock - 6 * DAY_MS);
+                batch.push(e);
+            }
+        }
         // Logged a little after the latest event; events of one batch share the instant,
         // so ties on score are frequent and the sequence must break them.
         clock = clock
@@ -316,6 +381,7 @@ fn random_log(seed: u64) -> (Vec<(u64, Mutation)>, Engine, Oracle) {
                 push(&mut live, &mut oracle, Mutation::Gamify(Change::Tick { now_ms: clock }), &mut log)
             }
             3 => push(&mut live, &mut oracle, Mutation::Delete(vec![c, c + 1]), &mut log),
+            4 | 5 => push(&mut live, &mut oracle, join(c, clock), &mut log),
             _ => {}
         }
         if n == 60 {
@@ -348,6 +414,24 @@ fn boards_equal_the_oracle_for_every_scope_and_period() {
         }
         // The program change happened (the day board was redefined), customers were deleted.
         assert_eq!(days.spec.keep(), 4);
+        // Challenge boards of substance, with events the challenges did not take: late
+        // ones, and logins outside spring's window.
+        let reviews = boards.get("reviews").unwrap();
+        assert!(reviews.board.board_at(PeriodSel::Current, oracle.now).unwrap().0.len() > 20);
+        assert_eq!(reviews.value_of(3), 3.0);
+        let books = boards.get("books_week").unwrap();
+        assert_eq!(books.value_of(1250), 12.5);
+        let weeks = (0..=2).map(|b| oracle.order(5, b, None).len()).sum::<usize>();
+        assert!(weeks > 5, "{weeks}");
+        for c in ["weekly_reviews", "books_month", "spring"] {
+            assert!(oracle.hand.taken.get(c).is_some_and(|&n| n > 10), "{c}: {:?}", oracle.hand.taken);
+        }
+        assert!(
+            oracle.hand.late > 0 && oracle.hand.outside > 0,
+            "{} {}",
+            oracle.hand.late,
+            oracle.hand.outside
+        );
         assert!(log.iter().any(|(_, m)| matches!(m, Mutation::Delete(_))));
     }
 }
@@ -452,4 +536,56 @@ fn a_deleted_customer_leaves_every_board() {
     assert_eq!(top(&e), [(6, 1)]);
     let err = e.boards().get("nope").unwrap_err().to_string();
     assert!(err.contains("unknown leaderboard 'nope'") && err.contains("pts_week, purchases"), "{err}");
+}
+
+#[test]
+fn a_challenge_boards_counting_rules_live_in_the_snapshot() {
+    use crate::leaderboard::record::LiveBoardsRecord;
+    use prost::Message;
+    let (_, live, oracle) = random_log(5);
+    let snap = live.boards_snapshot();
+    let rec = LiveBoardsRecord::decode(snap.as_slice()).unwrap();
+    // Field 3 only on the challenge boards, holding their challenge's counting rules.
+    for b in &rec.boards {
+        let spec: LeaderboardSpec = serde_json::from_str(&b.spec_json).unwrap();
+        let counts = live.boards().get(&spec.id).unwrap().counts.clone();
+        let want = spec.counts(&program(true).spec);
+        assert_eq!(counts, want, "{}", spec.id);
+        assert_eq!(b.counts_json.is_some(), matches!(spec.metric, MetricSpec::ChallengeProgress { .. }));
+        if let Some(j) = &b.counts_json {
+            assert_eq!(
+                serde_json::from_str::<crate::gamify::leaderboards::ChallengeCounts>(j).unwrap(),
+                want.unwrap()
+            );
+        }
+    }
+    // Restored, the boards are what they were, and a program change after the restart
+    // judges "the same ranking" by the counting rules the snapshot kept: weekly_reviews
+    // unchanged keeps its board, books_month with another window starts over.
+    let mut e = Engine::new(table(ROWS), 10, 1_000_000);
+    e.restore_boards(&snap).unwrap();
+    assert_eq!(e.boards_snapshot(), snap);
+    let before = |e: &Engine, id: &str| {
+        let b = e.boards();
+        b.get(id).unwrap().board.board_at(PeriodSel::Current, oracle.now).unwrap().0.len()
+    };
+    let reviews = before(&e, "reviews");
+    assert!(reviews > 0);
+    let mut p = program(true).spec.clone();
+    p.challenges[1].window = crate::gamify::achieve::WindowDef::Weekly;
+    let next = Arc::new(Program::new(p).unwrap());
+    let seq = e.boards().applied_through() + 1;
+    e.boards.write().on_program(seq, &next, oracle.now);
+    assert_eq!(before(&e, "reviews"), reviews);
+    assert_eq!(before(&e, "books_week"), 0);
+    // A challenge board without its rules is a corrupt record, named; a board of another
+    // metric with rules too.
+    for (metric, strip) in [(true, true), (false, false)] {
+        let mut bad = rec.clone();
+        let i = bad.boards.iter().position(|b| b.spec_json.contains("challenge_progress") == metric).unwrap();
+        let rules = rec.boards.iter().find_map(|b| b.counts_json.clone());
+        bad.boards[i].counts_json = if strip { None } else { rules };
+        let err = e.restore_boards(&bad.encode_to_vec()).unwrap_err().to_string();
+        assert!(err.contains("counts_json"), "{err}");
+    }
 }

@@ -88,7 +88,12 @@ fn a_ledger_by_hand_through_the_engine() {
     let o = gamify_outcome(commit(&mut e, 3, &events(vec![purchase("p1", 7, 600.0, T0)], T0)));
     assert_eq!(
         o,
-        ChangeOutcome::Events(vec![EventOutcome::Applied { credited: 600, reversed: 0, shortfall: 0 }])
+        ChangeOutcome::Events(vec![EventOutcome::Applied {
+            credited: 600,
+            reversed: 0,
+            shortfall: 0,
+            challenges: vec![]
+        }])
     );
     assert_eq!(cell(&e, 7, "points_pending"), CellValue::Int(600));
     assert_eq!(cell(&e, 7, "points_balance"), CellValue::Int(0));

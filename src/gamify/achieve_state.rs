@@ -35,7 +35,9 @@ use super::ledger::{NewCredit, GRANT_RULE};
 use super::program::{cents, Program};
 use super::rules::EventProps;
 use super::state::{attrs_at, expires_at, relevel, Customer, GamifyState, Keys};
-use super::{Achievement, Applied, AttrValue, CustomerFacts, Event, GamifyError, PropValue, Value};
+use super::{
+    Achievement, Applied, AttrValue, ChallengeStep, CustomerFacts, Event, GamifyError, PropValue, Value,
+};
 use crate::badge::{BadgeSpec, CustomerBadges};
 use crate::challenge::{self, Goal, Progress};
 use crate::query::ast::Expr;
@@ -252,6 +254,8 @@ fn awarded(
 
 /// Applies event `e` of customer `id` to their badges, challenges and streaks (see the
 /// module doc for the order). `clock_ms` is the state's clock (the batch's logged time).
+/// Answers the challenge progress the event made, for challenge-progress leaderboards:
+/// they rank what this function counts, so they never judge a match themselves.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn on_event(
     program: &Program,
@@ -262,10 +266,11 @@ pub(super) fn on_event(
     e: &Event,
     clock_ms: i64,
     out: &mut Applied,
-) {
+) -> Vec<ChallengeStep> {
     let ach = &program.achieve;
+    let mut steps = Vec::new();
     if ach.is_empty() {
-        return;
+        return steps;
     }
     let t = e.occurred_at_ms;
     let mut credited = false;
@@ -328,6 +333,10 @@ pub(super) fn on_event(
             let Ok(step) = challenge::record(&ch.spec, &entry.progress, t, amount, program.tz) else {
                 continue;
             };
+            if step.effect == challenge::Effect::Counted {
+                // `amount` is what `record` added (1 for a count goal, which ignores it).
+                steps.push(ChallengeStep { challenge: ci as u16, amount });
+            }
             entry.progress = step.progress;
             let bounds =
                 step.progress.window.and_then(|w| challenge::window_bounds(ch.spec.window, program.tz, w));
@@ -382,6 +391,7 @@ pub(super) fn on_event(
     if credited {
         relevel(program, keys, id, c, t, out);
     }
+    steps
 }
 
 /// Appends the derived attributes of [`super::achieve::Achieve::columns`] as of `clock_ms`.

@@ -398,6 +398,64 @@ fn eligibility_and_opt_in() {
     round_trips(&st, &p);
 }
 
+/// What an event's outcome reports as challenge progress (what challenge-progress
+/// leaderboards add): (challenge index, amount) exactly when the challenge took the event,
+/// worked out by hand. Challenges: 0 weekly_buyer (count), 1 spring_books (books, sum,
+/// fixed window March in Berlin), 2 vip_reviews (eligible: vip), 3 club (opt-in).
+#[test]
+fn an_event_reports_the_progress_its_challenges_took() {
+    let p = program();
+    let mut f = MapFacts::default();
+    for c in [7, 8] {
+        f.customers.insert(c, BTreeMap::new());
+    }
+    f.segments.insert("vip".into(), [8].into());
+    let mut st = GamifyState::new();
+    let mut steps = |e: Event| -> Vec<(u16, i64)> {
+        let at = e.occurred_at_ms;
+        let out = st.apply_events(&p, &[e], &f, at + 1_000).unwrap();
+        match &out.outcomes[..] {
+            [crate::gamify::EventOutcome::Applied { challenges, .. }] => {
+                challenges.iter().map(|s| (s.challenge, s.amount)).collect()
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    let rows: Vec<(Event, Vec<(u16, i64)>)> = vec![
+        // Monday 2 March: both purchase challenges take it, the sum in hundredths.
+        (buy("p1", 7, ms("2026-03-02T10:00:00Z"), 40.0, "books"), vec![(0, 1), (1, 4000)]),
+        // Not books: only the count.
+        (buy("p2", 7, ms("2026-03-03T10:00:00Z"), 10.0, "toys"), vec![(0, 1)]),
+        // weekly_buyer is complete (2 of 2): still taken, uncapped; spring_books completes.
+        (buy("p3", 7, ms("2026-03-04T10:00:00Z"), 70.5, "books"), vec![(0, 1), (1, 7050)]),
+        // 2 April: a new week; after spring_books' window.
+        (buy("p4", 7, ms("2026-04-02T10:00:00Z"), 5.0, "books"), vec![(0, 1)]),
+        // Logged late, in a week before the one weekly_buyer holds: not taken there;
+        // inside spring_books' fixed window, taken.
+        (buy("p5", 7, ms("2026-03-27T20:00:00Z"), 2.0, "books"), vec![(1, 200)]),
+        // Eligibility: only the vip's review.
+        (ev("r7", 7, "review", ms("2026-04-02T11:00:00Z"), &[]), vec![]),
+        (ev("r8", 8, "review", ms("2026-04-02T11:00:00Z"), &[]), vec![(2, 1)]),
+        // Opt-in: not before the join.
+        (ev("l1", 7, "login", ms("2026-04-02T12:00:00Z"), &[]), vec![]),
+    ];
+    for (e, want) in rows {
+        let id = e.event_id.clone();
+        assert_eq!(steps(e), want, "{id}");
+    }
+    st.join_challenge(&p, 7, "club", &f, ms("2026-04-02T12:00:01Z")).unwrap();
+    let mut steps = |e: Event| {
+        let at = e.occurred_at_ms;
+        let out = st.apply_events(&p, &[e], &f, at + 1_000).unwrap();
+        out.outcomes
+    };
+    let got = steps(ev("l2", 7, "login", ms("2026-04-02T12:00:02Z"), &[]));
+    let want = crate::gamify::ChallengeStep { challenge: 3, amount: 1 };
+    assert!(
+        matches!(&got[..], [crate::gamify::EventOutcome::Applied { challenges, .. }] if challenges == &[want])
+    );
+}
+
 /// A program's sections are validated whole; each error names the item and field.
 #[test]
 fn bad_sections_are_refused_naming_the_item_and_field() {

@@ -59,10 +59,22 @@ pub enum Achievement {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EventOutcome {
     /// Applied: the points it credited (after caps), and for a refund the points reversed
-    /// and the shortfall.
-    Applied { credited: i64, reversed: i64, shortfall: i64 },
+    /// and the shortfall; `challenges`: the progress it made (empty: none), which
+    /// challenge-progress leaderboards take as their delta.
+    Applied { credited: i64, reversed: i64, shortfall: i64, challenges: Vec<ChallengeStep> },
     /// Its `event_id` was seen within the dedup window: nothing changed.
     Duplicate,
+}
+
+/// An event counted toward a challenge: exactly what the challenge's progress took (its
+/// type, `where`, opt-in, eligibility and window held, the event was not late for the
+/// window), whether or not the target was already reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChallengeStep {
+    /// Index into the applying program's `achieve.challenges`.
+    pub challenge: u16,
+    /// What the progress took: 1 for a count goal, the property in hundredths for a sum.
+    pub amount: i64,
 }
 
 /// The new derived attribute values of one customer, for the engine's indexed columns.

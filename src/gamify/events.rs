@@ -190,8 +190,8 @@ impl GamifyState {
         let now = clock_ms.max(t);
         upgrade(program, keys, id, c, now, t, out);
         relevel(program, keys, id, c, t, out);
-        super::achieve_state::on_event(program, keys, facts, id, c, e, clock_ms, out);
-        EventOutcome::Applied { credited, reversed, shortfall }
+        let challenges = super::achieve_state::on_event(program, keys, facts, id, c, e, clock_ms, out);
+        EventOutcome::Applied { credited, reversed, shortfall, challenges }
     }
 }
 

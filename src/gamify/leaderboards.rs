@@ -1,6 +1,6 @@
 //! The program's `leaderboards` section: which boards exist, what each ranks (points
-//! earned, a count of events of a type, or the sum of an event property) and over which
-//! period in the program's time zone. The boards themselves are kept by
+//! earned, a count of events of a type, the sum of an event property, or the progress
+//! made toward a challenge) and over which period in the program's time zone. The boards themselves are kept by
 //! [`crate::leaderboard::live`]; this file is only their definition and its validation.
 //!
 //! ```json
@@ -8,12 +8,15 @@
 //!   { "id": "points_week", "name": "Points this week", "metric": { "kind": "points" },
 //!     "period": "week", "keep_closed": 4 },
 //!   { "id": "purchases", "metric": { "kind": "event_count", "event": "purchase" },
-//!     "period": "all_time" }
+//!     "period": "all_time" },
+//!   { "id": "books_race", "metric": { "kind": "challenge_progress", "challenge": "books_month" },
+//!     "period": "week" }
 //! ]
 //! ```
 
 use serde::{Deserialize, Serialize};
 
+use super::achieve::{GoalDef, WindowDef};
 use super::program::{ProgramSpec, PropType};
 use crate::leaderboard::period::MAX_KEEP;
 use crate::leaderboard::Period;
@@ -59,6 +62,53 @@ impl LeaderboardSpec {
     pub fn same_ranking(&self, other: &LeaderboardSpec) -> bool {
         self.metric == other.metric && self.period == other.period && self.keep() == other.keep()
     }
+
+    /// For a challenge-progress board, the counting rules of its challenge in `program`
+    /// (None for the other metrics, or a challenge the program lacks, which validation
+    /// refuses).
+    pub fn counts(&self, program: &ProgramSpec) -> Option<ChallengeCounts> {
+        let MetricSpec::ChallengeProgress { challenge } = &self.metric else { return None };
+        let c = program.challenges.iter().find(|c| c.id == *challenge)?;
+        Some(ChallengeCounts {
+            event: c.event.clone(),
+            filter: c.filter.clone(),
+            goal: c.goal.clone(),
+            window: c.window.clone(),
+            opt_in: c.opt_in,
+            eligible: c.eligible.clone(),
+            time_zone: program.time_zone.clone(),
+        })
+    }
+}
+
+/// What decides which events a challenge-progress board counts and how much each adds:
+/// the challenge's definition less its name, target and reward (progress is not capped,
+/// so the target changes no score), plus the program's time zone (recurring windows).
+///
+/// A board keeps its scores across a program change only while these stay the same: the
+/// metric alone names the challenge, and a redefined challenge would rank scores counted
+/// under two rules. Kept with the board in snapshots, as the program before the change
+/// is gone by then.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeCounts {
+    pub event: String,
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    pub goal: GoalDef,
+    pub window: WindowDef,
+    #[serde(default)]
+    pub opt_in: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eligible: Option<String>,
+    pub time_zone: String,
+}
+
+impl ChallengeCounts {
+    /// Whether scores are hundredths of the property (a sum goal).
+    pub fn hundredths(&self) -> bool {
+        matches!(self.goal, GoalDef::Sum { .. })
+    }
 }
 
 /// What a board's score counts, per customer, from the events applied in its period.
@@ -73,6 +123,17 @@ pub enum MetricSpec {
     /// The sum of a numeric property over events of one type, in hundredths (as counters
     /// keep sums); reads show it divided by 100.
     EventSum { event: String, property: String },
+    /// The progress made toward a challenge of the program within the board's period:
+    /// each event adds exactly what the challenge's progress took from it (1 for a count
+    /// goal, the property in hundredths for a sum goal), so its event type, `where`,
+    /// opt-in, eligibility and window all apply, and an event outside a fixed window or
+    /// late for a recurring one (see [`crate::challenge::record`]) adds nothing. Not
+    /// capped at the target: progress past it still counts, as the challenge's progress
+    /// attribute shows it; with the board's period equal to a recurring challenge's
+    /// window, the score is that attribute's value (periods follow the logged instant,
+    /// windows the event's `occurred_at_ms`, so an event logged late lands on the board's
+    /// period of its logging).
+    ChallengeProgress { challenge: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +185,15 @@ pub fn check(spec: &ProgramSpec) -> Vec<String> {
                     None => at(format!("metric.property '{property}' is not a property of '{event}'")),
                 },
             },
+            MetricSpec::ChallengeProgress { challenge } => {
+                if !spec.challenges.iter().any(|c| c.id == *challenge) {
+                    let known: Vec<&str> = spec.challenges.iter().map(|c| c.id.as_str()).collect();
+                    at(format!(
+                        "metric.challenge '{challenge}' is not a challenge of the program (its challenges: [{}])",
+                        known.join(", ")
+                    ));
+                }
+            }
         }
         match (b.period, b.keep_closed) {
             (PeriodSpec::AllTime, Some(k)) if k > 0 => {
@@ -138,6 +208,7 @@ pub fn check(spec: &ProgramSpec) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::{LeaderboardSpec, MetricSpec};
     use crate::gamify::program::DEMO_PROGRAM;
     use crate::gamify::Program;
 
@@ -174,6 +245,90 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("unknown field `x`"), "{err}");
+    }
+
+    #[test]
+    fn a_challenge_board_names_a_challenge_of_the_program() {
+        let err = with(
+            r#"[{"id": "ok", "metric": {"kind": "challenge_progress", "challenge": "books_month"}, "period": "week"},
+                {"id": "race", "metric": {"kind": "challenge_progress", "challenge": "books_year"}, "period": "day"}]"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains(
+                "leaderboards[1] \"race\": metric.challenge 'books_year' is not a challenge of the program \
+                 (its challenges: [weekly_reviews, books_month])"
+            ),
+            "{err}"
+        );
+        assert!(!err.contains("leaderboards[0]"), "{err}");
+        // The challenge must be in the same program: one dropped with its board still
+        // naming it is refused whole.
+        let mut v: serde_json::Value = serde_json::from_str(DEMO_PROGRAM).unwrap();
+        v["challenges"] = serde_json::json!([]);
+        v["badges"] = serde_json::json!([]);
+        v["leaderboards"] = serde_json::json!([{"id": "b", "metric": {"kind": "challenge_progress",
+            "challenge": "weekly_reviews"}, "period": "all_time"}]);
+        let err = Program::from_json(&v.to_string()).unwrap_err().to_string();
+        assert!(
+            err.contains("leaderboards[0] \"b\": metric.challenge 'weekly_reviews' is not a challenge"),
+            "{err}"
+        );
+        for bad in [
+            r#"{"kind": "challenge_progress"}"#,
+            r#"{"kind": "challenge_progress", "challenge": "books_month", "event": "purchase"}"#,
+            r#"{"kind": "challenge_progress", "challenge": 7}"#,
+        ] {
+            let err = with(&format!(r#"[{{"id": "x", "metric": {bad}, "period": "day"}}]"#)).unwrap_err();
+            assert!(err.contains("invalid program"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_challenge_board_round_trips_and_counts_what_its_challenge_counts() {
+        let p = with(
+            r#"[{"id": "books", "metric": {"kind": "challenge_progress", "challenge": "books_month"},
+                 "period": "week", "keep_closed": 2}]"#,
+        )
+        .unwrap();
+        let b = &p.spec.leaderboards[0];
+        assert_eq!(b.metric, MetricSpec::ChallengeProgress { challenge: "books_month".into() });
+        // Spelled like the other kinds in the program's JSON.
+        let json = serde_json::to_value(b).unwrap();
+        assert_eq!(
+            json["metric"],
+            serde_json::json!({"kind": "challenge_progress", "challenge": "books_month"})
+        );
+        assert_eq!(Program::from_json(&p.to_json()).unwrap().spec, p.spec);
+        // The program is logged as its JSON text: the board survives the log record.
+        let m = crate::engine::Mutation::Gamify(crate::gamify::Change::PutProgram {
+            program: std::sync::Arc::new(p.clone()),
+            effective_ms: 1_768_046_400_000,
+        });
+        let mut buf = vec![];
+        crate::persist::record::encode_mutation(&m, &mut buf);
+        match crate::persist::record::decode_mutation(crate::persist::record::FORMAT, &buf).unwrap() {
+            crate::engine::Mutation::Gamify(crate::gamify::Change::PutProgram { program, .. }) => {
+                assert_eq!(program.spec, p.spec)
+            }
+            other => panic!("{}", other.summary()),
+        }
+        // The counting rules: the challenge less its name, target and reward, with the zone.
+        let c = b.counts(&p.spec).unwrap();
+        let def = p.spec.challenges.iter().find(|c| c.id == "books_month").unwrap();
+        assert_eq!((c.event.as_str(), c.filter.as_deref()), ("purchase", Some("category = 'books'")));
+        assert_eq!((&c.goal, &c.window, c.opt_in, &c.eligible), (&def.goal, &def.window, true, &None));
+        assert_eq!(c.time_zone, p.spec.time_zone);
+        assert!(c.hundredths());
+        let mut other = p.spec.clone();
+        other.challenges[1].target = 500.0;
+        other.challenges[1].name = "Books!".into();
+        other.challenges[1].reward = Default::default();
+        assert_eq!(b.counts(&other), Some(c.clone()));
+        other.challenges[1].filter = Some("category = 'toys'".into());
+        assert_ne!(b.counts(&other), Some(c));
+        let points = LeaderboardSpec { metric: MetricSpec::Points, ..b.clone() };
+        assert_eq!(points.counts(&p.spec), None);
     }
 
     #[test]

@@ -94,7 +94,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use applied::{Achievement, Applied, CustomerAttrs, EventOutcome, TierReason};
+pub use applied::{Achievement, Applied, ChallengeStep, CustomerAttrs, EventOutcome, TierReason};
 pub use mutation::{Change, ChangeOutcome};
 pub use points::{Grant, LedgerOutcome, Spend};
 pub use program::{Program, ProgramSpec};

@@ -78,7 +78,10 @@ fn purchase_points_are_pending_for_14_days() {
     let mut st = GamifyState::new();
     let t = ms("2026-03-02T10:00:00Z");
     let out = apply(&mut st, &p, &[buy("p1", 1, t, 120.50)], t);
-    assert_eq!(out.outcomes, vec![EventOutcome::Applied { credited: 120, reversed: 0, shortfall: 0 }]);
+    assert_eq!(
+        out.outcomes,
+        vec![EventOutcome::Applied { credited: 120, reversed: 0, shortfall: 0, challenges: vec![] }]
+    );
     let badge =
         Achievement::BadgeAwarded { customer_id: 1, badge: "first_purchase".into(), count: 1, at_ms: t };
     assert_eq!(
@@ -298,10 +301,16 @@ fn refunds_reverse_points_and_record_the_shortfall() {
     // p2 70; 10 of p2 left.
     // Partial refund of p2: 20 of 80 € = a quarter of 80 points = 20: 10 from p2, 10 short.
     let out = apply(&mut st, &p, &[refund("r1", 1, later + 1, "p2", 20.0)], later + 1);
-    assert_eq!(out.outcomes, vec![EventOutcome::Applied { credited: 0, reversed: 20, shortfall: 10 }]);
+    assert_eq!(
+        out.outcomes,
+        vec![EventOutcome::Applied { credited: 0, reversed: 20, shortfall: 10, challenges: vec![] }]
+    );
     // Full refund of p1: 100 points, nothing left anywhere.
     let out = apply(&mut st, &p, &[refund("r2", 1, later + 2, "p1", 100.0)], later + 2);
-    assert_eq!(out.outcomes, vec![EventOutcome::Applied { credited: 0, reversed: 100, shortfall: 100 }]);
+    assert_eq!(
+        out.outcomes,
+        vec![EventOutcome::Applied { credited: 0, reversed: 100, shortfall: 100, challenges: vec![] }]
+    );
     assert_eq!(int(&st, &p, 1, "points_balance"), 0);
     assert_eq!(int(&st, &p, 1, "lifetime_points"), 60);
     assert_eq!(st.state_of(&p, 1, later + 2).unwrap().tier.measure, 60.0, "180 - 20 - 100 €");
@@ -324,10 +333,15 @@ fn duplicates_change_nothing_within_the_dedup_window() {
     let mut st = GamifyState::new();
     let t = ms("2026-03-02T10:00:00Z");
     let r = |at| ev("r1", 1, "review", at, &[("rating", PropValue::Int(5))]);
+    // A rated review is progress toward weekly_reviews, the demo's first challenge.
+    let rated = vec![ChallengeStep { challenge: 0, amount: 1 }];
     let out = apply(&mut st, &p, &[r(t), r(t)], t);
     assert_eq!(
         out.outcomes,
-        vec![EventOutcome::Applied { credited: 20, reversed: 0, shortfall: 0 }, EventOutcome::Duplicate]
+        vec![
+            EventOutcome::Applied { credited: 20, reversed: 0, shortfall: 0, challenges: rated.clone() },
+            EventOutcome::Duplicate
+        ]
     );
     let before = st.clone();
     let out = apply(&mut st, &p, &[r(t + 6 * DAY_MS)], t + 6 * DAY_MS);
@@ -336,7 +350,10 @@ fn duplicates_change_nothing_within_the_dedup_window() {
     assert_eq!(st.customers, before.customers);
     // Past the window (by logged time) the id is forgotten.
     let out = apply(&mut st, &p, &[r(t + 7 * DAY_MS + 1)], t + 7 * DAY_MS + 1);
-    assert_eq!(out.outcomes, vec![EventOutcome::Applied { credited: 20, reversed: 0, shortfall: 0 }]);
+    assert_eq!(
+        out.outcomes,
+        vec![EventOutcome::Applied { credited: 20, reversed: 0, shortfall: 0, challenges: rated.clone() }]
+    );
 }
 
 #[test]
@@ -427,7 +444,10 @@ fn customer_conditions_see_the_batch_s_earlier_events() {
     );
     let out = apply(&mut st, &p, &[buy("p1", 1, t, 1000.0), books], t);
     // p1: 1000 points and GOLD; p2: 20 points + 25 × 2 (GOLD) bonus.
-    assert_eq!(out.outcomes[1], EventOutcome::Applied { credited: 70, reversed: 0, shortfall: 0 });
+    assert_eq!(
+        out.outcomes[1],
+        EventOutcome::Applied { credited: 70, reversed: 0, shortfall: 0, challenges: vec![] }
+    );
 }
 
 #[test]

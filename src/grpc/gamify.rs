@@ -89,7 +89,7 @@ pub(crate) fn events(r: pb::RecordEventsRequest) -> Result<Vec<Event>, AppError>
 
 fn outcome_pb(o: EventOutcome) -> pb::EventOutcome {
     match o {
-        EventOutcome::Applied { credited, reversed, shortfall } => {
+        EventOutcome::Applied { credited, reversed, shortfall, challenges: _ } => {
             pb::EventOutcome { duplicate: false, credited, reversed, shortfall }
         }
         EventOutcome::Duplicate => {

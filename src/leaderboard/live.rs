@@ -35,8 +35,11 @@
 //! in its batch` (so who reached a score first is exact within one record and one
 //! millisecond). Points: what the event credited (after caps, every wallet) minus what
 //! a refund reversed; zero-point events leave the board alone. An event count: +1 per
-//! event of the type. An event sum: the property in hundredths. Grants, spends and
-//! expiry do not move boards (they are not earned by events).
+//! event of the type. An event sum: the property in hundredths. A challenge's progress:
+//! what the challenge's progress took from the event ([`crate::gamify::ChallengeStep`],
+//! reported by the event's own apply: the board never judges a match itself, so it
+//! counts exactly what the challenge counts, opt-in and eligibility included), uncapped.
+//! Grants, spends, expiry and joins do not move boards (they are not earned by events).
 //!
 //! Periods roll over on the logged instant of any gamification change (events, ticks,
 //! a program) that falls in a later period; a read asking for the current period at a
@@ -45,8 +48,9 @@
 //!
 //! # Program changes
 //! A program change keeps a board whose id, metric, period, `keep_closed` and (for a
-//! periodic board) time zone are unchanged, scores and closed periods included (a new
-//! name is just a label). A board that is new, or whose ranking changed, starts empty
+//! periodic board) time zone are unchanged, and for a challenge-progress board its
+//! challenge's counting rules ([`ChallengeCounts`]), scores and closed periods included
+//! (a new name is just a label). A board that is new, or whose ranking changed, starts empty
 //! in the period holding the program's effective instant: past events are not kept, so
 //! it cannot be recomputed, and an empty start is the same on every replay. A board the
 //! new program drops is discarded.
@@ -59,9 +63,9 @@ use prost::Message;
 
 use super::record::{LiveBoardRecord, LiveBoardsRecord};
 use super::{BoardError, PeriodBoard};
-use crate::gamify::leaderboards::{LeaderboardSpec, MetricSpec};
+use crate::gamify::leaderboards::{ChallengeCounts, LeaderboardSpec, MetricSpec};
 use crate::gamify::program::cents;
-use crate::gamify::{Event, EventOutcome, Program, PropValue};
+use crate::gamify::{ChallengeStep, Event, EventOutcome, Program, PropValue};
 
 /// Events in one batch are below this (`gamify::program::MAX_BATCH` is 10,000), so the
 /// tie-break sequence of event `i` of record `s` is `s * SEQ_STRIDE + i`.
@@ -71,25 +75,47 @@ pub const SEQ_STRIDE: u64 = 1 << 14;
 #[derive(Clone, Debug)]
 pub struct LiveBoard {
     pub spec: LeaderboardSpec,
+    /// A challenge-progress board's counting rules, as its scores were counted (None for
+    /// the other metrics).
+    pub counts: Option<ChallengeCounts>,
     pub board: PeriodBoard,
 }
 
 impl LiveBoard {
     /// A score in the metric's unit (sums are kept in hundredths).
     pub fn value_of(&self, score: i64) -> f64 {
-        match self.spec.metric {
-            MetricSpec::EventSum { .. } => score as f64 / 100.0,
-            MetricSpec::Points | MetricSpec::EventCount { .. } => score as f64,
+        let hundredths = match self.spec.metric {
+            MetricSpec::EventSum { .. } => true,
+            MetricSpec::ChallengeProgress { .. } => {
+                self.counts.as_ref().is_some_and(ChallengeCounts::hundredths)
+            }
+            MetricSpec::Points | MetricSpec::EventCount { .. } => false,
+        };
+        if hundredths {
+            score as f64 / 100.0
+        } else {
+            score as f64
         }
     }
 
-    /// What event `e` with outcome (credited, reversed) adds to this board, if anything.
-    fn delta(&self, e: &Event, credited: i64, reversed: i64) -> Option<i64> {
+    /// What event `e` with outcome (credited, reversed, challenge steps) adds to this
+    /// board, if anything; `challenge`: the index of a challenge-progress board's
+    /// challenge in the program that applied the event.
+    fn delta(
+        &self,
+        e: &Event,
+        (credited, reversed, steps): (i64, i64, &[ChallengeStep]),
+        challenge: Option<u16>,
+    ) -> Option<i64> {
         match &self.spec.metric {
             MetricSpec::Points => Some(credited - reversed).filter(|&d| d != 0),
             MetricSpec::EventCount { event } => (e.kind == *event).then_some(1),
             MetricSpec::EventSum { event, property } => (e.kind == *event)
                 .then(|| e.properties.get(property).and_then(PropValue::as_f64).map_or(0, cents)),
+            MetricSpec::ChallengeProgress { .. } => {
+                let ci = challenge?;
+                steps.iter().find(|s| s.challenge == ci).map(|s| s.amount)
+            }
         }
     }
 }
@@ -134,9 +160,11 @@ impl Boards {
         }
         let mut old = std::mem::take(&mut self.boards);
         for spec in &program.spec.leaderboards {
+            let counts = spec.counts(&program.spec);
             let kept = old.iter().position(|b| {
                 b.spec.id == spec.id
                     && b.spec.same_ranking(spec)
+                    && b.counts == counts
                     && (b.board.tz() == program.tz || spec.period() == super::Period::AllTime)
             });
             let board = match kept {
@@ -147,7 +175,7 @@ impl Boards {
                     Err(e) => unreachable!("a validated program's board {}: {e}", spec.id),
                 },
             };
-            self.boards.push(LiveBoard { spec: spec.clone(), board });
+            self.boards.push(LiveBoard { spec: spec.clone(), counts, board });
         }
         self.roll_to(effective_ms);
     }
@@ -171,18 +199,19 @@ impl Boards {
         self.on_tick(seq, at_ms);
     }
 
-    /// A batch of events applied as record `seq` with these outcomes (one per event);
-    /// `row_of` finds each customer's row (every applied event's customer has one).
+    /// A batch of events applied as record `seq` under `program` with these outcomes
+    /// (one per event); `row_of` finds each customer's row (every applied event's
+    /// customer has one).
     pub fn on_events(
         &mut self,
         seq: u64,
         logged_at_ms: i64,
-        events: &[Event],
-        outcomes: &[EventOutcome],
+        (events, outcomes): (&[Event], &[EventOutcome]),
+        program: &Program,
         row_of: impl Fn(u64) -> Option<u32>,
     ) {
         let mut me = self;
-        records_into(&mut me, &[(seq, logged_at_ms, events, outcomes)], row_of, |_| {});
+        records_into(&mut me, &[(seq, logged_at_ms, events, outcomes)], program, row_of, |_| {});
     }
 
     /// Customers deleted by record `seq` leave every board.
@@ -224,6 +253,7 @@ impl Boards {
                 .map(|b| LiveBoardRecord {
                     spec_json: serde_json::to_string(&b.spec).unwrap_or_default(),
                     board: Some(b.board.to_record()),
+                    counts_json: b.counts.as_ref().map(|c| serde_json::to_string(c).unwrap_or_default()),
                 })
                 .collect(),
         }
@@ -241,7 +271,19 @@ impl Boards {
             let spec: LeaderboardSpec = serde_json::from_str(&b.spec_json)
                 .map_err(|e| BoardError::Record { field: "spec_json", reason: e.to_string() })?;
             let board = PeriodBoard::from_record(b.board.as_ref().unwrap_or(&Default::default()))?;
-            boards.push(LiveBoard { spec, board });
+            let counts = match &b.counts_json {
+                Some(j) => Some(
+                    serde_json::from_str(j)
+                        .map_err(|e| BoardError::Record { field: "counts_json", reason: e.to_string() })?,
+                ),
+                None => None,
+            };
+            if matches!(spec.metric, MetricSpec::ChallengeProgress { .. }) != counts.is_some() {
+                let reason =
+                    format!("board '{}': counts_json goes with a challenge_progress metric only", spec.id);
+                return Err(BoardError::Record { field: "counts_json", reason });
+            }
+            boards.push(LiveBoard { spec, counts, board });
         }
         Ok(Boards { boards, applied_through: r.applied_through })
     }
@@ -268,10 +310,23 @@ type Staged = (usize, u32, (u64, i64, i64, u64));
 fn records_into<G: std::ops::DerefMut<Target = Boards>>(
     boards: &mut G,
     records: &[EventRecord<'_>],
+    program: &Program,
     row_of: impl Fn(u64) -> Option<u32>,
     bump: impl Fn(&mut G),
 ) {
     let mut staged: Vec<Staged> = Vec::new();
+    // The program that applied the records (the boards took it with its PutProgram):
+    // each challenge-progress board's challenge, by its index there.
+    let challenge_of: Vec<Option<u16>> = boards
+        .boards
+        .iter()
+        .map(|b| match &b.spec.metric {
+            MetricSpec::ChallengeProgress { challenge } => {
+                program.achieve.challenges.iter().position(|c| c.def.id == *challenge).map(|i| i as u16)
+            }
+            _ => None,
+        })
+        .collect();
     for &(seq, logged_at_ms, events, outcomes) in records {
         if !boards.take(seq) {
             continue;
@@ -281,14 +336,16 @@ fn records_into<G: std::ops::DerefMut<Target = Boards>>(
             boards.roll_to(logged_at_ms);
         }
         for (i, (e, o)) in events.iter().zip(outcomes).enumerate() {
-            let (credited, reversed) = match o {
-                EventOutcome::Applied { credited, reversed, shortfall: _ } => (*credited, *reversed),
+            let outcome = match o {
+                EventOutcome::Applied { credited, reversed, shortfall: _, challenges } => {
+                    (*credited, *reversed, challenges.as_slice())
+                }
                 EventOutcome::Duplicate => continue,
             };
             let Some(row) = row_of(e.customer_id) else { continue };
             let tie = seq.saturating_mul(SEQ_STRIDE).saturating_add(i as u64);
             for (bi, b) in boards.boards.iter().enumerate() {
-                if let Some(delta) = b.delta(e, credited, reversed) {
+                if let Some(delta) = b.delta(e, outcome, challenge_of[bi]) {
                     staged.push((bi, row, (e.customer_id, delta, logged_at_ms, tie)));
                 }
             }
@@ -359,11 +416,17 @@ impl Locked {
     /// [`Boards::on_events`] for a run of records (a commit group's consecutive event
     /// batches): each customer's score moves once per board, not once per event, and
     /// the write lock is yielded to waiting readers every [`SLICE`] rows (see the
-    /// type's doc). `row_of` as of the end of the run (rows are never reused).
-    pub fn on_event_records(&self, records: &[EventRecord<'_>], row_of: impl Fn(u64) -> Option<u32>) {
+    /// type's doc). `program`: the one that applied the records; `row_of` as of the end
+    /// of the run (rows are never reused).
+    pub fn on_event_records(
+        &self,
+        records: &[EventRecord<'_>],
+        program: &Program,
+        row_of: impl Fn(u64) -> Option<u32>,
+    ) {
         let _record = self.record.lock();
         let mut boards = self.boards.write();
-        records_into(&mut boards, records, row_of, |g| parking_lot::RwLockWriteGuard::bump(g));
+        records_into(&mut boards, records, program, row_of, |g| parking_lot::RwLockWriteGuard::bump(g));
     }
 }
 

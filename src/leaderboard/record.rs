@@ -71,6 +71,10 @@ pub struct LiveBoardRecord {
     pub spec_json: String,
     #[prost(message, optional, tag = "2")]
     pub board: Option<PeriodBoardRecord>,
+    /// A challenge-progress board's counting rules (`gamify::leaderboards::ChallengeCounts`
+    /// as JSON), absent for the other metrics; snapshots before it had no such board.
+    #[prost(string, optional, tag = "3")]
+    pub counts_json: Option<String>,
 }
 
 impl Board {
