@@ -467,7 +467,7 @@ impl Engine {
         let mut per_layer: Vec<Vec<EventKeyed>> = Vec::with_capacity(depth);
         let mut rows_written = 0;
         for j in 0..depth {
-            let changed = match &layer_of {
+            let (changed, touched) = match &layer_of {
                 None => self.data.apply_checked_upsert_batches(batches),
                 Some((_, of)) => {
                     let n = of.iter().flatten().filter(|&&l| l == j).count();
@@ -480,7 +480,14 @@ impl Engine {
             rows_written += changed.len();
             let rows: Vec<u32> = changed.iter().map(|&(r, _)| r).collect();
             let row_seqs: Vec<u64> = changed.iter().map(|&(_, b)| seqs[b]).collect();
-            per_layer.push(self.segments.on_write_keyed(&self.data, &rows, &row_seqs, &[], seqs[0]));
+            per_layer.push(self.segments.on_write_keyed(
+                &self.data,
+                &rows,
+                Some(&touched),
+                &row_seqs,
+                &[],
+                seqs[0],
+            ));
         }
         // A mutation's events can come from several layers: merge the sorted lists, the
         // small deep layers first.
@@ -506,14 +513,14 @@ impl Engine {
         let outcome = match m {
             Mutation::Upsert(batch) => {
                 let changed = self.data.apply_upserts(batch)?;
-                let events = self.segments.on_write(&self.data, &changed, &[], &[], sequence);
+                let events = self.segments.on_write(&self.data, &changed, None, &[], &[], sequence);
                 self.unpublished.extend(events);
                 Outcome::Upserted { applied: batch.len() as u32 }
             }
             Mutation::Delete(ids) => {
                 let deleted = self.data.delete_customers(ids);
                 self.boards_on_delete(sequence, &deleted);
-                let events = self.segments.on_write(&self.data, &[], &[], &deleted, sequence);
+                let events = self.segments.on_write(&self.data, &[], None, &[], &deleted, sequence);
                 self.unpublished.extend(events);
                 Outcome::Deleted { deleted: deleted.len() as u32 }
             }
@@ -545,7 +552,7 @@ impl Engine {
                     events.iter().filter_map(|e| self.data.row_of(e.customer_id)).collect();
                 rows.sort_unstable();
                 self.unpublished.extend(events);
-                let follow = self.segments.on_write(&self.data, &rows, &[], &[], sequence);
+                let follow = self.segments.on_write(&self.data, &rows, None, &[], &[], sequence);
                 self.unpublished.extend(follow);
                 Outcome::MembersEdited { changed }
             }

@@ -468,7 +468,7 @@ impl Engine {
         }
         let changed: Vec<u32> = (0..rows as u32).filter(|&r| changed[r as usize]).collect();
         if !changed.is_empty() {
-            let events = self.segments.on_write(&self.data, &changed, &[], &[], sequence);
+            let events = self.segments.on_write(&self.data, &changed, None, &[], &[], sequence);
             self.unpublished.extend(events);
         }
         Ok(changed.len() as u64)
@@ -507,8 +507,8 @@ impl Engine {
                     col.1.push(cell(v));
                 }
             }
-            let rows = self.data.apply_checked_columns(&ids, columns);
-            let events = self.segments.on_write(&self.data, &rows, &[], &[], sequence);
+            let (rows, touched) = self.data.apply_checked_columns(&ids, columns);
+            let events = self.segments.on_write(&self.data, &rows, Some(&touched), &[], &[], sequence);
             self.unpublished.extend(events);
         }
         if !achievements.is_empty() {

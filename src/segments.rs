@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::index::Postings;
 use crate::query::{self, eval, rows, Expr, Limits, Plan, QueryError};
+use crate::store::mutate::Touched;
 use crate::store::Dataset;
 
 /// How a saved segment is defined.
@@ -278,15 +279,23 @@ impl Segments {
     /// sequence of the batch that wrote it, when several batches were applied at once (each
     /// row written by one of them: see `Engine::apply_group`). Events come out ordered by
     /// sequence, then segment (creation order), then row.
+    ///
+    /// `touched` (None: every changed row may have changed anywhere) says which changed
+    /// rows changed in which column: a segment whose plan reads only columns then re-evaluates
+    /// only its rows that changed in one of them, and the write's new rows.
     pub fn on_write(
         &mut self,
         ds: &Dataset,
         changed: &[u32],
+        touched: Option<&Touched>,
         seqs: &[u64],
         deleted: &[(u64, u32)],
         sequence: u64,
     ) -> Vec<SegmentEvent> {
-        self.on_write_keyed(ds, changed, seqs, deleted, sequence).into_iter().map(|(_, e)| e).collect()
+        self.on_write_keyed(ds, changed, touched, seqs, deleted, sequence)
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect()
     }
 
     /// [`Segments::on_write`], each event with its order key (sequence, segment index in
@@ -295,6 +304,7 @@ impl Segments {
         &mut self,
         ds: &Dataset,
         changed: &[u32],
+        touched: Option<&Touched>,
         seqs: &[u64],
         deleted: &[(u64, u32)],
         sequence: u64,
@@ -325,10 +335,11 @@ impl Segments {
             .chain(deleted.par_iter().map(|&(id, row)| (row, id, sequence)))
             .collect();
         let segs: Vec<&SavedSegment> = self.order.iter().map(|id| &*self.map[id]).collect();
+        let scope = Scope::new(&segs, changed, touched);
         // (segment index, subject index, now a member) for every membership that changes.
         let mut flips: Vec<(u32, u32, bool)> = chunk_groups(changed)
             .into_par_iter()
-            .flat_map_iter(|(c, first, offs)| chunk_flips(ds, &segs, c, first, &offs))
+            .flat_map_iter(|(c, first, offs)| chunk_flips(ds, &segs, &scope, c, first, &offs))
             .collect();
         for (k, &(_, row)) in deleted.iter().enumerate() {
             for (i, s) in segs.iter().enumerate() {
@@ -390,10 +401,88 @@ fn chunk_groups(rows: &[u32]) -> Vec<(usize, usize, Vec<u16>)> {
     out
 }
 
+/// Which changed rows each segment must re-evaluate (see [`Segments::on_write`]).
+struct Scope {
+    /// Per segment: None for every changed row, else a flag per changed row.
+    need: Vec<Option<Vec<bool>>>,
+    /// Per segment: whether a later one reads it with `in_segment` (and so needs its
+    /// verdict for every changed row).
+    read_by_later: Vec<bool>,
+}
+
+impl Scope {
+    fn new(segs: &[&SavedSegment], changed: &[u32], touched: Option<&Touched>) -> Scope {
+        let read_by_later = segs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| segs[i + 1..].iter().any(|later| later.refs.contains(&s.id)))
+            .collect();
+        let Some(t) = touched else {
+            return Scope { need: vec![None; segs.len()], read_by_later };
+        };
+        // The columns each plan reads (None: it reads a segment, so every changed row).
+        let cols: Vec<Option<Vec<usize>>> = segs
+            .iter()
+            .map(|s| {
+                let mut cols = vec![];
+                s.plan.as_ref().is_some_and(|p| plan_columns(&p.root, &mut cols)).then_some(cols)
+            })
+            .collect();
+        // Per column read, a flag per changed row (both lists ascend).
+        let mut masks: BTreeMap<usize, Vec<bool>> = BTreeMap::new();
+        for &ci in cols.iter().flatten().flatten() {
+            masks.entry(ci).or_insert_with(|| {
+                let rows = t.by_column.get(ci).map_or(&[][..], Vec::as_slice);
+                let mut m = vec![false; changed.len()];
+                let mut j = 0;
+                for &r in rows {
+                    j += changed[j..].partition_point(|&x| x < r);
+                    if changed.get(j) == Some(&r) {
+                        m[j] = true;
+                    }
+                }
+                m
+            });
+        }
+        let fresh: Vec<bool> = changed.iter().map(|&r| r >= t.first_new).collect();
+        let need = cols
+            .into_iter()
+            .map(|cols| {
+                let mut need = fresh.clone();
+                for ci in cols? {
+                    for (n, &m) in need.iter_mut().zip(&masks[&ci]) {
+                        *n |= m;
+                    }
+                }
+                Some(need)
+            })
+            .collect();
+        Scope { need, read_by_later }
+    }
+}
+
+/// Adds the columns `node` reads to `out`; false when it reads a saved segment.
+fn plan_columns(node: &query::plan::Node, out: &mut Vec<usize>) -> bool {
+    match node {
+        query::plan::Node::Const(_) => true,
+        query::plan::Node::Leaf(l) => {
+            if !out.contains(&l.col) {
+                out.push(l.col);
+            }
+            true
+        }
+        query::plan::Node::Segment { .. } => false,
+        query::plan::Node::And(kids) | query::plan::Node::Or(kids) => {
+            kids.iter().all(|k| plan_columns(k, out))
+        }
+    }
+}
+
 /// The membership changes of one chunk's changed rows, for every dynamic segment.
 fn chunk_flips(
     ds: &Dataset,
     segs: &[&SavedSegment],
+    scope: &Scope,
     c: usize,
     first: usize,
     offs: &[u16],
@@ -407,19 +496,45 @@ fn chunk_flips(
             verdicts.push(None);
             continue;
         };
-        let overrides = |id: &str| {
-            let k = segs[..i].iter().position(|x| x.id == id)?;
-            verdicts[k].as_deref()
-        };
-        let mut now = rows::matches_rows(ds, &plan.root, c, offs, &overrides);
         let cont = s.members.chunk(c);
-        for (k, &o) in offs.iter().enumerate() {
-            now[k] &= alive[k];
-            if now[k] != cont.contains(o) {
-                out.push((i as u32, (first + k) as u32, now[k]));
+        // The rows this segment re-evaluates: all, or those where a column it reads
+        // changed (a dead row is always re-evaluated: it leaves).
+        let picked: Option<Vec<usize>> = scope.need[i]
+            .as_ref()
+            .map(|need| (0..offs.len()).filter(|&k| need[first + k] || !alive[k]).collect());
+        let Some(picked) = picked else {
+            let overrides = |id: &str| {
+                let k = segs[..i].iter().position(|x| x.id == id)?;
+                verdicts[k].as_deref()
+            };
+            let mut now = rows::matches_rows(ds, &plan.root, c, offs, &overrides);
+            for (k, &o) in offs.iter().enumerate() {
+                now[k] &= alive[k];
+                if now[k] != cont.contains(o) {
+                    out.push((i as u32, (first + k) as u32, now[k]));
+                }
+            }
+            verdicts.push(Some(now));
+            continue;
+        };
+        // A plan without `in_segment`: no overrides to consult. Rows not picked keep their
+        // membership; a later segment reading this one then reads it from the members
+        // (a None verdict), which is the same.
+        let sub: Vec<u16> = picked.iter().map(|&k| offs[k]).collect();
+        let got =
+            if sub.is_empty() { vec![] } else { rows::matches_rows(ds, &plan.root, c, &sub, &|_| None) };
+        let mut now = (scope.read_by_later[i] && !sub.is_empty())
+            .then(|| offs.iter().map(|&o| cont.contains(o)).collect::<Vec<bool>>());
+        for (&k, m) in picked.iter().zip(got) {
+            let m = m && alive[k];
+            if m != cont.contains(offs[k]) {
+                out.push((i as u32, (first + k) as u32, m));
+            }
+            if let Some(now) = now.as_mut() {
+                now[k] = m;
             }
         }
-        verdicts.push(Some(now));
+        verdicts.push(now);
     }
     out
 }

@@ -46,6 +46,32 @@ pub enum Container {
     Full,
 }
 
+/// `a` with `x` inserted at `pos` (`Some`), or with `a[pos]` removed (`None`), copied
+/// straight into a new shared array: one allocation, two `memcpy`s.
+fn spliced(a: &[u16], pos: usize, x: Option<u16>) -> Arc<[u16]> {
+    let (head, tail) = match x {
+        Some(_) => (&a[..pos], &a[pos..]),
+        None => (&a[..pos], &a[pos + 1..]),
+    };
+    let mut out = Arc::<[u16]>::new_uninit_slice(head.len() + usize::from(x.is_some()) + tail.len());
+    let dst = Arc::get_mut(&mut out).expect("fresh");
+    // Element loops over plain copies: LLVM turns each into a memcpy.
+    let (d_head, rest) = dst.split_at_mut(head.len());
+    let (d_x, d_tail) = rest.split_at_mut(usize::from(x.is_some()));
+    for (d, &v) in d_head.iter_mut().zip(head) {
+        d.write(v);
+    }
+    for (d, &v) in d_tail.iter_mut().zip(tail) {
+        d.write(v);
+    }
+    if let (Some(d), Some(x)) = (d_x.first_mut(), x) {
+        d.write(x);
+    }
+    // SAFETY: every element was written just above (head, then x if any, then tail, which
+    // together cover the whole slice).
+    unsafe { out.assume_init() }
+}
+
 impl Container {
     /// Builds the smallest encoding from sorted, distinct offsets.
     pub fn from_sorted(offsets: &[u16]) -> Container {
@@ -282,6 +308,12 @@ impl Container {
             Container::Full => false,
             Container::Array(a) => match a.binary_search(&offset) {
                 Ok(_) => false,
+                Err(pos) if a.len() < ARRAY_MAX => {
+                    // One allocation and one copy: an edit is the hot path of index and
+                    // leaderboard-band upkeep under writes.
+                    *self = Container::Array(spliced(a, pos, Some(offset)));
+                    true
+                }
                 Err(pos) => {
                     let mut v = a.to_vec();
                     v.insert(pos, offset);
@@ -310,10 +342,12 @@ impl Container {
             Container::Empty => false,
             Container::Array(a) => match a.binary_search(&offset) {
                 Err(_) => false,
+                Ok(_) if a.len() == 1 => {
+                    *self = Container::Empty;
+                    true
+                }
                 Ok(pos) => {
-                    let mut v = a.to_vec();
-                    v.remove(pos);
-                    *self = Container::from_sorted(&v);
+                    *self = Container::Array(spliced(a, pos, None));
                     true
                 }
             },

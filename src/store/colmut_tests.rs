@@ -271,10 +271,25 @@ fn column_major_writes_equal_upserts() {
             .collect();
         let want = by_rows.apply_upserts(&batch).unwrap();
         let columns = names.iter().map(|n| col(&by_cols, n)).zip(values).collect();
-        let got = by_cols.apply_checked_columns(&ids, columns);
+        let (got, touched) = by_cols.apply_checked_columns(&ids, columns);
         assert_eq!(got, want, "round {round}: rows");
         assert_eq!(by_cols.rows(), by_rows.rows());
-        assert_same(&cells(&by_cols), &cells(&by_rows), &format!("round {round}"));
+        let after = cells(&by_cols);
+        assert_same(&after, &cells(&by_rows), &format!("round {round}"));
+        // Per column, the rows reported changed are those whose cell differs from the
+        // version the write started from, bit for bit, and the new rows.
+        assert_eq!(touched.first_new as usize, published.rows(), "round {round}: first new row");
+        for name in COLS {
+            let ci = col(&by_cols, name);
+            let want: Vec<u32> = (0..by_cols.rows() as u32)
+                .filter(|&r| match (published_cells.get(&(ci, r)), &after[&(ci, r)]) {
+                    (None, _) => true,
+                    (Some(CellValue::Float(a)), CellValue::Float(b)) => a.to_bits() != b.to_bits(),
+                    (Some(a), b) => a != b,
+                })
+                .collect();
+            assert_eq!(touched.by_column[ci], want, "round {round}: rows changed in {name}");
+        }
         check_indexes(&by_cols, &format!("round {round}"));
         // The version the write started from (a published one) never changes.
         assert_same(&cells(&published), &published_cells, &format!("round {round}: published"));

@@ -80,6 +80,17 @@ pub enum NewAttribute {
     Timestamp,
 }
 
+/// Which rows of a write changed in which column, for the saved segments: a segment
+/// re-evaluates only the rows where a column it reads changed (and the new rows), so an
+/// event that moves points but not the tier leaves the segments over `tier` alone.
+#[derive(Clone, Debug, Default)]
+pub struct Touched {
+    /// Per column (table order), the rows whose value changed, ascending.
+    pub by_column: Vec<Vec<u32>>,
+    /// Rows from this one on were created by the write.
+    pub first_new: u32,
+}
+
 impl Dataset {
     /// Checks a batch against the schema without changing anything: every value must be
     /// of its column's kind and be stored exactly as given (see [`MutationError::BadValue`]).
@@ -160,7 +171,7 @@ impl Dataset {
         for batch in batches {
             self.check_upserts(batch)?;
         }
-        Ok(self.apply_checked_upsert_batches(batches))
+        Ok(self.apply_checked_upsert_batches(batches).0)
     }
 
     /// [`Dataset::apply_upsert_batches`] for batches [`Dataset::check_upserts`] already
@@ -168,7 +179,10 @@ impl Dataset {
     /// checked every upsert before logging it (so a write is checked once, not twice; a
     /// replayed record was checked when it was logged). An unchecked bad batch is a bug:
     /// it panics, and the committer's guard turns that into a fault.
-    pub fn apply_checked_upsert_batches(&mut self, batches: &[&[CustomerUpdate]]) -> Vec<(u32, usize)> {
+    pub fn apply_checked_upsert_batches(
+        &mut self,
+        batches: &[&[CustomerUpdate]],
+    ) -> (Vec<(u32, usize)>, Touched) {
         let n = batches.iter().map(|b| b.len()).sum();
         self.apply_checked_updates(
             n,
@@ -183,7 +197,7 @@ impl Dataset {
         &mut self,
         n: usize,
         updates: impl Iterator<Item = (usize, &'a CustomerUpdate)>,
-    ) -> Vec<(u32, usize)> {
+    ) -> (Vec<(u32, usize)>, Touched) {
         let old_rows = self.rows;
         let mut per_col: Vec<Vec<(u32, CellValue)>> = vec![vec![]; self.columns.len()];
         let mut touched = Vec::with_capacity(n);
@@ -196,7 +210,7 @@ impl Dataset {
                 per_col[ci].push((row, normalise(&self.columns[ci], v)));
             }
         }
-        self.apply_per_column(per_col, old_rows);
+        let by_column = self.apply_per_column(per_col, old_rows);
         // Per row, the last batch that wrote it (a stable sort keeps batch order).
         touched.sort_by_key(|&(r, _)| r);
         let mut out: Vec<(u32, usize)> = Vec::with_capacity(touched.len());
@@ -206,7 +220,7 @@ impl Dataset {
                 _ => out.push((r, bi)),
             }
         }
-        out
+        (out, Touched { by_column, first_new: old_rows as u32 })
     }
 
     /// Writes values already checked against the schema, column by column: `ids` are the
@@ -214,8 +228,12 @@ impl Dataset {
     /// per id, in `ids`' order (a later value of a repeated id wins). The engine's
     /// gamification path: its derived columns are resolved once per change, not by name
     /// per value, and the values are moved, not cloned. Returns the written rows,
-    /// ascending, each once.
-    pub fn apply_checked_columns(&mut self, ids: &[u64], columns: Vec<(usize, Vec<CellValue>)>) -> Vec<u32> {
+    /// ascending, each once, and which of them changed in which column.
+    pub fn apply_checked_columns(
+        &mut self,
+        ids: &[u64],
+        columns: Vec<(usize, Vec<CellValue>)>,
+    ) -> (Vec<u32>, Touched) {
         let old_rows = self.rows;
         let mut per_col: Vec<Vec<(u32, CellValue)>> = vec![vec![]; self.columns.len()];
         let rows: Vec<u32> = ids.iter().map(|&id| self.row_or_new(id, &mut per_col)).collect();
@@ -226,11 +244,11 @@ impl Dataset {
             cells.reserve(values.len());
             cells.extend(rows.iter().copied().zip(values.into_iter().map(|v| normalise_owned(col, v))));
         }
-        self.apply_per_column(per_col, old_rows);
+        let by_column = self.apply_per_column(per_col, old_rows);
         let mut rows = rows;
         rows.sort_unstable();
         rows.dedup();
-        rows
+        (rows, Touched { by_column, first_new: old_rows as u32 })
     }
 
     /// The live row of a customer, or a new one at the end (its id cell queued in
@@ -248,20 +266,22 @@ impl Dataset {
     }
 
     /// Applies each column's cells (rows `old_rows..` are new), the columns in parallel.
-    fn apply_per_column(&mut self, per_col: Vec<Vec<(u32, CellValue)>>, old_rows: usize) {
+    /// Returns, per column, the rows whose value changed.
+    fn apply_per_column(&mut self, per_col: Vec<Vec<(u32, CellValue)>>, old_rows: usize) -> Vec<Vec<u32>> {
         let rows = self.rows;
         self.columns
             .par_iter_mut()
             .zip(self.indexes.par_iter_mut())
             .zip(self.nulls.par_iter_mut())
             .zip(per_col.into_par_iter())
-            .for_each(|(((col, index), nulls), cells)| {
+            .map(|(((col, index), nulls), cells)| {
                 if cells.is_empty() && rows == old_rows {
-                    return;
+                    return vec![];
                 }
                 let cm = ColumnMut { col: Arc::make_mut(col), index: Arc::make_mut(index), nulls };
-                apply_column(cm, cells, old_rows, rows);
-            });
+                apply_column(cm, cells, old_rows, rows)
+            })
+            .collect()
     }
 
     /// Deletes customers; unknown ids are ignored. Returns (id, row) of those deleted.
@@ -562,7 +582,13 @@ fn int_range(dt: &DataType) -> std::ops::RangeInclusive<i128> {
 
 /// Applies one column's cells of a batch (`(row, value)` in batch order; the last write of
 /// a row wins). Rows `old_rows..rows` are new: NULL wherever the batch did not write them.
-fn apply_column(mut cm: ColumnMut<'_>, mut cells: Vec<(u32, CellValue)>, old_rows: usize, rows: usize) {
+/// Returns the rows whose value changed (new rows included), ascending.
+fn apply_column(
+    mut cm: ColumnMut<'_>,
+    mut cells: Vec<(u32, CellValue)>,
+    old_rows: usize,
+    rows: usize,
+) -> Vec<u32> {
     // Stable: for one row, the batch's writes stay in batch order, so the last one wins
     // (an explicit NULL included).
     cells.sort_by_key(|&(r, _)| r);
@@ -604,6 +630,7 @@ fn apply_column(mut cm: ColumnMut<'_>, mut cells: Vec<(u32, CellValue)>, old_row
         groups.push((c, (rows - c * CHUNK_ROWS).min(CHUNK_ROWS), cells));
     }
     cm.rebuild_chunks(groups);
+    changed.into_iter().map(|(r, _)| r).collect()
 }
 
 /// Whether a cell holding `old` already holds `new`, bit for bit (`-0.0` is not `0.0`: a
