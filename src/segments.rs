@@ -2,7 +2,8 @@
 //! counting one is O(1) and membership one container probe.
 //!
 //! A dynamic segment (a `where` text or predicate tree) is re-evaluated only for the rows a
-//! batch changed, from those rows' values; a static segment is a list of customers edited
+//! batch changed in a column it reads (every changed row when it reads another segment),
+//! from those rows' values; a static segment is a list of customers edited
 //! with add / remove. Every change of membership becomes an ENTERED / LEFT event.
 
 use std::collections::BTreeMap;
