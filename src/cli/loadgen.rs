@@ -73,6 +73,9 @@ pub enum Rpc {
     /// segd.v1.LeaderboardService/RankOf: random ids from --ids on --board, scoped like
     /// leaderboard
     RankOf,
+    /// segd.v1.LeaderboardService/AroundMe: random ids from --ids on --board, ±--limit
+    /// entries (at most 100), scoped like leaderboard
+    AroundMe,
     /// segd.v1.DecisionService/NextBestOffer for random customers (--ids) on
     /// --nbo-channel, placement "home", 5 results; logged unless --dry-run
     NextBestOffer,
@@ -94,6 +97,7 @@ impl Rpc {
             Rpc::GameState => "/segd.v1.GamificationService/GetGamificationState",
             Rpc::Leaderboard => "/segd.v1.LeaderboardService/Leaderboard",
             Rpc::RankOf => "/segd.v1.LeaderboardService/RankOf",
+            Rpc::AroundMe => "/segd.v1.LeaderboardService/AroundMe",
             Rpc::NextBestOffer => "/segd.v1.DecisionService/NextBestOffer",
         }
     }
@@ -182,7 +186,7 @@ pub struct LoadgenArgs {
     /// leaderboard / rank-of: the board's id in the program.
     #[arg(long, default_value = "points_week")]
     pub board: String,
-    /// leaderboard: entries per page.
+    /// leaderboard: entries per page; around-me: entries either side.
     #[arg(long, default_value_t = 100)]
     pub limit: u32,
 }
@@ -259,6 +263,7 @@ enum Req {
     GameState(pb::GetGamificationStateRequest),
     Board(pb::LeaderboardRequest),
     RankOf(pb::RankOfRequest),
+    AroundMe(pb::AroundMeRequest),
     Nbo(pb::NextBestOfferRequest),
 }
 
@@ -276,6 +281,7 @@ impl Req {
             Req::GameState(r) => r.encode_to_vec(),
             Req::Board(r) => r.encode_to_vec(),
             Req::RankOf(r) => r.encode_to_vec(),
+            Req::AroundMe(r) => r.encode_to_vec(),
             Req::Nbo(r) => r.encode_to_vec(),
         }
     }
@@ -303,6 +309,7 @@ impl Workload {
                 | Rpc::GameState
                 | Rpc::Leaderboard
                 | Rpc::RankOf
+                | Rpc::AroundMe
                 | Rpc::NextBestOffer
         );
         if segments.is_empty() && !optional {
@@ -371,6 +378,13 @@ impl Workload {
                 scope: self.scope(i),
                 previous: 0,
                 customer_id: rng.random_range(lo..=hi),
+            }),
+            Rpc::AroundMe => Req::AroundMe(pb::AroundMeRequest {
+                board: self.board.0.clone(),
+                scope: self.scope(i),
+                previous: 0,
+                customer_id: rng.random_range(lo..=hi),
+                k: self.board.1,
             }),
             Rpc::NextBestOffer => Req::Nbo(pb::NextBestOfferRequest {
                 customer_id: rng.random_range(lo..=hi),
@@ -580,9 +594,10 @@ struct Clients {
     events: EventServiceClient<Channel>,
     game: GamificationServiceClient<Channel>,
     boards: LeaderboardServiceClient<Channel>,
-    /// next-best-offer: the same connection's decisions without tonic's `Channel` (see
-    /// `direct`), and the call timeout the `Channel` would have applied.
-    nbo: Option<(DecisionServiceClient<direct::Direct>, Duration)>,
+    /// The gamification benchmarks' reads (next-best-offer, game-state and the
+    /// leaderboard calls) on a connection of their own without tonic's `Channel` (see
+    /// `direct`).
+    direct: Option<direct::Clients>,
 }
 
 /// What an OK answer said (tallied to catch, e.g., an id range that misses every customer).
@@ -651,22 +666,39 @@ async fn send(c: &mut Clients, req: Req) -> Result<Answer, Failure> {
             Answer::Upsert { customers, applied: a.outcomes.iter().filter(|o| !o.duplicate).count() as u64 }
         }
         Req::GameState(r) => {
-            c.game.get_gamification_state(r).await.map_err(st)?;
+            match &mut c.direct {
+                Some(d) => in_time(d.timeout, d.game.get_gamification_state(r)).await?,
+                None => c.game.get_gamification_state(r).await.map_err(st)?,
+            };
             Answer::Other
         }
-        Req::Board(r) => Answer::Count(c.boards.leaderboard(r).await.map_err(st)?.into_inner().count),
+        Req::Board(r) => Answer::Count(
+            match &mut c.direct {
+                Some(d) => in_time(d.timeout, d.boards.leaderboard(r)).await?,
+                None => c.boards.leaderboard(r).await.map_err(st)?,
+            }
+            .into_inner()
+            .count,
+        ),
         Req::RankOf(r) => {
-            let a = c.boards.rank_of(r).await.map_err(st)?.into_inner();
+            let a = match &mut c.direct {
+                Some(d) => in_time(d.timeout, d.boards.rank_of(r)).await?,
+                None => c.boards.rank_of(r).await.map_err(st)?,
+            }
+            .into_inner();
             Answer::Member { found: true, member: a.ranked }
         }
+        Req::AroundMe(r) => {
+            let a = match &mut c.direct {
+                Some(d) => in_time(d.timeout, d.boards.around_me(r)).await?,
+                None => c.boards.around_me(r).await.map_err(st)?,
+            }
+            .into_inner();
+            Answer::Member { found: true, member: !a.entries.is_empty() }
+        }
         Req::Nbo(r) => {
-            match &mut c.nbo {
-                Some((direct, timeout)) => {
-                    match tokio::time::timeout(*timeout, direct.next_best_offer(r)).await {
-                        Ok(a) => a.map_err(st)?,
-                        Err(_) => return Err(("DEADLINE_EXCEEDED", format!("no answer within {timeout:?}"))),
-                    }
-                }
+            match &mut c.direct {
+                Some(d) => in_time(d.timeout, d.dec.next_best_offer(r)).await?,
                 None => c.dec.next_best_offer(r).await.map_err(st)?,
             };
             Answer::Other
@@ -679,6 +711,17 @@ async fn send(c: &mut Clients, req: Req) -> Result<Answer, Failure> {
             Answer::Other
         }
     })
+}
+
+/// A direct call's answer, with the timeout tonic's `Channel` would have applied.
+async fn in_time<T>(
+    timeout: Duration,
+    call: impl std::future::Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, Failure> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(a) => a.map_err(|s| (code_name(s.code()), s.message().to_string())),
+        Err(_) => Err(("DEADLINE_EXCEEDED", format!("no answer within {timeout:?}"))),
+    }
 }
 
 fn endpoint(addr: &str, timeout: Duration) -> Result<Endpoint> {
@@ -784,16 +827,18 @@ async fn run_async(args: &LoadgenArgs, workload: Arc<Workload>) -> Result<Report
     let mut channels = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
         let ch = ep.connect().await.with_context(|| format!("connecting to {}", args.addr))?;
-        let nbo = match workload.rpc {
-            Rpc::NextBestOffer => Some((direct::connect(&args.addr, args.timeout).await?, args.timeout)),
+        let direct = match workload.rpc {
+            Rpc::NextBestOffer | Rpc::GameState | Rpc::Leaderboard | Rpc::RankOf | Rpc::AroundMe => {
+                Some(direct::connect(&args.addr, args.timeout).await?)
+            }
             _ => None,
         };
-        channels.push((ch, nbo));
+        channels.push((ch, direct));
     }
     let clients: Vec<Clients> = channels
         .into_iter()
-        .map(|(ch, nbo)| Clients {
-            nbo,
+        .map(|(ch, direct)| Clients {
+            direct,
             seg: SegmentServiceClient::new(ch.clone()),
             dec: DecisionServiceClient::new(ch.clone()),
             cust: CustomerServiceClient::new(ch.clone()),

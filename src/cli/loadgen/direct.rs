@@ -1,5 +1,6 @@
-//! `--rpc next-best-offer` on bare HTTP/2 connections (hyper's `SendRequest`) instead of
-//! tonic's `Channel`.
+//! The read calls of the gamification benchmarks (`--rpc next-best-offer`, `game-state`,
+//! `leaderboard`, `rank-of`, `around-me`) on bare HTTP/2 connections (hyper's
+//! `SendRequest`) instead of tonic's `Channel`.
 //!
 //! Why: a `Channel` hands every call to a `tower::Buffer` worker task and the answer's
 //! future back through a oneshot, so each call costs the client one more task wake-up and
@@ -20,6 +21,8 @@ use tonic::body::Body;
 use tonic::codegen::http::{self, Uri};
 
 use segd::grpc::pb::decision_service_client::DecisionServiceClient;
+use segd::grpc::pb::gamification_service_client::GamificationServiceClient;
+use segd::grpc::pb::leaderboard_service_client::LeaderboardServiceClient;
 
 /// One HTTP/2 connection, shared by the workers holding a clone.
 #[derive(Clone)]
@@ -39,8 +42,17 @@ impl tower::Service<http::Request<Body>> for Direct {
     }
 }
 
-/// A decision client on a new connection to `addr` (`http://host:port`).
-pub(super) async fn connect(addr: &str, timeout: Duration) -> Result<DecisionServiceClient<Direct>> {
+/// The clients of one direct connection, and the call timeout a `Channel` would apply.
+#[derive(Clone)]
+pub(super) struct Clients {
+    pub dec: DecisionServiceClient<Direct>,
+    pub game: GamificationServiceClient<Direct>,
+    pub boards: LeaderboardServiceClient<Direct>,
+    pub timeout: Duration,
+}
+
+/// Clients on a new connection to `addr` (`http://host:port`).
+pub(super) async fn connect(addr: &str, timeout: Duration) -> Result<Clients> {
     let addr = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
     let origin: Uri = addr.parse().with_context(|| format!("bad --addr {addr}"))?;
     let authority = origin.authority().with_context(|| format!("--addr {addr} has no host:port"))?;
@@ -60,5 +72,11 @@ pub(super) async fn connect(addr: &str, timeout: Duration) -> Result<DecisionSer
         // flight then fails and is counted.
         let _ = conn.await;
     });
-    Ok(DecisionServiceClient::with_origin(Direct(send), origin))
+    let d = Direct(send);
+    Ok(Clients {
+        dec: DecisionServiceClient::with_origin(d.clone(), origin.clone()),
+        game: GamificationServiceClient::with_origin(d.clone(), origin.clone()),
+        boards: LeaderboardServiceClient::with_origin(d, origin),
+        timeout,
+    })
 }
