@@ -10,9 +10,10 @@
 
 use std::collections::BTreeMap;
 
+use super::ledger::Wallet;
 use super::program::Program;
 use super::state::{attrs_at, Customer, GamifyState, Keys};
-use super::tiers::{level_of, next_check, retier, today};
+use super::tiers::{level_of, next_check, retier, today, Buckets};
 use super::GamifyError;
 use super::{Achievement, Applied, AttrValue, CustomerAttrs, TierReason};
 
@@ -49,13 +50,47 @@ impl<'a> Retier<'a> {
 
     /// One customer's tier index and level under the new program.
     fn next_of(&self, c: &Customer) -> (usize, u32) {
-        let new = self.new;
+        let value = c.measure(self.measure).map_or(0, |b| b.sum(self.today, self.window()));
+        let lifetime = c.wallet(self.wallet).map_or(0, |w| w.lifetime());
+        self.decide(c, value, lifetime)
+    }
+
+    fn window(&self) -> u32 {
+        self.new.spec.measures[self.new.tier_measure].window_days
+    }
+
+    /// The tier index and level of a customer whose measure and lifetime points are known.
+    fn decide(&self, c: &Customer, value: i64, lifetime: i64) -> (usize, u32) {
         let held = self.same_name[c.tier as usize];
         let manual = c.manual_tier.and_then(|m| self.same_name[m as usize]);
-        let window = new.spec.measures[new.tier_measure].window_days;
-        let value = c.measure(self.measure).map_or(0, |b| b.sum(self.today, window));
-        let lifetime = c.wallet(self.wallet).map_or(0, |w| w.lifetime());
-        (retier(new, held, manual, value), level_of(&new.spec.levels.thresholds, lifetime).0)
+        (retier(self.new, held, manual, value), level_of(&self.new.spec.levels.thresholds, lifetime).0)
+    }
+
+    /// [`Retier::next_of`] for many customers at once, in stages: each stage makes one
+    /// dependent load per customer (the customer, then its measure and wallet lists, then
+    /// their day sums and credits), so the loads of one stage are independent of each
+    /// other and the core overlaps their cache misses. One customer at a time, a preview
+    /// waited for four misses in a row per customer (the profile: ~90% of its time in
+    /// loads); the answer is the same, customer by customer.
+    fn next_of_many(&self, part: &[&Customer], out: &mut Vec<(usize, u32)>) {
+        let (measure, wallet, window) = (self.measure, self.wallet, self.window());
+        type Lists<'c> = (&'c [(u16, Buckets)], &'c [(u16, Wallet)]);
+        let lists: Vec<Lists> = part.iter().map(|c| (&c.measures[..], &c.wallets[..])).collect();
+        let found: Vec<(Option<&Buckets>, Option<&Wallet>)> = lists
+            .iter()
+            .map(|(m, w)| {
+                (
+                    m.iter().find(|m| m.0 == measure).map(|m| &m.1),
+                    w.iter().find(|w| w.0 == wallet).map(|w| &w.1),
+                )
+            })
+            .collect();
+        out.clear();
+        out.extend(part.iter().zip(found).map(|(c, (b, w))| {
+            let value = b.map_or(0, |b| b.sum(self.today, window));
+            let lifetime = w.map_or(0, |w| w.lifetime());
+            self.decide(c, value, lifetime)
+        }));
     }
 }
 
@@ -67,6 +102,14 @@ impl GamifyState {
         let dropped_tier: Vec<bool> =
             old.spec.tiers.tiers.iter().map(|t| new.tier_index(&t.name).is_none()).collect();
         let dropped_wallet: Vec<bool> = self.names.iter().map(|n| new.wallet_index(n).is_none()).collect();
+        // The usual change (a threshold, a rule) drops no tier and no wallet: no customer
+        // to visit. Points only ever enter the wallets of the program in force, and a
+        // change that drops one holding points is refused here, so a wallet holding points
+        // is always one of `old`'s.
+        let keeps_wallets = old.spec.wallets.iter().all(|w| new.wallet_index(&w.id).is_some());
+        if !dropped_tier.contains(&true) && keeps_wallets {
+            return Ok(());
+        }
         for (id, c) in self.customers() {
             if let Some(m) = c.manual_tier.filter(|&m| dropped_tier[m as usize]) {
                 let name = &old.spec.tiers.tiers[m as usize].name;
@@ -97,16 +140,25 @@ impl GamifyState {
         let keys = self.lookup_keys(new);
         let retier = Retier::new(self, old, new, &keys);
         let (n_old, n_new) = (old.spec.tiers.tiers.len(), new.spec.tiers.tiers.len());
-        let customers: Vec<&Customer> = self.customers.values().collect();
-        let counted = customers
-            .par_chunks(4096)
-            .map(|part| {
+        // Id ranges rather than one list of every customer: walking the map is a part of
+        // the work, and it is shared by the cores too.
+        let ranges = self.customers.id_ranges(64 * rayon::current_num_threads() as u64);
+        let counted = ranges
+            .into_par_iter()
+            .map(|(from, to)| {
                 let mut tiers = vec![0u64; n_old * n_new];
                 let mut levels: BTreeMap<(u32, u32), u64> = BTreeMap::new();
-                for &c in part {
-                    let (tier, level) = retier.next_of(c);
-                    tiers[c.tier as usize * n_new + tier] += 1;
-                    *levels.entry((c.level, level)).or_default() += 1;
+                let mut next = Vec::with_capacity(4096);
+                let mut part: Vec<&Customer> = Vec::with_capacity(4096);
+                let mut walk = self.customers.range(from, to).map(|(_, c)| c).peekable();
+                while walk.peek().is_some() {
+                    part.clear();
+                    part.extend(walk.by_ref().take(4096));
+                    retier.next_of_many(&part, &mut next);
+                    for (&c, &(tier, level)) in part.iter().zip(&next) {
+                        tiers[c.tier as usize * n_new + tier] += 1;
+                        *levels.entry((c.level, level)).or_default() += 1;
+                    }
                 }
                 (tiers, levels)
             })

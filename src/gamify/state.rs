@@ -152,6 +152,28 @@ impl Customers {
     pub fn values(&self) -> impl Iterator<Item = &Customer> {
         self.0.values().map(|v| &**v)
     }
+    /// The customers with ids in `from..=to`, ascending.
+    pub fn range(&self, from: u64, to: u64) -> impl Iterator<Item = (&u64, &Customer)> {
+        self.0.range(from..=to).map(|(k, v)| (k, &**v))
+    }
+    /// `parts` contiguous id ranges (inclusive) that together hold every customer:
+    /// the map's id span cut evenly, for visiting the customers on every core (a part may
+    /// hold more customers than another; more parts than cores let the pool even it out).
+    pub fn id_ranges(&self, parts: u64) -> Vec<(u64, u64)> {
+        let (Some((lo, _)), Some((hi, _))) = (self.0.get_min(), self.0.get_max()) else { return vec![] };
+        let (lo, hi) = (*lo, *hi);
+        let step = ((hi - lo) / parts.max(1)).max(1);
+        let mut out = Vec::new();
+        let mut from = lo;
+        loop {
+            let to = from.saturating_add(step - 1).min(hi);
+            out.push((from, to));
+            if to == hi {
+                return out;
+            }
+            from = to + 1;
+        }
+    }
     pub(super) fn get_or_create(&mut self, id: u64) -> &mut Customer {
         Arc::make_mut(self.0.entry(id).or_insert_with(|| Arc::new(Customer::new())))
     }

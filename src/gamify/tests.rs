@@ -532,6 +532,53 @@ fn preview_counts_exactly_what_apply_does() {
 }
 
 #[test]
+fn id_ranges_hold_every_customer_once() {
+    use super::state::{Customer, Customers};
+    let sets: [Vec<u64>; 5] = [
+        vec![],
+        vec![7],
+        vec![0, u64::MAX],
+        (1..=1000).collect(),
+        (0..500u64).map(|k| k.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect(),
+    ];
+    for ids in sets {
+        let mut cs = Customers::default();
+        for &id in &ids {
+            cs.insert(id, Customer::new());
+        }
+        for parts in [1, 3, 64, 10_000] {
+            let ranges = cs.id_ranges(parts);
+            assert!(ranges.windows(2).all(|w| w[0].1 < w[1].0), "ascending and disjoint: {ranges:?}");
+            let mut seen: Vec<u64> =
+                ranges.iter().flat_map(|&(a, b)| cs.range(a, b).map(|(k, _)| *k)).collect();
+            let mut want = ids.clone();
+            want.sort_unstable();
+            want.dedup();
+            seen.dedup();
+            assert_eq!(seen, want, "{parts} parts");
+        }
+    }
+}
+
+#[test]
+fn a_program_dropping_a_wallet_with_points_is_refused() {
+    // The preview's shortcut skips the customers when no tier or wallet of the old
+    // program is dropped; here one is, and the customer holding points refuses it.
+    let p = Program::demo();
+    let mut st = GamifyState::new();
+    let t = ms("2026-03-02T10:00:00Z");
+    let g = Grant { customer_id: 1, wallet: "points".into(), request_id: "g".into(), points: 10 };
+    st.grant(&p, &g, &facts(), t).unwrap();
+    let mut s = spec();
+    s.wallets[0].id = "stars".into();
+    let new = Program::new(s).unwrap();
+    for err in [st.preview(&p, &new).map(|_| ()).unwrap_err(), st.apply_program(&p, &new, t + 1).unwrap_err()]
+    {
+        assert!(err.to_string().contains("drops wallet 'points'"), "{err}");
+    }
+}
+
+#[test]
 fn ledger_pages() {
     let p = Program::demo();
     let mut st = GamifyState::new();
@@ -595,16 +642,19 @@ fn structure_sizes_are_what_the_doc_says() {
 #[test]
 fn preview_over_many_customers_counts_what_apply_does() {
     // More customers than one of the preview's parallel parts, so the parts' counts are
-    // added up; apply_program on a copy is the oracle.
+    // added up; apply_program on a copy is the oracle. Ids are dense at first, then
+    // sparse up to the largest id, so the preview's id ranges are uneven and some empty.
     let p = Program::demo();
     let mut st = GamifyState::new();
     let t = ms("2026-03-02T10:00:00Z");
     let n = 10_000u64;
+    let id_of = |k: u64| if k <= 8_000 { k } else { u64::MAX - (n - k) * 1_000_000_007 };
     let mut f = MapFacts::default();
-    for id in 1..=n {
+    for id in (1..=n).map(id_of) {
         f.customers.insert(id, BTreeMap::from([("country".to_string(), Value::Str("DE".into()))]));
     }
-    let buys: Vec<Event> = (1..=n).map(|id| buy(&format!("m{id}"), id, t, (id * 37 % 1500) as f64)).collect();
+    let buys: Vec<Event> =
+        (1..=n).map(|k| buy(&format!("m{k}"), id_of(k), t, (k * 37 % 1500) as f64)).collect();
     for part in buys.chunks(1000) {
         st.apply_events(&p, part, &f, t).unwrap();
     }
@@ -615,15 +665,15 @@ fn preview_over_many_customers_counts_what_apply_does() {
     let new = Program::new(s).unwrap();
     let m = st.preview(&p, &new).unwrap();
     let before: Vec<(String, u32)> = (1..=n)
-        .map(|id| {
-            let c = st.customer(id).unwrap();
+        .map(|k| {
+            let c = st.customer(id_of(k)).unwrap();
             (p.spec.tiers.tiers[c.tier as usize].name.clone(), c.level)
         })
         .collect();
     let mut after = st.clone();
     after.apply_program(&p, &new, t + 1).unwrap();
     let (mut tiers, mut levels) = (BTreeMap::new(), BTreeMap::new());
-    for (id, (tier, level)) in (1..=n).zip(before) {
+    for (id, (tier, level)) in (1..=n).map(id_of).zip(before) {
         let c = after.customer(id).unwrap();
         *tiers.entry((tier, new.spec.tiers.tiers[c.tier as usize].name.clone())).or_insert(0u64) += 1;
         *levels.entry((level, c.level)).or_insert(0u64) += 1;
