@@ -7,7 +7,7 @@
 # Redis is timed from its Python client over loopback (one round trip per call, ~50 µs of
 # it client and network); segd in process (no RPC). Both are printed with that label.
 #
-# Then the served figures: LeaderboardService/Leaderboard and RankOf through `segd loadgen`
+# Then the served figures: LeaderboardService/Leaderboard, RankOf and AroundMe (±10) through `segd loadgen`
 # (one gRPC round trip over loopback each, like Redis's), on `segd serve --demo GRPC_ROWS`
 # whose demo boards (points this week, purchases of all time) were filled by GRPC_EVENTS
 # generated events sent on one RecordEventStream.
@@ -72,6 +72,8 @@ PY
       "${lg[@]}" --rpc leaderboard --board "$board" --limit 100 "${scope[@]}" | tee -a "$OUT/summary.md"
       echo "-- RankOf $board, random ids, $label" | tee -a "$OUT/summary.md"
       "${lg[@]}" --rpc rank-of --board "$board" --ids "1..$rows" "${scope[@]}" | tee -a "$OUT/summary.md"
+      echo "-- AroundMe $board ±10, random ids, $label" | tee -a "$OUT/summary.md"
+      "${lg[@]}" --rpc around-me --board "$board" --limit 10 --ids "1..$rows" "${scope[@]}" | tee -a "$OUT/summary.md"
     done
   done
 }
