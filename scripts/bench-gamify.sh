@@ -17,8 +17,10 @@
 # stdout. Every process the script starts is stopped on exit.
 #
 # Environment: ROWS (default 10000000), SEGD_BENCH_PORT (default 50091), SEGD_BIN (use
-# this binary instead of building), EVENT_SECS (default 20), STATE_SECS (default 10),
-# CUSTOMERS (ids the events go to, default ROWS). Needs curl for (d).
+# this binary instead of building), LOADGEN (the client binary, default the server's),
+# EVENT_SECS (default 20), STATE_SECS (default 10),
+# CUSTOMERS (ids the events go to, default ROWS), STATE_RPS (the offered rate of the
+# open-loop GetGamificationState run, default 5000). Needs curl for (d).
 # A smoke run: ROWS=2000 EVENT_SECS=2 STATE_SECS=2 bash scripts/bench-gamify.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +61,9 @@ else
   cargo build --release --quiet
   BIN=$ROOT/target/release/segd
 fi
+# The client: the served binary's own loadgen unless LOADGEN names another (an A/B of two
+# servers keeps one client).
+LOADGEN=${LOADGEN:-$BIN}
 if (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; then
   echo "error: something already listens on $HOST:$PORT" >&2
   exit 1
@@ -67,6 +72,7 @@ fi
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "host: $(uname -srm), $(nproc) CPUs; loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "segd: $BIN ($("$BIN" --version)), git $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+  echo "client: $LOADGEN loadgen"
   echo "rows: $ROWS (segd serve --demo), events to customers 1..$CUSTOMERS"
 } > "$OUT/env.txt"
 
@@ -95,10 +101,10 @@ log "segd serve --demo $ROWS --program (log: $OUT/serve.log)"
 SEGD_LOG=info "$BIN" serve --demo "$ROWS" --data-dir "$DIR" --listen "$HOST:$PORT" --http-listen "$HOST:$HTTP_PORT" \
   --program "$OUT/program.json" --snapshot-every 1000000000 > "$OUT/serve.log" 2>&1 &
 SEGD_PID=$!
-"$BIN" loadgen --addr "$ADDR" --rpc health -n 1 --wait-ready 1200s > /dev/null
+"$LOADGEN" loadgen --addr "$ADDR" --rpc health -n 1 --wait-ready 1200s > /dev/null
 for _ in $(seq 600); do grep -q "gamification program loaded" "$OUT/serve.log" && break; sleep 1; done
 grep -q "gamification program loaded" "$OUT/serve.log" || { echo "error: the program was not loaded" >&2; exit 1; }
-"$BIN" loadgen --addr "$ADDR" --rpc create-segments > "$OUT/segments.txt"
+"$LOADGEN" loadgen --addr "$ADDR" --rpc create-segments > "$OUT/segments.txt"
 RSS0=$(rss_kib "$SEGD_PID")
 log "serving, 100 segments saved; RSS $((RSS0 / 1024)) MiB"
 
@@ -107,7 +113,7 @@ EVENTS=0
 for b in 100 1000; do
   for c in 4 16; do
     log "RecordEvents batch $b, $c in flight, $EVENT_SECS s"
-    "$BIN" loadgen --addr "$ADDR" --rpc record-events --batch-size "$b" -c "$c" --ids "1..$CUSTOMERS" \
+    "$LOADGEN" loadgen --addr "$ADDR" --rpc record-events --batch-size "$b" -c "$c" --ids "1..$CUSTOMERS" \
       -z "${EVENT_SECS}s" --json > "$OUT/events_b${b}_c${c}.json"
     n=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["events"]["events"])' "$OUT/events_b${b}_c${c}.json")
     EVENTS=$((EVENTS + n))
@@ -116,8 +122,13 @@ done
 
 # --- (c) GetGamificationState ---------------------------------------------------------------
 log "GetGamificationState, 50 in flight, $STATE_SECS s"
-"$BIN" loadgen --addr "$ADDR" --rpc game-state -c 50 --ids "1..$CUSTOMERS" -z "${STATE_SECS}s" --json \
+"$LOADGEN" loadgen --addr "$ADDR" --rpc game-state -c 50 --ids "1..$CUSTOMERS" -z "${STATE_SECS}s" --json \
   > "$OUT/state.json"
+# The same at a fixed offered rate (open loop, up to 50 in flight): the latency of a call
+# when calls do not queue behind each other, as a service calling at its own pace sees it.
+log "GetGamificationState at ${STATE_RPS:=5000}/s offered, $STATE_SECS s"
+"$LOADGEN" loadgen --addr "$ADDR" --rpc game-state -c 50 --rps "$STATE_RPS" --ids "1..$CUSTOMERS" \
+  -z "${STATE_SECS}s" --json > "$OUT/state_open.json"
 
 # --- (d) PreviewProgram ---------------------------------------------------------------------
 : > "$OUT/preview_ms.txt"
@@ -146,6 +157,8 @@ for f in sorted(glob.glob(os.path.join(out, "events_b*_c*.json"))):
     print(f"| {name} | {j['events']['events_per_s']:,.0f} | {ms(lat, 'p50')} | {ms(lat, 'p99')} | {j['errors']} |")
 j = json.load(open(os.path.join(out, "state.json"))); lat = j.get("latency") or {}
 print(f"\nGetGamificationState at 50 in flight: {j['rps']:,.0f} requests/s, p50 {ms(lat, 'p50')} ms, p99 {ms(lat, 'p99')} ms, {j['errors']} errors")
+j = json.load(open(os.path.join(out, "state_open.json"))); lat = j.get("latency") or {}
+print(f"GetGamificationState at a fixed offered rate: {j['rps']:,.0f} requests/s, p50 {ms(lat, 'p50')} ms, p99 {ms(lat, 'p99')} ms, {j['errors']} errors")
 times = [l.strip() for l in open(os.path.join(out, "preview_ms.txt")) if l.strip()]
 print(f"\nPreviewProgram (GOLD 1,000 → 900 €), POST /v1/program:preview timed by curl: {', '.join(times) or 'not run'} ms")
 added = (rss1 - rss0) * 1024
