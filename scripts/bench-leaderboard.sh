@@ -16,7 +16,8 @@
 # ../shared/bench/gen.py), SEGD_SHARED (the kit's parent, default ../shared), REDIS_N
 # (calls per Redis figure, default 200), GRPC_ROWS / GRPC_EVENTS (default 1000000 each),
 # GRPC_N (calls per served figure, default 2000), ONLY=grpc (the served figures only: a
-# smoke run needs no kit data, e.g. ONLY=grpc GRPC_ROWS=20000 GRPC_EVENTS=20000 GRPC_N=200).
+# smoke run needs no kit data, e.g. ONLY=grpc GRPC_ROWS=20000 GRPC_EVENTS=20000 GRPC_N=200),
+# SEGD_BIN (serve this binary instead of building one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -28,9 +29,9 @@ SEGMENT="country = 'DE' AND age < 40"
 
 grpc_bench() {
   local rows=${GRPC_ROWS:-1000000} events=${GRPC_EVENTS:-1000000} n=${GRPC_N:-2000} tmp seg
-  local bin=${CARGO_TARGET_DIR:-$ROOT/target}/release/segd
+  local bin=${SEGD_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/segd}
   tmp=$(mktemp -d)
-  cargo build --release --locked --bin segd >&2
+  [ -n "${SEGD_BIN:-}" ] || cargo build --release --locked --bin segd >&2
   # Events of the last few days: RecordEvents accepts them (7-day window).
   "$bin" gen-events --customers "$rows" --events "$events" --seed 1 \
     --start "$(date -u -d '3 days ago' +%FT%TZ)" --span-days 2 --out "$tmp/events.jsonl"
