@@ -81,6 +81,10 @@ pub struct Wallet {
     /// In sequence order.
     pub debits: Vec<Debit>,
     pub next_seq: u32,
+    /// Σ (amount − reversed) over `credits`, kept as they change: levels read it for
+    /// every customer a change touches and for every customer a preview visits, and a
+    /// year of history is hundreds of credits to add up.
+    earned: i64,
 }
 
 /// A new credit's terms.
@@ -95,7 +99,18 @@ pub struct NewCredit {
     pub expires_ms: i64,
 }
 
+/// What [`Wallet::lifetime`] answers, added up.
+fn earned_of(credits: &[Credit]) -> i64 {
+    credits.iter().map(|c| c.amount - c.reversed).sum()
+}
+
 impl Wallet {
+    /// A wallet read back from a snapshot.
+    pub fn from_parts(credits: Vec<Credit>, debits: Vec<Debit>, next_seq: u32) -> Wallet {
+        let earned = earned_of(&credits);
+        Wallet { credits, debits, next_seq, earned }
+    }
+
     fn take_seq(&mut self) -> u32 {
         let s = self.next_seq;
         self.next_seq += 1;
@@ -104,6 +119,7 @@ impl Wallet {
 
     pub fn credit(&mut self, n: NewCredit) -> u32 {
         let seq = self.take_seq();
+        self.earned += n.amount;
         self.credits.push(Credit {
             seq,
             rule: n.rule,
@@ -133,7 +149,7 @@ impl Wallet {
 
     /// Points ever credited, less what refunds reversed (levels follow it).
     pub fn lifetime(&self) -> i64 {
-        self.credits.iter().map(|c| c.amount - c.reversed).sum()
+        self.earned
     }
 
     /// Points (pending or not) that expire at or before `now + days`.
@@ -285,6 +301,7 @@ impl Wallet {
                 continue;
             }
             c.reversed = target;
+            self.earned -= delta;
             total += delta;
             let t = c.remaining.min(delta);
             if t > 0 {
@@ -314,6 +331,13 @@ impl Wallet {
 
     /// Checks the ledger invariant; the error says which credit breaks it.
     pub fn check_invariant(&self) -> Result<(), String> {
+        if self.earned != earned_of(&self.credits) {
+            return Err(format!(
+                "lifetime {} is not what the credits add up to, {}",
+                self.earned,
+                earned_of(&self.credits)
+            ));
+        }
         let mut taken = vec![0i64; self.credits.len()];
         for d in &self.debits {
             if d.amount != d.parts.iter().map(|p| p.1).sum::<i64>() {

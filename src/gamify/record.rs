@@ -511,7 +511,7 @@ fn decode_wallet(w: WalletRecord, names: usize) -> Result<Wallet, GamifyError> {
     if !credits.windows(2).all(|p| p[0].seq < p[1].seq) || !debits.windows(2).all(|p| p[0].seq < p[1].seq) {
         return Err(corrupt("ledger entries out of sequence"));
     }
-    Ok(Wallet { credits, debits, next_seq: w.next_seq })
+    Ok(Wallet::from_parts(credits, debits, w.next_seq))
 }
 
 /// An events batch's log form.
