@@ -7,7 +7,8 @@
 # Redis is timed from its Python client over loopback (one round trip per call, ~50 µs of
 # it client and network); segd in process (no RPC). Both are printed with that label.
 #
-# Then the served figures: LeaderboardService/Leaderboard, RankOf and AroundMe (±10) through `segd loadgen`
+# Then the served figures: LeaderboardService/Leaderboard, RankOf and AroundMe (±10) through `segd loadgen`,
+# among everyone, within the segment as `where` text, and within it saved (lb_scope)
 # (one gRPC round trip over loopback each, like Redis's), on `segd serve --demo GRPC_ROWS`
 # whose demo boards (points this week, purchases of all time) were filled by GRPC_EVENTS
 # generated events sent on one RecordEventStream.
@@ -65,10 +66,13 @@ if batch:
 PY
   echo "== served (gRPC over loopback): $rows customers, $events events recorded in $((SECONDS - t0)) s" | tee -a "$OUT/summary.md"
   local lg=("$bin" loadgen --addr http://127.0.0.1:50061 -n "$n" --warmup 50)
+  # The same segment saved: a scope read from its bitmap, with no evaluation per call.
+  "$bin" loadgen --addr http://127.0.0.1:50061 --rpc create-segments --where "$SEGMENT" --segment-id lb_scope >/dev/null
   for board in points_week purchases_all_time; do
-    for seg in "" "$SEGMENT"; do
+    for seg in "" "$SEGMENT" "saved"; do
       local scope=() label="everyone"
-      [ -n "$seg" ] && scope=(--where "$seg") && label="$seg"
+      [ "$seg" = saved ] && scope=(--segment-id lb_scope) && label="saved segment lb_scope ($SEGMENT)"
+      [ -n "$seg" ] && [ "$seg" != saved ] && scope=(--where "$seg") && label="$seg"
       echo "-- Leaderboard $board top 100, $label" | tee -a "$OUT/summary.md"
       "${lg[@]}" --rpc leaderboard --board "$board" --limit 100 "${scope[@]}" | tee -a "$OUT/summary.md"
       echo "-- RankOf $board, random ids, $label" | tee -a "$OUT/summary.md"
