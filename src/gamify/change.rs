@@ -17,6 +17,10 @@ use super::tiers::{level_of, next_check, retier, today, Buckets};
 use super::GamifyError;
 use super::{Achievement, Applied, AttrValue, CustomerAttrs, TierReason};
 
+/// Customers worked at once by [`Retier::next_of_many`]: their prefetched lines stay in
+/// a core's L2 cache between its stages.
+const BATCH: usize = 1024;
+
 /// Exact counts of customers moving between tiers and levels.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Transitions {
@@ -61,8 +65,13 @@ impl<'a> Retier<'a> {
 
     /// The tier index and level of a customer whose measure and lifetime points are known.
     fn decide(&self, c: &Customer, value: i64, lifetime: i64) -> (usize, u32) {
-        let held = self.same_name[c.tier as usize];
-        let manual = c.manual_tier.and_then(|m| self.same_name[m as usize]);
+        self.decide_of(c.tier, c.manual_tier, value, lifetime)
+    }
+
+    /// [`Retier::decide`] from the customer's tier and manual tier, read beforehand.
+    fn decide_of(&self, tier: u16, manual: Option<u16>, value: i64, lifetime: i64) -> (usize, u32) {
+        let held = self.same_name[tier as usize];
+        let manual = manual.and_then(|m| self.same_name[m as usize]);
         (retier(self.new, held, manual, value), level_of(&self.new.spec.levels.thresholds, lifetime).0)
     }
 
@@ -73,34 +82,111 @@ impl<'a> Retier<'a> {
     /// customer at a time, a preview waited for four misses in a row per customer (the
     /// profile: ~90% of its time in loads); the answer is the same, customer by customer.
     /// Each stage also prefetches what the next one reads (17% off the in-process bench).
-    fn next_of_many(&self, part: &[&Customer], out: &mut Vec<(usize, u32)>) {
+    /// A customer spans three cache lines and its tier and level are not on the line of
+    /// its lists: both lines are asked for by the caller's walk ([`prefetch_customer`]),
+    /// and everything the counts need is read here once, so no later step reloads a
+    /// customer whose line the rest of the batch has since evicted.
+    fn next_of_many(&self, part: &[&Customer], out: &mut Vec<Moved>) {
         let (measure, wallet, window) = (self.measure, self.wallet, self.window());
-        type Lists<'c> = (&'c [(u16, Buckets)], &'c [(u16, Wallet)]);
-        let lists: Vec<Lists> = part
+        struct Seen<'c> {
+            tier: u16,
+            manual: Option<u16>,
+            level: u32,
+            measures: &'c [(u16, Buckets)],
+            wallets: &'c [(u16, Wallet)],
+        }
+        let seen: Vec<Seen> = part
             .iter()
             .map(|c| {
                 prefetch(c.measures.as_ptr());
                 prefetch(c.wallets.as_ptr());
-                (&c.measures[..], &c.wallets[..])
+                Seen {
+                    tier: c.tier,
+                    manual: c.manual_tier,
+                    level: c.level,
+                    measures: &c.measures[..],
+                    wallets: &c.wallets[..],
+                }
             })
             .collect();
-        let found: Vec<(Option<&Buckets>, i64)> = lists
+        let found: Vec<(Option<&Buckets>, i64)> = seen
             .iter()
-            .map(|(m, w)| {
+            .map(|s| {
                 (
-                    m.iter().find(|m| m.0 == measure).map(|m| {
+                    s.measures.iter().find(|m| m.0 == measure).map(|m| {
                         prefetch(m.1 .0.as_ptr());
                         &m.1
                     }),
-                    w.iter().find(|w| w.0 == wallet).map_or(0, |w| w.1.lifetime()),
+                    s.wallets.iter().find(|w| w.0 == wallet).map_or(0, |w| w.1.lifetime()),
                 )
             })
             .collect();
         out.clear();
-        out.extend(part.iter().zip(found).map(|(c, (b, lifetime))| {
+        out.extend(seen.iter().zip(found).map(|(s, (b, lifetime))| {
             let value = b.map_or(0, |b| b.sum(self.today, window));
-            self.decide(c, value, lifetime)
+            let (tier, level) = self.decide_of(s.tier, s.manual, value, lifetime);
+            Moved { from: (s.tier, s.level), to: (tier, level) }
         }));
+    }
+}
+
+/// One customer's tier index and level before and after a program change.
+#[derive(Clone, Copy, Debug)]
+struct Moved {
+    from: (u16, u32),
+    to: (usize, u32),
+}
+
+/// Asks for both cache lines of a customer that [`Retier::next_of_many`] reads: the one
+/// holding its lists and the one holding its tier and level.
+#[inline(always)]
+fn prefetch_customer(c: &Customer) {
+    prefetch(&c.measures);
+    prefetch(&c.tier);
+}
+
+/// Transition counts between small indexes (tier or level pairs): a dense table while
+/// the pairs fit one, a map for any pair outside it, so a count is an add, not a map
+/// lookup per customer.
+struct PairCounts {
+    width: usize,
+    dense: Vec<u64>,
+    rest: BTreeMap<(u32, u32), u64>,
+}
+
+impl PairCounts {
+    /// Pairs with both sides `< side` (at most 64: each of the preview's tasks has a
+    /// table of its own) are counted densely.
+    fn new(side: usize) -> Self {
+        let side = side.min(64);
+        PairCounts { width: side, dense: vec![0; side * side], rest: BTreeMap::new() }
+    }
+
+    fn add(&mut self, from: u32, to: u32, n: u64) {
+        let (f, t) = (from as usize, to as usize);
+        if f < self.width && t < self.width {
+            self.dense[f * self.width + t] += n;
+        } else {
+            *self.rest.entry((from, to)).or_default() += n;
+        }
+    }
+
+    fn merge(mut self, other: PairCounts) -> PairCounts {
+        for (i, &n) in other.dense.iter().enumerate().filter(|(_, &n)| n > 0) {
+            self.add((i / other.width) as u32, (i % other.width) as u32, n);
+        }
+        for ((f, t), n) in other.rest {
+            self.add(f, t, n);
+        }
+        self
+    }
+
+    fn into_map(self) -> BTreeMap<(u32, u32), u64> {
+        let mut out = self.rest;
+        for (i, &n) in self.dense.iter().enumerate().filter(|(_, &n)| n > 0) {
+            *out.entry(((i / self.width) as u32, (i % self.width) as u32)).or_default() += n;
+        }
+        out
     }
 }
 
@@ -124,7 +210,6 @@ impl GamifyState {
         // Names are looked up once per tier and per interned name, not per customer.
         let dropped_tier: Vec<bool> =
             old.spec.tiers.tiers.iter().map(|t| new.tier_index(&t.name).is_none()).collect();
-        let dropped_wallet: Vec<bool> = self.names.iter().map(|n| new.wallet_index(n).is_none()).collect();
         // The usual change (a threshold, a rule) drops no tier and no wallet: no customer
         // to visit. Points only ever enter the wallets of the program in force, and a
         // change that drops one holding points is refused here, so a wallet holding points
@@ -133,6 +218,7 @@ impl GamifyState {
         if !dropped_tier.contains(&true) && keeps_wallets {
             return Ok(());
         }
+        let dropped_wallet: Vec<bool> = self.names.iter().map(|n| new.wallet_index(n).is_none()).collect();
         for (id, c) in self.customers() {
             if let Some(m) = c.manual_tier.filter(|&m| dropped_tier[m as usize]) {
                 let name = &old.spec.tiers.tiers[m as usize].name;
@@ -166,36 +252,36 @@ impl GamifyState {
         // Id ranges rather than one list of every customer: walking the map is a part of
         // the work, and it is shared by the cores too.
         let ranges = self.customers.id_ranges(64 * rayon::current_num_threads() as u64);
+        // Levels are counted densely up to the larger program's number of levels.
+        let level_side = old.spec.levels.thresholds.len().max(new.spec.levels.thresholds.len()) + 1;
         let counted = ranges
             .into_par_iter()
             .map(|(from, to)| {
                 let mut tiers = vec![0u64; n_old * n_new];
-                let mut levels: BTreeMap<(u32, u32), u64> = BTreeMap::new();
-                let mut next = Vec::with_capacity(4096);
-                let mut part: Vec<&Customer> = Vec::with_capacity(4096);
+                let mut levels = PairCounts::new(level_side);
+                let mut next = Vec::with_capacity(BATCH);
+                let mut part: Vec<&Customer> = Vec::with_capacity(BATCH);
                 let mut walk = self.customers.range(from, to).map(|(_, c)| c).peekable();
                 while walk.peek().is_some() {
                     part.clear();
-                    part.extend(walk.by_ref().take(4096));
+                    part.extend(walk.by_ref().take(BATCH).inspect(|c| prefetch_customer(c)));
                     retier.next_of_many(&part, &mut next);
-                    for (&c, &(tier, level)) in part.iter().zip(&next) {
-                        tiers[c.tier as usize * n_new + tier] += 1;
-                        *levels.entry((c.level, level)).or_default() += 1;
+                    for m in &next {
+                        tiers[m.from.0 as usize * n_new + m.to.0] += 1;
+                        levels.add(m.from.1, m.to.1, 1);
                     }
                 }
                 (tiers, levels)
             })
             .reduce(
-                || (vec![0u64; n_old * n_new], BTreeMap::new()),
-                |(mut ta, mut la), (tb, lb)| {
+                || (vec![0u64; n_old * n_new], PairCounts::new(level_side)),
+                |(mut ta, la), (tb, lb)| {
                     ta.iter_mut().zip(tb).for_each(|(a, b)| *a += b);
-                    for (k, v) in lb {
-                        *la.entry(k).or_default() += v;
-                    }
-                    (ta, la)
+                    (ta, la.merge(lb))
                 },
             );
         let (tiers, levels) = counted;
+        let levels = levels.into_map();
         let mut t = Transitions { tiers: BTreeMap::new(), levels };
         for (i, &n) in tiers.iter().enumerate().filter(|(_, &n)| n > 0) {
             let names =
@@ -286,5 +372,34 @@ impl GamifyState {
         for (id, c) in self.customers() {
             f(id, self.attrs_of(program, &keys, c));
         }
+    }
+}
+
+#[cfg(test)]
+mod pair_counts_tests {
+    use super::*;
+
+    /// Pairs inside and outside the dense table, counted in two parts and merged, equal a
+    /// map counted pair by pair.
+    #[test]
+    fn dense_and_spilled_pairs_merge_to_the_plain_count() {
+        let pairs: Vec<(u32, u32)> = (0..5_000u32).map(|i| ((i * 7) % 90, (i * 13) % 70)).collect();
+        let mut oracle: BTreeMap<(u32, u32), u64> = BTreeMap::new();
+        for &p in &pairs {
+            *oracle.entry(p).or_default() += 1;
+        }
+        let (mut a, mut b) = (PairCounts::new(200), PairCounts::new(200));
+        for (i, &(f, t)) in pairs.iter().enumerate() {
+            if i % 3 == 0 {
+                a.add(f, t, 1)
+            } else {
+                b.add(f, t, 1)
+            }
+        }
+        assert_eq!(a.merge(b).into_map(), oracle);
+        let mut small = PairCounts::new(3);
+        small.add(2, 2, 4);
+        small.add(3, 1, 1);
+        assert_eq!(small.into_map(), BTreeMap::from([((2, 2), 4), ((3, 1), 1)]));
     }
 }
