@@ -12,7 +12,8 @@
 #       through the HTTP API (POST /v1/program:preview, the same application call as the
 #       gRPC method) timed by curl's own clock (connect to last byte on loopback: no
 #       client start-up in it, unlike grpcurl's).
-#   (e) RSS after the events: the added memory, and per customer with state.
+#   (e) RSS after the events: the added memory, and per customer with state; the state's
+#       bytes by structure from the metrics endpoint (segd_memory_gamify_bytes).
 # Raw outputs go to bench-results/gamify_${ROWS}/, the summary to its summary.md and
 # stdout. Every process the script starts is stopped on exit.
 #
@@ -28,6 +29,7 @@ ROOT=$PWD
 ROWS=${ROWS:-10000000}
 PORT=${SEGD_BENCH_PORT:-50091}
 HTTP_PORT=$((PORT + 1))
+METRICS_PORT=$((PORT + 2))
 EVENT_SECS=${EVENT_SECS:-20}
 STATE_SECS=${STATE_SECS:-10}
 CUSTOMERS=${CUSTOMERS:-$ROWS}
@@ -99,7 +101,7 @@ python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); p["tiers"]["tiers"]
 # --- (a) start ------------------------------------------------------------------------------
 log "segd serve --demo $ROWS --program (log: $OUT/serve.log)"
 SEGD_LOG=info "$BIN" serve --demo "$ROWS" --data-dir "$DIR" --listen "$HOST:$PORT" --http-listen "$HOST:$HTTP_PORT" \
-  --program "$OUT/program.json" --snapshot-every 1000000000 > "$OUT/serve.log" 2>&1 &
+  --metrics-listen "$HOST:$METRICS_PORT" --program "$OUT/program.json" --snapshot-every 1000000000 > "$OUT/serve.log" 2>&1 &
 SEGD_PID=$!
 "$LOADGEN" loadgen --addr "$ADDR" --rpc health -n 1 --wait-ready 1200s > /dev/null
 for _ in $(seq 600); do grep -q "gamification program loaded" "$OUT/serve.log" && break; sleep 1; done
@@ -141,6 +143,7 @@ grep -q '"tiers"' "$OUT/preview_1.json" || { echo "error: PreviewProgram answere
 
 # --- (e) memory -----------------------------------------------------------------------------
 RSS1=$(rss_kib "$SEGD_PID")
+curl -sS "http://$HOST:$METRICS_PORT/metrics" > "$OUT/metrics.txt"
 
 # --- summary --------------------------------------------------------------------------------
 python3 - "$OUT" "$RSS0" "$RSS1" "$EVENTS" "$ROWS" > "$OUT/summary.md" <<'PY'
@@ -164,5 +167,19 @@ print(f"\nPreviewProgram (GOLD 1,000 → 900 €), POST /v1/program:preview time
 added = (rss1 - rss0) * 1024
 print(f"\nRSS before events {rss0 // 1024} MiB, after {rss1 // 1024} MiB: {added / 2**20:,.0f} MiB added for {events:,} events"
       + (f" ({added / events:,.0f} bytes per event)" if events else ""))
+import re
+parts, with_state = {}, 0
+for line in open(os.path.join(out, "metrics.txt")):
+    m = re.match(r'segd_memory_gamify_bytes\{part="(\w+)"\} (\d+)', line)
+    if m:
+        parts[m.group(1)] = int(m.group(2))
+    m = re.match(r"segd_gamify_customers (\d+)", line)
+    if m:
+        with_state = int(m.group(1))
+if parts and with_state:
+    print(f"\nGamification state by structure, {with_state:,} customers with state (buffers by capacity; map node slack and allocator overhead not counted):\n")
+    print("| structure | MiB | bytes per customer with state |\n|---|---|---|")
+    for k, v in list(parts.items()) + [("total", sum(parts.values()))]:
+        print(f"| {k} | {v / 2**20:,.1f} | {v / with_state:,.0f} |")
 PY
 cat "$OUT/summary.md"

@@ -121,6 +121,11 @@ pub struct Award {
 }
 
 impl CustomerBadges {
+    /// Bytes of the held list's buffer (its capacity).
+    pub fn heap_bytes(&self) -> usize {
+        self.held.capacity() * std::mem::size_of::<Held>()
+    }
+
     /// Rebuilds from a snapshot's entries (any order; a repeated key keeps the last).
     pub fn from_held(mut held: Vec<Held>) -> Self {
         held.sort_by_key(|h| h.key);

@@ -24,6 +24,7 @@
 //!   ([`gamify::record`]) are protobuf messages of their own. The program's badges,
 //!   challenges and streaks ([`gamify::achieve`]) are applied per customer at each event
 //!   ([`gamify::achieve_state`], with [`badge`], [`challenge`] and [`streak`] below).
+//!   [`gamify::memory`]: the state's bytes by structure (the metrics endpoint's).
 //! - [`leaderboard`]: exact leaderboards per period in the program's time zone, read whole
 //!   or within any row bitmap (a segment, an ad-hoc `where`) with no copy per scope;
 //!   [`leaderboard::live`]: the boards a program defines (its `leaderboards` section,

@@ -406,6 +406,27 @@ impl Collector for AppFigures {
                 }
             }
         }
+        // The gamification state by structure (issue 10's memory figure per customer),
+        // from a walk over the customers with state: the scrape runs off the runtime.
+        if let Some(g) = self.0.gamify_memory() {
+            let g_customers = ConstGauge::new(g.customers as i64);
+            g_customers.encode(encoder.encode_descriptor(
+                "segd_gamify_customers",
+                "Customers with gamification state.",
+                None,
+                g_customers.metric_type(),
+            )?)?;
+            let mut family = encoder.encode_descriptor(
+                "segd_memory_gamify_bytes",
+                "Bytes held by the gamification state, by structure (buffers by capacity; \
+                 persistent-map node slack and allocator overhead not counted).",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for (part, v) in g.parts() {
+                ConstGauge::new(v as i64).encode(family.encode_family(&[("part", part)])?)?;
+            }
+        }
         if let Some(r) = &self.0.config().replica {
             let gauges: [(&str, &str, u64); 6] = [
                 (
@@ -459,7 +480,9 @@ pub async fn serve(
     let scrape = move || {
         let metrics = metrics.clone();
         async move {
-            ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.render())
+            // A scrape walks the gamification state (see `AppFigures`): off the runtime.
+            let text = tokio::task::spawn_blocking(move || metrics.render()).await.unwrap_or_default();
+            ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
         }
     };
     let app = axum::Router::new()

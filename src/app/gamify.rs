@@ -73,6 +73,12 @@ impl App {
         Ok(ProgramInfo { json: g.program.to_json(), effective_ms: g.effective_ms })
     }
 
+    /// The gamification state's bytes by structure (None before the first program): a
+    /// walk over every customer with state, for the metrics endpoint's scrape.
+    pub fn gamify_memory(&self) -> Option<crate::gamify::memory::StateMemory> {
+        self.read().gamification().map(|g| g.state.memory())
+    }
+
     /// Exact tier → tier and level → level counts if `json` replaced the program now.
     pub async fn preview_program(&self, json: &str) -> Result<Transitions, AppError> {
         let new = Program::from_json(json)?;

@@ -139,3 +139,25 @@ async fn events_points_and_tiers_through_the_app() {
     let s = app.gamification_state(5).unwrap();
     assert_eq!((s.wallets[0].balance, s.wallets[0].pending), (1_270, 0));
 }
+
+/// The metrics endpoint reports the gamification state by structure once a program is in
+/// force: the customers with state counted by hand, and the parts the core's own
+/// accounting gives (`gamify::memory`'s test checks those against the structures).
+#[tokio::test]
+async fn metrics_report_gamification_memory_by_structure() {
+    let (_dir, app) = live();
+    let metrics = crate::metrics::Metrics::new(app.clone());
+    assert!(!metrics.render().contains("segd_gamify_customers"), "no program, no figures");
+    app.put_program_if_none(DEMO_PROGRAM_JSON).await.unwrap();
+    app.record_events(vec![purchase("m1", 7, 30.0), purchase("m2", 8, 40.0), purchase("m3", 7, 5.0)])
+        .await
+        .unwrap();
+    let text = metrics.render();
+    assert!(text.lines().any(|l| l == "segd_gamify_customers 2"), "{text}");
+    let m = app.gamify_memory().unwrap();
+    for (part, bytes) in m.parts() {
+        let line = format!("segd_memory_gamify_bytes{{part=\"{part}\"}} {bytes}");
+        assert!(text.lines().any(|l| l == line), "no line {line} in\n{text}");
+    }
+    assert!(m.ledger > 0 && m.dedup > 0 && m.records > 0, "{m:?}");
+}

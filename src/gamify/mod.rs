@@ -74,6 +74,7 @@ pub mod events;
 pub mod gen;
 pub mod leaderboards;
 pub mod ledger;
+pub mod memory;
 pub mod mutation;
 pub mod points;
 pub mod program;
