@@ -6,24 +6,20 @@
 //! in a month: 100 points), `first_purchase`, and the `daily_login` streak. The state
 //! survives a restart from the log and from a snapshot.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt64Type;
-use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic::Code;
 
-use segd::db::DbOptions;
 use segd::grpc::pb::event_service_client::EventServiceClient;
 use segd::grpc::pb::gamification_service_client::GamificationServiceClient;
 use segd::grpc::pb::segment_service_client::SegmentServiceClient;
 use segd::grpc::pb::{self, achievement_event::Kind, property_value::Value as V};
-use segd::server::{Config, Server};
-use segd::store::Dataset;
+use segd::server::Server;
 
 const ROWS: usize = 1_000;
 const SEED: u64 = 17;
@@ -42,34 +38,14 @@ fn batches() -> Vec<arrow_array::RecordBatch> {
 }
 
 async fn start(dir: &Path) -> Running {
-    let opts = DbOptions { data_dir: dir.to_path_buf(), ..DbOptions::default() };
-    let server = tokio::task::block_in_place(|| {
-        Server::open(
-            opts,
-            || Ok(Dataset::from_batches(segd::gen::schema(), batches().into_iter().map(Ok), "customer_id")?),
-            Config::default(),
-        )
-    })
-    .expect("data dir opens");
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let s = server.clone();
-    let done = tokio::spawn(async move {
-        s.serve(listener, async move {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    let ch = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let s = super::common::serve_generated(dir, ROWS, SEED).await;
     Running {
-        server,
-        stop,
-        done,
-        events: EventServiceClient::new(ch.clone()),
-        game: GamificationServiceClient::new(ch.clone()),
-        seg: SegmentServiceClient::new(ch),
+        server: s.server,
+        stop: s.stop,
+        done: s.done,
+        events: EventServiceClient::new(s.channel.clone()),
+        game: GamificationServiceClient::new(s.channel.clone()),
+        seg: SegmentServiceClient::new(s.channel),
     }
 }
 

@@ -28,3 +28,42 @@ pub fn fixture_queries() -> Vec<serde_json::Value> {
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&queries).unwrap()).unwrap();
     doc["queries"].as_array().expect("a 'queries' array").clone()
 }
+
+/// A server on a fresh data dir over `rows` generated customers (`seed`), serving gRPC on
+/// a free loopback port until `stop` is sent, and a channel to it.
+pub struct Served {
+    pub server: segd::server::Server,
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    pub done: tokio::task::JoinHandle<()>,
+    pub channel: tonic::transport::Channel,
+}
+
+pub async fn serve_generated(dir: &std::path::Path, rows: usize, seed: u64) -> Served {
+    use segd::store::Dataset;
+    let opts = segd::db::DbOptions { data_dir: dir.to_path_buf(), ..segd::db::DbOptions::default() };
+    let server = tokio::task::block_in_place(|| {
+        segd::server::Server::open(
+            opts,
+            || {
+                let b = segd::gen::generate(rows, seed);
+                Ok(Dataset::from_batches(segd::gen::schema(), b.into_iter().map(Ok), "customer_id")?)
+            },
+            segd::server::Config::default(),
+        )
+    })
+    .expect("data dir opens");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let s = server.clone();
+    let done = tokio::spawn(async move {
+        s.serve(listener, async move {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    Served { server, stop, done, channel }
+}

@@ -8,23 +8,19 @@
 //! same after restarts (log replay, snapshot).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::path::Path;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use tonic::Code;
 
-use segd::db::DbOptions;
 use segd::grpc::pb::event_service_client::EventServiceClient;
 use segd::grpc::pb::gamification_service_client::GamificationServiceClient;
 use segd::grpc::pb::leaderboard_service_client::LeaderboardServiceClient;
 use segd::grpc::pb::segment_service_client::SegmentServiceClient;
 use segd::grpc::pb::{self, property_value::Value as V};
-use segd::server::{Config, Server};
-use segd::store::Dataset;
+use segd::server::Server;
 
 const ROWS: usize = 500;
 const CUSTOMERS: u64 = 60;
@@ -40,38 +36,15 @@ struct Running {
 }
 
 async fn start(dir: &Path) -> Running {
-    let opts = DbOptions { data_dir: dir.to_path_buf(), ..DbOptions::default() };
-    let server = tokio::task::block_in_place(|| {
-        Server::open(
-            opts,
-            || {
-                let b = segd::gen::generate(ROWS, 5);
-                Ok(Dataset::from_batches(segd::gen::schema(), b.into_iter().map(Ok), "customer_id")?)
-            },
-            Config::default(),
-        )
-    })
-    .expect("data dir opens");
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let s = server.clone();
-    let done = tokio::spawn(async move {
-        s.serve(listener, async move {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    let ch = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let s = super::common::serve_generated(dir, ROWS, 5).await;
     Running {
-        server,
-        stop,
-        done,
-        events: EventServiceClient::new(ch.clone()),
-        game: GamificationServiceClient::new(ch.clone()),
-        seg: SegmentServiceClient::new(ch.clone()),
-        boards: LeaderboardServiceClient::new(ch),
+        server: s.server,
+        stop: s.stop,
+        done: s.done,
+        events: EventServiceClient::new(s.channel.clone()),
+        game: GamificationServiceClient::new(s.channel.clone()),
+        seg: SegmentServiceClient::new(s.channel.clone()),
+        boards: LeaderboardServiceClient::new(s.channel),
     }
 }
 
