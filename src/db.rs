@@ -442,7 +442,7 @@ fn load_snapshot(snap_dir: &std::path::Path, opts: &DbOptions) -> Result<Option<
     )?;
     let mut engine = Engine::new(data, opts.max_segments, opts.event_capacity);
     restore_segments(&mut engine, extra.segments)?;
-    let decide = crate::decide::record::decode_state(&extra.decide).map_err(|e| {
+    let decide = crate::persist::decide::decode_state(&extra.decide).map_err(|e| {
         DbError::Corrupt(format!("snapshot {}: next-best-offer state: {e}", snap.manifest.display()))
     })?;
     engine.restore_decide(decide);
@@ -514,7 +514,7 @@ fn snapshot(engine: &Engine, dir: &std::path::Path, seq: u64) -> Result<(), DbEr
             }
         })
         .collect();
-    let decide = crate::decide::record::encode_state(engine.decide());
+    let decide = crate::persist::decide::encode_state(engine.decide());
     let extra = record::encode_snapshot_meta(&SnapshotMeta {
         id_column: data.id_column().name.clone(),
         segments,

@@ -262,7 +262,7 @@ impl Engine {
     /// The snapshot section (empty before the first program).
     pub fn gamify_snapshot(&self) -> Vec<u8> {
         match &self.gamify.live {
-            Some(g) => crate::gamify::mutation::encode_snapshot(&g.program, g.effective_ms, &g.state),
+            Some(g) => crate::persist::gamify::change::encode_snapshot(&g.program, g.effective_ms, &g.state),
             None => vec![],
         }
     }
@@ -272,7 +272,7 @@ impl Engine {
         if bytes.is_empty() {
             return Ok(());
         }
-        let (program, effective_ms, state) = crate::gamify::mutation::decode_snapshot(bytes)?;
+        let (program, effective_ms, state) = crate::persist::gamify::change::decode_snapshot(bytes)?;
         self.gamify.live = Some(Gamification { program: Arc::new(program), effective_ms, state });
         Ok(())
     }

@@ -16,12 +16,13 @@
 //!   invalidation hook for data changes.
 //! - [`persist`]: durability: a checksummed, group-committed write-ahead log and Arrow IPC
 //!   snapshots; [`persist::record`] is the versioned on-disk record format (the
-//!   `segd.log.v1` protobuf schema in proto/segd/log/v1, with explicit conversions) and
-//!   `persist::legacy` reads the first release's JSON records.
+//!   `segd.log.v1` protobuf schema in proto/segd/log/v1, with explicit conversions),
+//!   [`persist::gamify`] and [`persist::decide`] the record forms of the gamification and
+//!   decision state, and `persist::legacy` reads the first release's JSON records.
 //! - [`gamify`]: gamification core: a declarative program, events, a points ledger with
 //!   pending windows and expiry, earning rules, tiers and levels; pure and deterministic
-//!   (time only from events and logged records). Its snapshot / log records
-//!   ([`gamify::record`]) are protobuf messages of their own. The program's badges,
+//!   (time only from events and logged records). Its snapshot / log records are
+//!   [`persist::gamify`]'s protobuf messages. The program's badges,
 //!   challenges and streaks ([`gamify::achieve`]) are applied per customer at each event
 //!   ([`gamify::achieve_state`], with [`badge`], [`challenge`] and [`streak`] below).
 //!   [`gamify::memory`]: the state's bytes by structure (the metrics endpoint's).
@@ -51,8 +52,8 @@
 //!   suppression, adaptive models) in persistent maps versions share, reach funnels,
 //!   campaign blasts over a segment ([`decide::campaign`]: per-offer bitmaps once per call),
 //!   hold-out / control draws as cached row bitmaps ([`decide::draws`]), offers' rules
-//!   compiled once and reused by single decisions ([`decide::rules`]), and their
-//!   protobuf record forms; [`decide::change`] is what the engine holds
+//!   compiled once and reused by single decisions ([`decide::rules`]) (their protobuf
+//!   record forms are [`persist::decide`]'s); [`decide::change`] is what the engine holds
 //!   ([`decide::State`]) and applies ([`decide::Change`], `Mutation::Decide`).
 //! - [`db`]: durability and publication around the engine: group-committed write-ahead
 //!   log (optionally also a replicated log behind `db/sink.rs`, or, for a cluster member,
@@ -65,8 +66,8 @@
 //!   with one method per use case, typed inputs and results, and [`app::AppError`].
 //!
 //! None of these modules knows about a transport. These do, and only they import tonic /
-//! prost / axum (except [`persist::record`] and the record forms of [`gamify`],
-//! [`decide`] and [`leaderboard`], which use prost for storage, not for any API); they
+//! prost / axum (except [`persist`], whose record forms use prost for storage, not for
+//! any API, and the leaderboards' snapshot form [`leaderboard`]`::record`); they
 //! translate and call [`app::App`]:
 //! - [`grpc`]: the `segd.v1.SegmentService` / `CustomerService` / `DecisionService` /
 //!   `EventService` / `GamificationService` / `LeaderboardService` / `ReplicaService` adapters: generated proto types, conversions (`TryFrom`), the one error-to-status

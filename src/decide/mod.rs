@@ -20,7 +20,7 @@
 //! - [`draws`]: hold-out and control-group draws as cached, append-extended row bitmaps.
 //! - [`rules`]: offers' rules compiled once per catalogue and table bindings
 //!   ([`RuleCache`]), reused by every decision; memberships read live.
-//! - [`record`]: protobuf record forms of all of the above, for the log and snapshots.
+//! - Their protobuf record forms, for the log and snapshots, are [`crate::persist::decide`].
 //! - [`idmap`]: id-keyed persistent maps: a version's clone is O(1), a write copies its path.
 //! - [`hash`]: stable hold-out / control-group draws and sampling seeds.
 //!
@@ -29,16 +29,16 @@
 //!   is built for offers not presented) with a [`DatasetFacts`] over the
 //!   [`RuleCache`]'s rules (compiled once per catalogue and binding generation, saved
 //!   segments read from the version); then [`ContactState::check_decision`], log the
-//!   [`record::DecisionTakenRecord`], and in apply [`ContactState::apply_decision`];
+//!   [`crate::persist::decide::DecisionTakenRecord`], and in apply [`ContactState::apply_decision`];
 //!   [`settle`] merges what the apply kept into the answer (the record itself moves into
 //!   the log).
-//! - `RecordOutcome`: [`ContactState::check_outcome`], log [`record::OutcomeRecord`], apply
+//! - `RecordOutcome`: [`ContactState::check_outcome`], log [`crate::persist::decide::OutcomeRecord`], apply
 //!   [`ContactState::record_outcome`] (idempotent).
 //! - `PutOffer`: [`Offer::validate`], [`ContactConfig::check_offer`] and
-//!   [`facts::resolve`] against the current version, log [`record::OfferRecord`], apply
+//!   [`facts::resolve`] against the current version, log [`crate::persist::decide::OfferRecord`], apply
 //!   [`Catalogue::put`]. `DeleteSegment` should refuse a segment that
 //!   [`Catalogue::offers_using_segment`] names.
-//! - Snapshots: [`record::CatalogueRecord`] and [`record::ContactStateRecord`].
+//! - Snapshots: [`crate::persist::decide::CatalogueRecord`] and [`crate::persist::decide::ContactStateRecord`].
 //! - `ReachEstimate`: [`reach_estimate`]; `DecideForSegment`: [`Blaster`] (or
 //!   [`decide_for_segment`] when every member's explanation is asked for), each decision
 //!   that presents something then logged and applied like a single one.
@@ -62,7 +62,7 @@ pub mod idmap;
 pub mod limits;
 pub mod offer;
 pub mod reach;
-pub mod record;
+
 pub mod rules;
 
 pub use arbitrate::{

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use crate::gamify::program::DEMO_PROGRAM;
-use crate::gamify::record::{decode_state, encode_state};
 use crate::gamify::{
     Achievement, AttrValue, Event, GamifyError, GamifyState, MapFacts, Program, PropValue, Value,
 };
+use crate::persist::gamify::{decode_state, encode_state};
 
 fn ms(t: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(t).unwrap().timestamp_millis()

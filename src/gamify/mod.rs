@@ -24,14 +24,13 @@
 //! - [`achieve`]: the program's `badges`, `challenges` and `streaks` sections and their
 //!   validation; [`achieve_state`]: a customer's badges, challenge progress and streaks,
 //!   applied at each event, their derived attributes, agenda instants and reads;
-//!   [`achieve_record`]: their snapshot form; [`achieve_join`]: opting in to a challenge.
+//!   [`achieve_join`]: opting in to a challenge.
 //! - [`change`]: a program change (every customer re-tiered in one mutation) and its
 //!   preview, the tier / level transition matrix.
 //! - [`view`]: reads: a customer's state (`GetGamificationState`), a ledger page.
 //! - [`mutation`]: [`Change`], the one logged mutation kind the engine applies
-//!   (`Mutation::Gamify`), its outcome, and its log / snapshot bytes.
-//! - [`record`]: the snapshot and log form (protobuf messages), kept apart from the
-//!   in-memory types so a renamed field never changes the bytes.
+//!   (`Mutation::Gamify`), and its outcome. Their snapshot and log form (protobuf
+//!   messages, apart from these types) is `persist::gamify`'s, not this module's.
 //! - [`gen`]: a seeded event generator for benchmarks and examples.
 //!
 //! # Time
@@ -65,7 +64,6 @@
 
 pub mod achieve;
 pub mod achieve_join;
-pub mod achieve_record;
 pub mod achieve_state;
 pub mod applied;
 pub mod change;
@@ -78,7 +76,6 @@ pub mod memory;
 pub mod mutation;
 pub mod points;
 pub mod program;
-pub mod record;
 pub mod rules;
 pub mod state;
 pub mod tiers;

@@ -181,20 +181,21 @@ impl Customers {
 
 /// Every customer's gamification state. Cloning is O(1) and shares structure (see
 /// [`Customers`]; the dedup window and the agenda are persistent collections too).
+/// The fields are the crate's so that `persist::gamify` writes and reads them.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GamifyState {
-    pub(super) customers: Customers,
+    pub(crate) customers: Customers,
     /// Interned names (wallet, rule, measure and counter ids); credits store 2 bytes.
-    pub(super) names: Vec<Box<str>>,
-    pub(super) name_ids: HashMap<Box<str>, u16>,
+    pub(crate) names: Vec<Box<str>>,
+    pub(crate) name_ids: HashMap<Box<str>, u16>,
     /// Event ids of the dedup window and their logged time; the queue in logged order
     /// (one copy of each id, shared by both).
-    pub(super) dedup: imbl::HashMap<Arc<str>, i64>,
-    pub(super) dedup_queue: imbl::Vector<(i64, Arc<str>)>,
+    pub(crate) dedup: imbl::HashMap<Arc<str>, i64>,
+    pub(crate) dedup_queue: imbl::Vector<(i64, Arc<str>)>,
     /// (due, customer): who a tick must visit.
-    pub(super) agenda: imbl::OrdSet<(i64, u64)>,
+    pub(crate) agenda: imbl::OrdSet<(i64, u64)>,
     /// The latest logged time seen: "now" for the 30-day figure.
-    pub(super) clock_ms: i64,
+    pub(crate) clock_ms: i64,
 }
 
 pub fn check_time(field: &'static str, ms: i64) -> Result<(), GamifyError> {

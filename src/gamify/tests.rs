@@ -9,6 +9,7 @@ use super::program::{DowngradeSpec, ExpirySpec, ProgramSpec, TierSpec, DEMO_PROG
 
 use super::view::EntryKind;
 use super::*;
+use crate::persist::gamify as record;
 
 fn ms(s: &str) -> i64 {
     DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis()

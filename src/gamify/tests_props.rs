@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
+use crate::persist::gamify as record;
 
 const PROGRAM: &str = r#"{
   "time_zone": "UTC",

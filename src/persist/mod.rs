@@ -46,6 +46,8 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub mod decide;
+pub mod gamify;
 mod legacy;
 pub mod record;
 mod segment;

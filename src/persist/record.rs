@@ -65,10 +65,10 @@ pub struct SnapshotMeta {
     pub id_column: String,
     /// In creation order.
     pub segments: Vec<SegmentMeta>,
-    /// The next-best-offer state's section ([`crate::decide::record::encode_state`]; empty
+    /// The next-best-offer state's section ([`crate::persist::decide::encode_state`]; empty
     /// when decisions were never used).
     pub decide: Vec<u8>,
-    /// The gamification section (`crate::gamify::mutation::encode_snapshot`; empty:
+    /// The gamification section (`crate::persist::gamify::change::encode_snapshot`; empty:
     /// no program).
     pub gamify: Vec<u8>,
     /// The leaderboards (`crate::leaderboard::live::Boards::encode`; empty: none).
@@ -97,7 +97,7 @@ pub fn encode_mutation(m: &Mutation, buf: &mut Vec<u8>) {
     }
     // Likewise a batch of events (`Record.gamify`, field 20), in gamify's own record code.
     if let Mutation::Gamify(crate::gamify::Change::RecordEvents { events, logged_at_ms }) = m {
-        return crate::gamify::record::encode_events_in_record(events, *logged_at_ms, 20, buf);
+        return crate::persist::gamify::encode_events_in_record(events, *logged_at_ms, 20, buf);
     }
     encode_mutation_via_message(m, buf);
 }
@@ -175,8 +175,8 @@ impl From<&Mutation> for pb::Record {
                 customer_ids: customer_ids.clone(),
                 add: *add,
             }),
-            Mutation::Decide(c) => Kind::Decide(crate::decide::record::encode_change(c)),
-            Mutation::Gamify(c) => Kind::Gamify(crate::gamify::mutation::encode_change(c)),
+            Mutation::Decide(c) => Kind::Decide(crate::persist::decide::encode_change(c)),
+            Mutation::Gamify(c) => Kind::Gamify(crate::persist::gamify::change::encode_change(c)),
         };
         pb::Record { kind: Some(kind) }
     }
@@ -211,11 +211,11 @@ impl TryFrom<pb::Record> for Mutation {
                 Mutation::EditMembers { id, customer_ids, add }
             }
             Kind::Decide(bytes) => Mutation::Decide(
-                crate::decide::record::decode_change(&bytes)
+                crate::persist::decide::decode_change(&bytes)
                     .map_err(|e| DecodeError::Decide(e.to_string()))?,
             ),
             Kind::Gamify(bytes) => Mutation::Gamify(
-                crate::gamify::mutation::decode_change(&bytes)
+                crate::persist::gamify::change::decode_change(&bytes)
                     .map_err(|e| DecodeError::Gamify(e.to_string()))?,
             ),
         })

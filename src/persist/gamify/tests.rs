@@ -9,8 +9,8 @@ use prost::Message;
 
 use super::encode_events_in_record;
 use crate::engine::Mutation;
-use crate::gamify::mutation::encode_change;
 use crate::gamify::{Change, Event, PropValue};
+use crate::persist::gamify::change::encode_change;
 use crate::persist::record::{decode_mutation, encode_mutation, pb, FORMAT};
 
 /// What the general path writes: the `Record` message with the change's bytes.

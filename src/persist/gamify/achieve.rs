@@ -1,13 +1,13 @@
 //! The snapshot form of a customer's badges, challenges and streaks
-//! ([`super::achieve_state::CustomerAchieve`]): field 20 of
-//! [`super::record::CustomerRecord`], absent for a customer without any. Keys are the
+//! ([`crate::gamify::achieve_state::CustomerAchieve`]): field 20 of
+//! [`super::CustomerRecord`], absent for a customer without any. Keys are the
 //! state's interned names (`badge:<id>`, `challenge:<id>`, `streak:<id>`), zones their IANA
 //! names.
 
-use super::achieve_state::{ChallengeEntry, CustomerAchieve, StreakEntry};
-use super::GamifyError;
 use crate::badge::{CustomerBadges, Held};
 use crate::challenge::Progress;
+use crate::gamify::achieve_state::{ChallengeEntry, CustomerAchieve, StreakEntry};
+use crate::gamify::GamifyError;
 use crate::streak::{StreakState, StreakUnit};
 
 #[derive(Clone, PartialEq, prost::Message)]

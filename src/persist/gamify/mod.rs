@@ -8,18 +8,21 @@
 //! Everything a mutation accepts round-trips: ids and strings are bounded UTF-8, numbers
 //! are checked finite before they are logged, instants are i64 milliseconds.
 
+pub mod achieve;
+pub mod change;
+
 use std::collections::BTreeMap;
 
 use prost::Message;
 
-use super::ledger::{Credit, Debit, DebitKind, Wallet};
-use super::program::Program;
-use super::rules::CapUse;
-use super::state::{Customer, Customers, GamifyState};
-use super::tiers::Buckets;
-use super::time::CapPeriod;
-use super::{Event, GamifyError, PropValue};
-use super::{Grant, Spend};
+use crate::gamify::ledger::{Credit, Debit, DebitKind, Wallet};
+use crate::gamify::program::Program;
+use crate::gamify::rules::CapUse;
+use crate::gamify::state::{Customer, Customers, GamifyState};
+use crate::gamify::tiers::Buckets;
+use crate::gamify::time::CapPeriod;
+use crate::gamify::{Event, GamifyError, PropValue};
+use crate::gamify::{Grant, Spend};
 
 /// Bumped when a change cannot be read by older code.
 pub const STATE_FORMAT: u32 = 1;
@@ -75,7 +78,7 @@ pub struct CustomerRecord {
     pub due_ms: i64,
     /// Badges, challenges and streaks (absent: none).
     #[prost(message, optional, tag = "20")]
-    pub achieve: Option<super::achieve_record::AchieveRecord>,
+    pub achieve: Option<achieve::AchieveRecord>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -324,7 +327,7 @@ pub fn encode_state(state: &GamifyState, program: &Program) -> Vec<u8> {
                 next_check_ms: c.next_check_ms,
                 level: c.level,
                 due_ms: c.due_ms,
-                achieve: c.achieve.as_deref().map(super::achieve_record::encode),
+                achieve: c.achieve.as_deref().map(achieve::encode),
             })
             .collect(),
     };
@@ -453,7 +456,7 @@ pub fn decode_state(bytes: &[u8], program: &Program) -> Result<GamifyState, Gami
             next_check_ms: c.next_check_ms,
             level: c.level,
             due_ms: c.due_ms,
-            achieve: c.achieve.map(|a| super::achieve_record::decode(a, n).map(Box::new)).transpose()?,
+            achieve: c.achieve.map(|a| achieve::decode(a, n).map(Box::new)).transpose()?,
         };
         if cust.due_ms != i64::MAX {
             state.agenda.insert((cust.due_ms, c.id));
@@ -467,8 +470,8 @@ pub fn decode_state(bytes: &[u8], program: &Program) -> Result<GamifyState, Gami
 fn decode_wallet(w: WalletRecord, names: usize) -> Result<Wallet, GamifyError> {
     let mut credits = Vec::with_capacity(w.credits.len());
     for c in w.credits {
-        let rule = if c.rule == super::ledger::GRANT_RULE as u32 {
-            super::ledger::GRANT_RULE
+        let rule = if c.rule == crate::gamify::ledger::GRANT_RULE as u32 {
+            crate::gamify::ledger::GRANT_RULE
         } else {
             key(c.rule, names, "rule")?
         };
@@ -742,5 +745,4 @@ fn prop_len(k: &str, v: &PropValue) -> usize {
 }
 
 #[cfg(test)]
-#[path = "record_tests.rs"]
 mod tests;

@@ -28,7 +28,7 @@ pub enum RecordError {
     #[error("record field {field}: unknown value {value}")]
     Unknown { field: &'static str, value: String },
     #[error(transparent)]
-    Offer(#[from] super::offer::OfferError),
+    Offer(#[from] crate::decide::offer::OfferError),
 }
 
 /// `Some` field or a [`RecordError::Missing`].
@@ -36,8 +36,8 @@ pub(crate) fn need<T>(v: Option<T>, field: &'static str) -> Result<T, RecordErro
     v.ok_or(RecordError::Missing(field))
 }
 
-pub(crate) fn channel(s: &str, field: &'static str) -> Result<super::offer::Channel, RecordError> {
-    super::offer::Channel::parse(s).map_err(|_| RecordError::Unknown { field, value: s.into() })
+pub(crate) fn channel(s: &str, field: &'static str) -> Result<crate::decide::offer::Channel, RecordError> {
+    crate::decide::offer::Channel::parse(s).map_err(|_| RecordError::Unknown { field, value: s.into() })
 }
 
 #[cfg(test)]
