@@ -12,52 +12,20 @@ use std::time::Duration;
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt64Type;
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 use tonic::Code;
 
-use segd::grpc::pb::event_service_client::EventServiceClient;
-use segd::grpc::pb::gamification_service_client::GamificationServiceClient;
-use segd::grpc::pb::segment_service_client::SegmentServiceClient;
+use super::gamify::{start_over, stop, Running};
 use segd::grpc::pb::{self, achievement_event::Kind, property_value::Value as V};
-use segd::server::Server;
 
 const ROWS: usize = 1_000;
 const SEED: u64 = 17;
-
-struct Running {
-    server: Server,
-    stop: tokio::sync::oneshot::Sender<()>,
-    done: tokio::task::JoinHandle<()>,
-    events: EventServiceClient<Channel>,
-    game: GamificationServiceClient<Channel>,
-    seg: SegmentServiceClient<Channel>,
-}
 
 fn batches() -> Vec<arrow_array::RecordBatch> {
     segd::gen::generate(ROWS, SEED)
 }
 
 async fn start(dir: &Path) -> Running {
-    let s = super::common::serve_generated(dir, ROWS, SEED).await;
-    Running {
-        server: s.server,
-        stop: s.stop,
-        done: s.done,
-        events: EventServiceClient::new(s.channel.clone()),
-        game: GamificationServiceClient::new(s.channel.clone()),
-        seg: SegmentServiceClient::new(s.channel),
-    }
-}
-
-async fn stop(r: Running, snapshot: bool) {
-    let Running { server, stop, done, events, game, seg } = r;
-    drop((events, game, seg));
-    let _ = stop.send(());
-    done.await.unwrap();
-    if snapshot {
-        tokio::task::block_in_place(|| server.close().unwrap());
-    }
-    drop(server);
+    start_over(dir, ROWS, SEED).await
 }
 
 fn customer() -> u64 {

@@ -36,6 +36,7 @@ pub struct Served {
     pub stop: tokio::sync::oneshot::Sender<()>,
     pub done: tokio::task::JoinHandle<()>,
     pub channel: tonic::transport::Channel,
+    pub addr: std::net::SocketAddr,
 }
 
 pub async fn serve_generated(dir: &std::path::Path, rows: usize, seed: u64) -> Served {
@@ -65,5 +66,5 @@ pub async fn serve_generated(dir: &std::path::Path, rows: usize, seed: u64) -> S
     });
     let channel =
         tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-    Served { server, stop, done, channel }
+    Served { server, stop, done, channel, addr }
 }

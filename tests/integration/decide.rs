@@ -10,16 +10,13 @@ use std::path::Path;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, UInt64Type, UInt8Type};
 use arrow_array::{Array, RecordBatch};
-use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use tonic::Code;
 
-use segd::db::DbOptions;
 use segd::grpc::pb::decision_service_client::DecisionServiceClient;
 use segd::grpc::pb::{self, offer};
 use segd::query::Limits;
-use segd::server::{Config, Server};
-use segd::store::Dataset;
+use segd::server::Server;
 
 pub(super) const ROWS: usize = 3_000;
 const SEED: u64 = 21;
@@ -37,31 +34,14 @@ pub(super) struct Running {
 }
 
 pub(super) async fn start(dir: &Path) -> Running {
-    let opts = DbOptions { data_dir: dir.to_path_buf(), ..DbOptions::default() };
-    let server = tokio::task::block_in_place(|| {
-        Server::open(
-            opts,
-            || {
-                let b = segd::gen::generate(ROWS, SEED);
-                Ok(Dataset::from_batches(segd::gen::schema(), b.into_iter().map(Ok), "customer_id")?)
-            },
-            Config::default(),
-        )
-    })
-    .expect("data dir opens");
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let s = server.clone();
-    let done = tokio::spawn(async move {
-        s.serve(listener, async move {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    let ch = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-    Running { server, addr, stop, done, client: DecisionServiceClient::new(ch) }
+    let s = super::common::serve_generated(dir, ROWS, SEED).await;
+    Running {
+        server: s.server,
+        addr: s.addr,
+        stop: s.stop,
+        done: s.done,
+        client: DecisionServiceClient::new(s.channel),
+    }
 }
 
 /// Stops serving; `snapshot`: close the data dir (final snapshot, log cut), else leave the

@@ -38,7 +38,12 @@ fn batches() -> Vec<arrow_array::RecordBatch> {
 }
 
 pub(crate) async fn start(dir: &Path) -> Running {
-    let s = super::common::serve_generated(dir, ROWS, SEED).await;
+    start_over(dir, ROWS, SEED).await
+}
+
+/// [`start`] over `rows` customers generated with `seed`.
+pub(crate) async fn start_over(dir: &Path, rows: usize, seed: u64) -> Running {
+    let s = super::common::serve_generated(dir, rows, seed).await;
     Running {
         server: s.server,
         stop: s.stop,

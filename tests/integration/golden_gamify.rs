@@ -3,7 +3,7 @@
 //! `write_gamify_golden_records`): they decode to the mutations written out below, and a
 //! hand-written protobuf reader (no prost, no segd type) finds each field where the log
 //! format says it is: `Record.gamify` = 20, then the `ChangeRecord` case and its fields
-//! (src/gamify/record.rs). The current encoder still writes these bytes, except the
+//! (src/persist/gamify/mod.rs). The current encoder still writes these bytes, except the
 //! program's, whose JSON text follows the program's serde form.
 
 use std::collections::BTreeMap;
