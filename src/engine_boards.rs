@@ -21,12 +21,12 @@ impl Engine {
 
     /// The snapshot section (empty while no board was ever defined).
     pub fn boards_snapshot(&self) -> Vec<u8> {
-        self.boards.read_whole(Boards::encode)
+        self.boards.read_whole(crate::persist::leaderboard::encode_boards)
     }
 
     /// Start-up only: the boards of a snapshot (replay then skips what they hold).
     pub fn restore_boards(&mut self, bytes: &[u8]) -> Result<(), BoardError> {
-        *self.boards.write() = Boards::decode(bytes)?;
+        *self.boards.write() = crate::persist::leaderboard::decode_boards(bytes)?;
         Ok(())
     }
 

@@ -540,7 +540,7 @@ fn a_deleted_customer_leaves_every_board() {
 
 #[test]
 fn a_challenge_boards_counting_rules_live_in_the_snapshot() {
-    use crate::leaderboard::record::LiveBoardsRecord;
+    use crate::persist::leaderboard::LiveBoardsRecord;
     use prost::Message;
     let (_, live, oracle) = random_log(5);
     let snap = live.boards_snapshot();

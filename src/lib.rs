@@ -17,8 +17,9 @@
 //! - [`persist`]: durability: a checksummed, group-committed write-ahead log and Arrow IPC
 //!   snapshots; [`persist::record`] is the versioned on-disk record format (the
 //!   `segd.log.v1` protobuf schema in proto/segd/log/v1, with explicit conversions),
-//!   [`persist::gamify`] and [`persist::decide`] the record forms of the gamification and
-//!   decision state, and `persist::legacy` reads the first release's JSON records.
+//!   [`persist::gamify`], [`persist::decide`] and [`persist::leaderboard`] the record
+//!   forms of the gamification state, the decision state and the leaderboards, and
+//!   `persist::legacy` reads the first release's JSON records.
 //! - [`gamify`]: gamification core: a declarative program, events, a points ledger with
 //!   pending windows and expiry, earning rules, tiers and levels; pure and deterministic
 //!   (time only from events and logged records). Its snapshot / log records are
@@ -67,7 +68,7 @@
 //!
 //! None of these modules knows about a transport. These do, and only they import tonic /
 //! prost / axum (except [`persist`], whose record forms use prost for storage, not for
-//! any API, and the leaderboards' snapshot form [`leaderboard`]`::record`); they
+//! any API); they
 //! translate and call [`app::App`]:
 //! - [`grpc`]: the `segd.v1.SegmentService` / `CustomerService` / `DecisionService` /
 //!   `EventService` / `GamificationService` / `LeaderboardService` / `ReplicaService` adapters: generated proto types, conversions (`TryFrom`), the one error-to-status

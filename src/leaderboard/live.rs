@@ -59,9 +59,6 @@
 
 use std::sync::Arc;
 
-use prost::Message;
-
-use super::record::{LiveBoardRecord, LiveBoardsRecord};
 use super::{BoardError, PeriodBoard};
 use crate::gamify::leaderboards::{ChallengeCounts, LeaderboardSpec, MetricSpec};
 use crate::gamify::program::cents;
@@ -123,9 +120,9 @@ impl LiveBoard {
 /// Every board of the program in force, in program order.
 #[derive(Clone, Debug, Default)]
 pub struct Boards {
-    boards: Vec<LiveBoard>,
+    pub(crate) boards: Vec<LiveBoard>,
     /// The last log sequence these boards took (see the module doc).
-    applied_through: u64,
+    pub(crate) applied_through: u64,
 }
 
 impl Boards {
@@ -238,54 +235,6 @@ impl Boards {
             );
             self.applied_through = last;
         }
-    }
-
-    /// The snapshot section (empty while no program ever defined a board).
-    pub fn encode(&self) -> Vec<u8> {
-        if self.boards.is_empty() && self.applied_through == 0 {
-            return vec![];
-        }
-        LiveBoardsRecord {
-            applied_through: self.applied_through,
-            boards: self
-                .boards
-                .iter()
-                .map(|b| LiveBoardRecord {
-                    spec_json: serde_json::to_string(&b.spec).unwrap_or_default(),
-                    board: Some(b.board.to_record()),
-                    counts_json: b.counts.as_ref().map(|c| serde_json::to_string(c).unwrap_or_default()),
-                })
-                .collect(),
-        }
-        .encode_to_vec()
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<Boards, BoardError> {
-        if bytes.is_empty() {
-            return Ok(Boards::default());
-        }
-        let r = LiveBoardsRecord::decode(bytes)
-            .map_err(|e| BoardError::Record { field: "leaderboards", reason: e.to_string() })?;
-        let mut boards = Vec::with_capacity(r.boards.len());
-        for b in &r.boards {
-            let spec: LeaderboardSpec = serde_json::from_str(&b.spec_json)
-                .map_err(|e| BoardError::Record { field: "spec_json", reason: e.to_string() })?;
-            let board = PeriodBoard::from_record(b.board.as_ref().unwrap_or(&Default::default()))?;
-            let counts = match &b.counts_json {
-                Some(j) => Some(
-                    serde_json::from_str(j)
-                        .map_err(|e| BoardError::Record { field: "counts_json", reason: e.to_string() })?,
-                ),
-                None => None,
-            };
-            if matches!(spec.metric, MetricSpec::ChallengeProgress { .. }) != counts.is_some() {
-                let reason =
-                    format!("board '{}': counts_json goes with a challenge_progress metric only", spec.id);
-                return Err(BoardError::Record { field: "counts_json", reason });
-            }
-            boards.push(LiveBoard { spec, counts, board });
-        }
-        Ok(Boards { boards, applied_through: r.applied_through })
     }
 }
 

@@ -9,7 +9,6 @@
 //! - [`period`]: [`PeriodBoard`]: the current period's board (day, week, month in the
 //!   program's time zone, or all time), rolled over on a logged instant, with the last N
 //!   closed periods kept for payouts.
-//! - [`record`]: the protobuf snapshot form of a board and a period board.
 //! - [`live`]: [`live::Boards`], the boards a gamification program defines, kept by the
 //!   engine from logged changes, outside its versions (why: see there).
 //!
@@ -19,13 +18,13 @@
 //! still order exactly); then the lower customer id. A score set again to its current
 //! value keeps its original instant.
 //!
-//! Pure: no I/O and no clock; every instant comes from the caller's logged record.
+//! Pure: no I/O and no clock; every instant comes from the caller's logged record. The
+//! snapshot form is [`crate::persist::leaderboard`]'s.
 
 pub mod bands;
 pub mod board;
 pub mod live;
 pub mod period;
-pub mod record;
 #[cfg(test)]
 mod tests;
 

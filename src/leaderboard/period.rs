@@ -91,13 +91,13 @@ pub enum PeriodSel {
 /// which nothing happened are empty boards.
 #[derive(Clone, Debug)]
 pub struct PeriodBoard {
-    pub(super) period: Period,
-    pub(super) tz: Tz,
-    pub(super) keep: u32,
-    pub(super) index: i64,
-    pub(super) current: Board,
+    pub(crate) period: Period,
+    pub(crate) tz: Tz,
+    pub(crate) keep: u32,
+    pub(crate) index: i64,
+    pub(crate) current: Board,
     /// Closed periods, oldest first, each with its index; only non-empty ones are held.
-    pub(super) closed: VecDeque<(i64, Board)>,
+    pub(crate) closed: VecDeque<(i64, Board)>,
 }
 
 static EMPTY: std::sync::LazyLock<Board> = std::sync::LazyLock::new(Board::new);

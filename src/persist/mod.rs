@@ -48,6 +48,7 @@ use std::path::{Path, PathBuf};
 
 pub mod decide;
 pub mod gamify;
+pub mod leaderboard;
 mod legacy;
 pub mod record;
 mod segment;

@@ -71,7 +71,7 @@ pub struct SnapshotMeta {
     /// The gamification section (`crate::persist::gamify::change::encode_snapshot`; empty:
     /// no program).
     pub gamify: Vec<u8>,
-    /// The leaderboards (`crate::leaderboard::live::Boards::encode`; empty: none).
+    /// The leaderboards (`crate::persist::leaderboard::encode_boards`; empty: none).
     pub leaderboards: Vec<u8>,
 }
 
