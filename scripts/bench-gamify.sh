@@ -79,22 +79,7 @@ fi
 } > "$OUT/env.txt"
 
 # --- the benchmark program: 20 rules, 5 tiers, 50 levels ----------------------------------
-python3 - "$ROOT/src/gamify/demo_program.json" > "$OUT/program.json" <<'PY'
-import json, sys
-p = json.load(open(sys.argv[1]))
-cats = ["toys", "books", "fashion", "beauty", "garden", "sports", "music", "food"]
-while len(p["rules"]) < 20:
-    i = len(p["rules"])
-    p["rules"].append({
-        "id": f"bonus-{i}", "event": "purchase",
-        "when": f"category = '{cats[i % len(cats)]}' AND amount_eur >= {10 * (i % 5 + 1)}",
-        "points": {"fixed": 5 + i},
-        "multipliers": [{"factor": 2, "customer": "tier IN ('GOLD', 'PLATINUM')"}],
-        "caps": {"per_week": 200}, "pending_days": 14})
-p["tiers"]["tiers"].append({"name": "PLATINUM", "min": 5000})
-p["levels"]["thresholds"] = [0] + [100 * i * (i + 1) // 2 for i in range(1, 50)]
-print(json.dumps(p))
-PY
+python3 "$ROOT/scripts/bench-program.py" "$ROOT/src/gamify/demo_program.json" > "$OUT/program.json"
 python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); p["tiers"]["tiers"][3]["min"]=900; print(json.dumps({"program_json": json.dumps(p)}))' \
   "$OUT/program.json" > "$OUT/preview_request.json"
 

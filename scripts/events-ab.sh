@@ -14,23 +14,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 D=$(mktemp -d /tmp/events-ab.XXXX)
 PID=''
 trap '[ -n "$PID" ] && kill -9 $PID 2>/dev/null; rm -rf $D' EXIT
-# The program of scripts/bench-gamify.sh.
-python3 - "$ROOT/src/gamify/demo_program.json" > $D/program.json <<'PY'
-import json, sys
-p = json.load(open(sys.argv[1]))
-cats = ["toys", "books", "fashion", "beauty", "garden", "sports", "music", "food"]
-while len(p["rules"]) < 20:
-    i = len(p["rules"])
-    p["rules"].append({
-        "id": f"bonus-{i}", "event": "purchase",
-        "when": f"category = '{cats[i % len(cats)]}' AND amount_eur >= {10 * (i % 5 + 1)}",
-        "points": {"fixed": 5 + i},
-        "multipliers": [{"factor": 2, "customer": "tier IN ('GOLD', 'PLATINUM')"}],
-        "caps": {"per_week": 200}, "pending_days": 14})
-p["tiers"]["tiers"].append({"name": "PLATINUM", "min": 5000})
-p["levels"]["thresholds"] = [0] + [100 * i * (i + 1) // 2 for i in range(1, 50)]
-print(json.dumps(p))
-PY
+# The program of scripts/bench-gamify.sh (scripts/bench-program.py).
+python3 "$ROOT/scripts/bench-program.py" "$ROOT/src/gamify/demo_program.json" > $D/program.json
 SEGD_LOG=info env ${SERVER_ENV:-} "$BIN" serve --demo "$ROWS" --data-dir $D/data --listen 127.0.0.1:$PORT \
   --program $D/program.json --snapshot-every 1000000000 > $D/serve.log 2>&1 &
 PID=$!
